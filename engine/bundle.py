@@ -1,0 +1,102 @@
+"""The model bundle: everything needed to use a trained classifier, in one ``torch.load``-safe file.
+
+A bundle is a plain dict of strings, numbers, lists and tensors, so ``torch.load(path, weights_only=True)``
+reads it without ever executing code from the file::
+
+    {"format": "transfer-studio-bundle", "version": 1, "architecture": "resnet18",
+     "class_names": [...], "state_dict": {...}, "preprocessing": {...}, "metrics": {...}, "config": {...}}
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from engine.catalog import Preprocessing, build_model
+from engine.errors import BundleError, TransferStudioError
+from engine.runs import atomic_torch_save
+
+BUNDLE_FORMAT = "transfer-studio-bundle"
+BUNDLE_VERSION = 1
+
+
+@dataclass
+class Bundle:
+    """A trained classifier: architecture, weights, class names, preprocessing and how it scored."""
+
+    architecture: str
+    class_names: list[str]
+    state_dict: dict[str, torch.Tensor]
+    preprocessing: Preprocessing
+    metrics: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": BUNDLE_FORMAT,
+            "version": BUNDLE_VERSION,
+            "architecture": self.architecture,
+            "class_names": list(self.class_names),
+            "state_dict": self.state_dict,
+            "preprocessing": self.preprocessing.to_dict(),
+            "metrics": self.metrics,
+            "config": self.config,
+        }
+
+    def build_model(self) -> nn.Module:
+        """The network with this bundle's weights, in eval mode, on the CPU."""
+        try:
+            model, _ = build_model(self.architecture, len(self.class_names), pretrained=False)
+            model.load_state_dict(self.state_dict)
+        except TransferStudioError:
+            raise
+        except (RuntimeError, KeyError, ValueError) as exc:
+            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise BundleError(
+                f"the bundle's weights do not fit a {self.architecture} with "
+                f"{len(self.class_names)} classes: {first_line}"
+            ) from None
+        return model.eval()
+
+
+def save_bundle(path: str | Path, bundle: Bundle) -> Path:
+    """Write ``bundle`` atomically to ``path``; returns the path."""
+    path = Path(path)
+    atomic_torch_save(bundle.to_dict(), path)
+    return path
+
+
+def load_bundle(path: str | Path) -> Bundle:
+    """Read a bundle; BundleError with a one-line reason when the file is not a usable bundle."""
+    path = Path(path)
+    if not path.exists():
+        raise BundleError(f"{path}: no such file")
+    if path.is_dir():
+        candidate = path / "model.pt"
+        if not candidate.is_file():
+            raise BundleError(f"{path} is a folder without a model.pt bundle")
+        path = candidate
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - pickle/zip/unpickling errors all mean "not a bundle"
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise BundleError(f"{path.name} is not a Transfer Studio model bundle ({reason[:160]})") from None
+    if not isinstance(raw, dict) or raw.get("format") != BUNDLE_FORMAT:
+        raise BundleError(f"{path.name} is not a Transfer Studio model bundle")
+    if raw.get("version", 0) > BUNDLE_VERSION:
+        raise BundleError(f"{path.name} was made by a newer Transfer Studio (bundle v{raw['version']})")
+    try:
+        return Bundle(
+            architecture=str(raw["architecture"]),
+            class_names=[str(c) for c in raw["class_names"]],
+            state_dict=dict(raw["state_dict"]),
+            preprocessing=Preprocessing.from_dict(raw["preprocessing"]),
+            metrics=dict(raw.get("metrics", {})),
+            config=dict(raw.get("config", {})),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BundleError(f"{path.name} is a damaged bundle (missing {exc})") from None

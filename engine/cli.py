@@ -1,0 +1,294 @@
+"""The headless command line: ``transfer-studio scan|models|train|predict``. Never imports Qt.
+
+Every failure the user can cause ends in one line on stderr and a non-zero exit code, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn, TextIO
+
+from engine import __version__
+from engine.config import DEVICES, OPTIMIZERS, SCHEDULES, STRATEGIES
+from engine.errors import TransferStudioError
+
+PROG = "transfer-studio"
+EXIT_USAGE = 2
+EXIT_FAILURE = 1
+EXIT_CANCELLED = 130
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error in one line instead of usage + message."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=PROG,
+        description="Train image classifiers by transfer learning. Run with no arguments to open the app.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    scan = sub.add_parser("scan", help="check a dataset folder and report classes, counts and problems")
+    scan.add_argument("data", type=Path, metavar="DATA")
+    scan.add_argument("--val-fraction", type=float, default=0.2, help="val share when there is no val/ split")
+    scan.add_argument("--seed", type=int, default=0)
+    scan.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    models = sub.add_parser("models", help="list the models you can train")
+    models.add_argument("--json", action="store_true")
+
+    train = sub.add_parser("train", help="train a classifier on a dataset folder")
+    train.add_argument("data", type=Path, nargs="?", metavar="DATA", help="dataset folder")
+    train.add_argument("--model", default="efficientnet_lite0", help="model name (see `models`)")
+    train.add_argument("--strategy", choices=list(STRATEGIES), default="feature-extract")
+    train.add_argument("--epochs", type=int)
+    train.add_argument("--batch-size", type=int)
+    train.add_argument("--lr", type=float, help="learning rate")
+    train.add_argument("--optimizer", choices=OPTIMIZERS)
+    train.add_argument("--schedule", choices=SCHEDULES)
+    train.add_argument("--weight-decay", type=float)
+    train.add_argument("--no-augment", action="store_true", help="turn off random crops and flips")
+    train.add_argument("--device", choices=DEVICES, default="auto")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--workers", type=int, help="data-loading processes (default: automatic)")
+    train.add_argument("--val-fraction", type=float, help="val share when there is no val/ split")
+    train.add_argument("--out", type=Path, metavar="RUN_DIR", help="where to write the run")
+    train.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue an interrupted run")
+    train.add_argument("--json", action="store_true", help="end with one JSON line of results")
+
+    predict = sub.add_parser("predict", help="classify an image or every image in a folder")
+    predict.add_argument("bundle", type=Path, metavar="BUNDLE", help="model.pt from a run")
+    predict.add_argument("target", type=Path, metavar="IMAGE_OR_DIR")
+    predict.add_argument("--top-k", type=int, default=3)
+    predict.add_argument("--csv", type=Path, metavar="OUT", help="write one row per image")
+    predict.add_argument("--device", choices=DEVICES, default="auto")
+    predict.add_argument("--json", action="store_true")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    logging.basicConfig(level=logging.WARNING, format=f"{PROG}: %(levelname)s: %(message)s")
+    handlers = {"scan": _scan, "models": _models, "train": _train, "predict": _predict}
+    try:
+        return handlers[args.command](args)
+    except TransferStudioError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return EXIT_CANCELLED
+    except OSError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+def _print_json(payload: Any) -> None:
+    print(json.dumps(payload, default=str))
+
+
+def _scan(args: argparse.Namespace) -> int:
+    from engine.datasets import format_report, scan_dataset
+
+    report = scan_dataset(args.data, val_fraction=args.val_fraction, seed=args.seed)
+    if args.json:
+        _print_json(report.summary())
+    else:
+        print(format_report(report))
+    return 0
+
+
+def _models(args: argparse.Namespace) -> int:
+    from engine.catalog import list_models, weights_status
+
+    rows = []
+    for info in list_models():
+        rows.append(
+            {
+                "name": info.name,
+                "family": info.family,
+                "params": info.num_params,
+                "input_size": info.input_size,
+                "weights": weights_status(info.name),
+            }
+        )
+    if args.json:
+        _print_json(rows)
+        return 0
+    print(f"{'model':<28} {'family':<22} {'params':>9} {'input':>5}  weights")
+    for r in rows:
+        print(
+            f"{r['name']:<28} {r['family']:<22} {r['params'] / 1e6:>8.1f}M {r['input_size']:>5}  {r['weights']}"
+        )
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from engine.catalog import get_model_info
+    from engine.config import TrainConfig
+    from engine.trainer import resume, train
+
+    progress = _Progress(sys.stderr)
+    stop = _StopFlag()
+    if args.resume is not None:
+        result = resume(args.resume, on_event=progress, should_stop=stop, epochs=args.epochs)
+    else:
+        if args.data is None:
+            raise TransferStudioError("give a dataset folder (or --resume RUN_DIR)")
+        get_model_info(args.model)  # fail fast on an unknown model name, before scanning
+        config = TrainConfig.for_strategy(
+            args.strategy,
+            model=args.model,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            optimizer=args.optimizer,
+            schedule=args.schedule,
+            weight_decay=args.weight_decay,
+            augment=False if args.no_augment else None,
+            device=args.device,
+            seed=args.seed,
+            workers=args.workers,
+            val_fraction=args.val_fraction,
+        )
+        result = train(config, args.data, run_dir=args.out, on_event=progress, should_stop=stop)
+    if args.json:
+        payload = result.to_json()
+        payload.pop("history", None)
+        _print_json(payload)
+    else:
+        state = "stopped" if result.cancelled else "finished"
+        print(
+            f"{state}: best val accuracy {result.best_val_acc:.4f} at epoch {result.best_epoch} "
+            f"({result.seconds:.1f}s on {result.device})"
+        )
+        if result.bundle_path:
+            print(f"model saved to {result.bundle_path}")
+    return EXIT_CANCELLED if result.cancelled else 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from engine.predict import Predictor, list_images, write_predictions_csv
+
+    predictor = Predictor.from_bundle(args.bundle, device=args.device)
+    paths = list_images(args.target)
+    if not paths:
+        raise TransferStudioError(f"{args.target} holds no image files")
+    predictions = predictor.predict_paths(paths, top_k=args.top_k)
+    if args.csv:
+        write_predictions_csv(predictions, args.csv, top_k=args.top_k)
+    if args.json:
+        _print_json(
+            [
+                {"path": str(p.path), "top": [list(t) for t in p.top], "error": p.error}
+                for p in predictions
+            ]
+        )
+    else:
+        for p in predictions:
+            if p.error:
+                print(f"{p.path}\tunreadable: {p.error}")
+            else:
+                ranked = ", ".join(f"{label} {prob:.3f}" for label, prob in p.top)
+                print(f"{p.path}\t{ranked}")
+    failed = sum(1 for p in predictions if p.error)
+    if failed:
+        print(f"{PROG}: {failed} of {len(predictions)} image(s) could not be read", file=sys.stderr)
+    if args.csv:
+        print(f"wrote {len(predictions)} rows to {args.csv}", file=sys.stderr)
+    return 0
+
+
+class _StopFlag:
+    """should_stop for the trainer; Ctrl+C sets it so the run ends cleanly after the current batch."""
+
+    def __init__(self) -> None:
+        self.stop = False
+        import signal
+
+        try:
+            signal.signal(signal.SIGINT, self._on_sigint)
+        except ValueError:  # not the main thread (tests calling main() from a worker thread)
+            pass
+
+    def _on_sigint(self, _signum: int, _frame: object) -> None:
+        if self.stop:
+            raise KeyboardInterrupt
+        self.stop = True
+        print(f"\n{PROG}: stopping after this batch (Ctrl+C again to abort)", file=sys.stderr)
+
+    def __call__(self) -> bool:
+        return self.stop
+
+
+class _Progress:
+    """Turns trainer events into a progress bar (terminals only) and one stdout line per epoch."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.last_draw = 0.0
+
+    def __call__(self, event: Any) -> None:
+        from engine import events as ev
+
+        if isinstance(event, ev.RunStarted):
+            print(
+                f"training on {event.device}: {event.num_train} train / {event.num_val} val images, "
+                f"{len(event.classes)} classes; run folder {event.run_dir}",
+                file=sys.stderr,
+            )
+        elif isinstance(event, ev.BatchProgress):
+            self._draw(event)
+        elif isinstance(event, ev.EpochEnd):
+            self._clear()
+            best = "  *best" if event.is_best else ""
+            print(
+                f"epoch {event.epoch}/{event.epochs}  train loss {event.train_loss:.4f} "
+                f"acc {event.train_acc:.4f} | val loss {event.val_loss:.4f} acc {event.val_acc:.4f} "
+                f"| lr {event.lr:.2e} | {event.seconds:.1f}s{best}",
+                flush=True,
+            )
+        elif isinstance(event, ev.Message):
+            self._clear()
+            print(f"{PROG}: {event.level}: {event.text}", file=sys.stderr)
+
+    def _draw(self, event: Any) -> None:
+        now = time.monotonic()
+        if not self.tty or now - self.last_draw < 0.1:
+            return
+        self.last_draw = now
+        width = 24
+        filled = int(width * event.batch / max(event.batches, 1))
+        bar = "#" * filled + "." * (width - filled)
+        eta = time.strftime("%M:%S", time.gmtime(event.eta_s)) if event.eta_s < 3600 else ">1h"
+        self.stream.write(
+            f"\r[{bar}] epoch {event.epoch} {event.phase} {event.batch}/{event.batches} "
+            f"loss {event.loss:.4f} ETA {eta}  "
+        )
+        self.stream.flush()
+
+    def _clear(self) -> None:
+        if self.tty:
+            self.stream.write("\r" + " " * 79 + "\r")
+            self.stream.flush()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,103 @@
+"""Training configuration: one frozen dataclass, with defaults that suit each strategy on small datasets."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from engine.errors import TransferStudioError
+
+STRATEGIES: dict[str, str] = {
+    "feature-extract": "Freeze the pretrained backbone and train only a new head: fastest, best for small datasets.",
+    "fine-tune": "Start from pretrained weights and train every layer (backbone at a smaller learning rate).",
+    "scratch": "Random initial weights, every layer trained: needs much more data and many more epochs.",
+}
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("none", "step", "cosine")
+DEVICES = ("auto", "cpu", "cuda")
+
+# Per-strategy defaults for the hyper-parameters a user is most likely to leave alone.
+_STRATEGY_DEFAULTS: dict[str, dict[str, Any]] = {
+    "feature-extract": {"epochs": 10, "lr": 1e-3, "optimizer": "adamw", "weight_decay": 1e-4},
+    "fine-tune": {"epochs": 10, "lr": 1e-3, "optimizer": "adamw", "weight_decay": 1e-4},
+    "scratch": {"epochs": 30, "lr": 1e-3, "optimizer": "adamw", "weight_decay": 5e-4},
+}
+
+
+class ConfigError(TransferStudioError):
+    """A configuration value is out of range or unknown."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides a training run (and nothing about where its output goes)."""
+
+    model: str = "efficientnet_lite0"
+    strategy: str = "feature-extract"
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 1e-3
+    optimizer: str = "adamw"
+    schedule: str = "cosine"
+    weight_decay: float = 1e-4
+    augment: bool = True
+    seed: int = 0
+    device: str = "auto"
+    workers: int = 0
+    val_fraction: float = 0.2
+    backbone_lr_scale: float = 0.1
+    label_smoothing: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    @classmethod
+    def for_strategy(cls, strategy: str = "feature-extract", **overrides: Any) -> TrainConfig:
+        """A config with the defaults of ``strategy``; ``overrides`` that are None are ignored."""
+        if strategy not in STRATEGIES:
+            raise ConfigError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+        values = {**_STRATEGY_DEFAULTS[strategy], "strategy": strategy}
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    @property
+    def pretrained(self) -> bool:
+        """Whether the run starts from pretrained weights."""
+        return self.strategy != "scratch"
+
+    def validate(self) -> None:
+        """Raise ConfigError for any value a run cannot use."""
+        checks = [
+            (self.strategy in STRATEGIES, f"unknown strategy {self.strategy!r}; choose one of "
+             f"{', '.join(STRATEGIES)}"),
+            (self.optimizer in OPTIMIZERS, f"unknown optimizer {self.optimizer!r}; choose one of "
+             f"{', '.join(OPTIMIZERS)}"),
+            (self.schedule in SCHEDULES, f"unknown schedule {self.schedule!r}; choose one of "
+             f"{', '.join(SCHEDULES)}"),
+            (self.device in DEVICES, f"unknown device {self.device!r}; choose one of {', '.join(DEVICES)}"),
+            (self.epochs >= 1, "epochs must be at least 1"),
+            (self.batch_size >= 1, "batch size must be at least 1"),
+            (self.lr > 0, "learning rate must be positive"),
+            (self.weight_decay >= 0, "weight decay cannot be negative"),
+            (0 < self.val_fraction < 1, "validation fraction must be between 0 and 1"),
+            (self.workers >= 0, "workers cannot be negative"),
+            (0 <= self.label_smoothing < 1, "label smoothing must be in [0, 1)"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able dict of every field."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        """Build from ``to_dict()`` output, ignoring keys this version does not know."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        """A copy with ``changes`` applied."""
+        return dataclasses.replace(self, **changes)

@@ -1,0 +1,141 @@
+"""Classifying images with a trained bundle: one image, a list, or a whole folder, top-k with probabilities."""
+
+from __future__ import annotations
+
+import csv
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from engine.bundle import Bundle, load_bundle
+from engine.device import resolve_device
+from engine.errors import TransferStudioError, UnreadableImageError
+from engine.images import IMAGE_EXTENSIONS, open_image
+from engine.trainer import split_outputs
+from engine.transforms import eval_transform
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The top-k classes of one image, best first, or why it could not be classified."""
+
+    path: Path
+    top: tuple[tuple[str, float], ...]
+    error: str | None = None
+
+    @property
+    def label(self) -> str | None:
+        return self.top[0][0] if self.top else None
+
+    @property
+    def probability(self) -> float | None:
+        return self.top[0][1] if self.top else None
+
+
+def list_images(path: str | Path) -> list[Path]:
+    """``path`` itself when it is a file, else every image file under the folder, sorted."""
+    path = Path(path)
+    if not path.exists():
+        raise TransferStudioError(f"{path}: no such file or folder")
+    if path.is_file():
+        return [path]
+    found = [
+        p
+        for p in path.rglob("*")
+        if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
+    ]
+    return sorted(found)
+
+
+class Predictor:
+    """A bundle's model ready for inference."""
+
+    def __init__(self, bundle: Bundle, device: str = "auto") -> None:
+        self.bundle = bundle
+        self.device = resolve_device(device)
+        self.model = bundle.build_model().to(self.device)
+        self.transform = eval_transform(bundle.preprocessing)
+
+    @classmethod
+    def from_bundle(cls, path: str | Path, device: str = "auto") -> Predictor:
+        return cls(load_bundle(path), device)
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.bundle.class_names
+
+    @torch.inference_mode()
+    def probabilities(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        """Softmax probabilities, one row per image, on the CPU."""
+        batch = torch.stack([self.transform(img) for img in images]).to(self.device)
+        logits, _ = split_outputs(self.model(batch))
+        return torch.softmax(logits.float(), dim=1).cpu()
+
+    def predict_image(self, image: str | Path | Image.Image, top_k: int = 3) -> list[tuple[str, float]]:
+        """Top-k (class, probability) for one image; UnreadableImageError if it cannot be decoded."""
+        img = image if isinstance(image, Image.Image) else open_image(image)
+        return self._top(self.probabilities([img])[0], top_k)
+
+    def predict_paths(
+        self,
+        paths: Iterable[str | Path],
+        top_k: int = 3,
+        batch_size: int = 32,
+        on_progress: Callable[[int, int], None] | None = None,
+    ) -> list[Prediction]:
+        """Classify many files; an unreadable file gets a Prediction with ``error`` set, never an exception."""
+        paths = [Path(p) for p in paths]
+        results: list[Prediction] = []
+        for start in range(0, len(paths), batch_size):
+            chunk = paths[start : start + batch_size]
+            images, readable = [], []
+            errors: dict[Path, str] = {}
+            for p in chunk:
+                try:
+                    images.append(open_image(p))
+                    readable.append(p)
+                except UnreadableImageError as exc:
+                    errors[p] = str(exc)
+            probs = iter(self.probabilities(images)) if images else iter(())
+            by_path = {p: self._top(next(probs), top_k) for p in readable}
+            for p in chunk:
+                if p in errors:
+                    results.append(Prediction(p, (), errors[p]))
+                else:
+                    results.append(Prediction(p, tuple(by_path[p])))
+            if on_progress:
+                on_progress(len(results), len(paths))
+        return results
+
+    def _top(self, probs: torch.Tensor, top_k: int) -> list[tuple[str, float]]:
+        k = max(1, min(top_k, len(self.class_names)))
+        values, indices = torch.topk(probs, k)
+        return [(self.class_names[i], float(v)) for v, i in zip(values.tolist(), indices.tolist())]
+
+
+def write_predictions_csv(predictions: Sequence[Prediction], out: str | Path, top_k: int = 1) -> Path:
+    """One row per image: path, top-1 class, its probability, then further top-k pairs and any error."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    extra = max(0, top_k - 1)
+    header = ["path", "label", "probability"]
+    for n in range(2, extra + 2):
+        header += [f"label_{n}", f"probability_{n}"]
+    header.append("error")
+    with out.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        for pred in predictions:
+            row: list[object] = [str(pred.path)]
+            pairs = list(pred.top) + [("", None)] * (extra + 1 - len(pred.top))
+            for label, prob in pairs[: extra + 1]:
+                row += [label, f"{prob:.6f}" if prob is not None else ""]
+            row.append(pred.error or "")
+            writer.writerow(row)
+    return out

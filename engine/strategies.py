@@ -1,0 +1,50 @@
+"""Training strategies: which parameters learn, at which rate, and which layers stay in eval mode.
+
+- ``feature-extract``: the backbone is frozen (no gradients, eval mode so batch-norm statistics stay
+  the pretrained ones); only the new head trains.
+- ``fine-tune``: every layer trains; the backbone at ``lr * backbone_lr_scale``, the head at ``lr``.
+- ``scratch``: random initial weights, every layer at ``lr``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from engine.config import TrainConfig
+
+
+def _is_head(param_name: str, head_names: list[str]) -> bool:
+    return any(param_name == h or param_name.startswith(h + ".") for h in head_names)
+
+
+def parameter_groups(model: nn.Module, head_names: list[str], config: TrainConfig) -> list[dict[str, Any]]:
+    """Set ``requires_grad`` per the strategy and return optimizer parameter groups."""
+    head, backbone = [], []
+    for name, param in model.named_parameters():
+        (head if _is_head(name, head_names) else backbone).append(param)
+    if config.strategy == "feature-extract":
+        for p in backbone:
+            p.requires_grad_(False)
+        for p in head:
+            p.requires_grad_(True)
+        return [{"params": head, "lr": config.lr, "name": "head"}]
+    for p in model.parameters():
+        p.requires_grad_(True)
+    backbone_lr = config.lr * (config.backbone_lr_scale if config.strategy == "fine-tune" else 1.0)
+    groups = [{"params": head, "lr": config.lr, "name": "head"}]
+    if backbone:
+        groups.append({"params": backbone, "lr": backbone_lr, "name": "backbone"})
+    return groups
+
+
+def set_mode(model: nn.Module, head_names: list[str], strategy: str, training: bool) -> None:
+    """Put the model in train or eval mode; a frozen backbone always stays in eval mode."""
+    if not training or strategy != "feature-extract":
+        model.train(training)
+        return
+    model.eval()
+    modules = dict(model.named_modules())
+    for name in head_names:
+        modules[name].train()

@@ -1,0 +1,125 @@
+"""The headless CLI: every command, JSON output, CSV output, and one-line errors for bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from helpers_images import make_image_folder
+
+from engine.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "engine.cli", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    return make_image_folder(tmp_path_factory.mktemp("cli") / "data", {"red": 8, "green": 8})
+
+
+def test_scan_json(dataset, capsys):
+    assert main(["scan", str(dataset), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["classes"] == ["green", "red"]
+    assert report["counts"]["red"]["train"] == 8
+
+
+def test_scan_text(dataset, capsys):
+    assert main(["scan", str(dataset)]) == 0
+    out = capsys.readouterr().out
+    assert "green" in out and "red" in out
+
+
+def test_models_json(capsys):
+    assert main(["models", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    names = {r["name"]: r for r in rows}
+    assert names["efficientnet_lite0"]["weights"] == "offline"
+    assert {"resnet18", "alexnet", "vgg16", "squeezenet1_0", "densenet121", "inception_v3"} <= set(names)
+
+
+def test_train_then_predict_csv(dataset, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    code = main(
+        [
+            "train", str(dataset), "--model", "efficientnet_lite0", "--strategy", "feature-extract",
+            "--epochs", "2", "--batch-size", "8", "--lr", "0.01", "--device", "cpu", "--out", str(run_dir), "--json",
+        ]
+    )  # fmt: skip
+    assert code == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert sum(line.startswith("epoch ") for line in out) == 2
+    summary = json.loads(out[-1])
+    for key in ("best_val_acc", "best_epoch", "epochs", "seconds", "device", "bundle"):
+        assert key in summary
+    assert summary["epochs"] == 2 and summary["best_val_acc"] >= 0.9
+    assert Path(summary["bundle"]).is_file()
+
+    csv_path = tmp_path / "preds.csv"
+    target = dataset / "val" / "red"
+    assert main(["predict", summary["bundle"], str(target), "--top-k", "2", "--csv", str(csv_path)]) == 0
+    rows = list(csv.reader(csv_path.open()))
+    assert len(rows) == 1 + len(list(target.iterdir()))
+    assert all(row[1] == "red" for row in rows[1:])
+    assert all(0.5 <= float(row[2]) <= 1.0 for row in rows[1:])
+
+
+def test_resume_finished_run_adds_epochs(dataset, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    args = ["--batch-size", "8", "--device", "cpu", "--strategy", "scratch", "--model", "mobilenet_v3_small"]
+    assert main(["train", str(dataset), "--epochs", "1", "--out", str(run_dir), "--json", *args]) == 0
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run_dir), "--epochs", "2", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["epochs"] == 2
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["scan", "/no/such/folder"], "does not exist"),
+        (["train", "{empty}", "--epochs", "1"], "no class"),
+        (["train", "{single}", "--epochs", "1"], "class"),
+        (["train", "{data}", "--model", "resnet9000"], "unknown model"),
+        (["train", "{data}", "--strategy", "yolo"], "invalid choice"),
+        (["predict", "{notbundle}", "{data}"], "not a Transfer Studio model bundle"),
+        (["train", "{data}", "--device", "cuda", "--epochs", "1"], "cuda"),
+    ],
+)
+def test_bad_input_is_one_line_without_traceback(args, message, tmp_path, dataset):
+    (tmp_path / "empty").mkdir()
+    make_image_folder(tmp_path / "single", {"only": 3}, splits=None)
+    not_bundle = tmp_path / "not_a_bundle.pt"
+    not_bundle.write_text("definitely not a model")
+    paths = {
+        "empty": tmp_path / "empty",
+        "single": tmp_path / "single",
+        "data": dataset,
+        "notbundle": not_bundle,
+    }
+    args = [a.format(**{k: str(v) for k, v in paths.items()}) for a in args]
+    if "cuda" in args:
+        import torch
+
+        if torch.cuda.is_available():
+            pytest.skip("this machine has CUDA")
+    proc = _cli(*args)
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert message.lower() in lines[0].lower()

@@ -1,0 +1,155 @@
+"""The trainer: phases, events, strategies, best epoch, cancellation, determinism, exact resume."""
+
+from __future__ import annotations
+
+import torch
+from helpers_images import make_image_folder
+
+from engine import events as ev
+from engine.bundle import load_bundle
+from engine.catalog import build_model
+from engine.config import TrainConfig
+from engine.runs import RunDir
+from engine.strategies import parameter_groups
+from engine.trainer import resume, split_outputs, train
+
+FAST = {"batch_size": 8, "workers": 0, "device": "cpu", "lr": 1e-2}
+
+
+def _config(strategy: str = "feature-extract", **changes) -> TrainConfig:
+    model = "efficientnet_lite0" if strategy != "scratch" else "mobilenet_v3_small"
+    return TrainConfig.for_strategy(strategy, model=model, epochs=2, **(FAST | changes))
+
+
+def _data(tmp_path):
+    return make_image_folder(tmp_path / "data", {"red": 8, "green": 8}, splits=("train", "val"))
+
+
+def test_feature_extract_run_writes_everything_and_keeps_backbone(tmp_path):
+    data = _data(tmp_path)
+    events: list = []
+    result = train(_config(), data, run_dir=tmp_path / "run", on_event=events.append)
+
+    kinds = [type(e) for e in events]
+    assert kinds[0] is ev.RunStarted or ev.RunStarted in kinds
+    assert kinds[-1] is ev.RunFinished
+    epoch_ends = [e for e in events if isinstance(e, ev.EpochEnd)]
+    assert [e.epoch for e in epoch_ends] == [1, 2]
+    phases = {e.phase for e in events if isinstance(e, ev.BatchProgress)}
+    assert phases >= {"train", "val"}
+    assert result.epochs_completed == 2 and not result.cancelled
+    assert result.best_val_acc == max(e.val_acc for e in epoch_ends)
+    assert result.best_val_acc >= 0.9  # colours are trivially separable with pretrained features
+
+    run = RunDir(tmp_path / "run")
+    assert len(run.read_metrics()) == 2
+    assert run.config_path.exists() and run.checkpoint_path.exists()
+    bundle = load_bundle(result.bundle_path)
+    assert bundle.class_names == ["green", "red"]
+    assert bundle.metrics["best_epoch"] == result.best_epoch
+
+    # Only the head learned: every backbone tensor (weights and batch-norm statistics) is untouched.
+    pretrained, heads = build_model("efficientnet_lite0", 2, pretrained=True)
+    trained = bundle.state_dict
+    for name, tensor in pretrained.state_dict().items():
+        if any(name.startswith(h + ".") for h in heads):
+            continue
+        assert torch.equal(tensor, trained[name]), name
+    head_weight = next(k for k in trained if k.startswith(heads[0] + ".") and k.endswith("weight"))
+    assert not torch.equal(pretrained.state_dict()[head_weight], trained[head_weight])
+
+
+def test_fine_tune_gives_backbone_a_smaller_learning_rate():
+    config = TrainConfig.for_strategy("fine-tune", lr=1e-3, backbone_lr_scale=0.1)
+    model, heads = build_model("mobilenet_v3_small", 3, pretrained=False)
+    groups = {g["name"]: g for g in parameter_groups(model, heads, config)}
+    assert groups["head"]["lr"] == 1e-3
+    assert abs(groups["backbone"]["lr"] - 1e-4) < 1e-12
+    assert all(p.requires_grad for p in model.parameters())
+
+
+def test_feature_extract_freezes_all_but_head():
+    config = TrainConfig.for_strategy("feature-extract")
+    model, heads = build_model("resnet18", 3, pretrained=False)
+    groups = parameter_groups(model, heads, config)
+    assert len(groups) == 1
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {"fc.weight", "fc.bias"}
+
+
+def test_scratch_trains_all_layers_and_is_deterministic(tmp_path):
+    data = _data(tmp_path)
+    config = _config("scratch", seed=3)
+    first = train(config, data, run_dir=tmp_path / "a")
+    second = train(config, data, run_dir=tmp_path / "b")
+    assert first.history and [
+        {k: v for k, v in row.items() if k != "seconds"} for row in first.history
+    ] == [{k: v for k, v in row.items() if k != "seconds"} for row in second.history]
+
+
+def test_stop_takes_effect_within_one_batch(tmp_path):
+    data = _data(tmp_path)
+    stop = {"flag": False}
+    seen: list = []
+
+    def on_event(event):
+        seen.append(event)
+        if isinstance(event, ev.BatchProgress):
+            stop["flag"] = True
+
+    result = train(
+        _config(), data, run_dir=tmp_path / "run", on_event=on_event, should_stop=lambda: stop["flag"]
+    )
+    assert result.cancelled
+    assert sum(isinstance(e, ev.BatchProgress) for e in seen) == 1
+    assert result.bundle_path is None  # nothing finished, nothing to keep
+    assert isinstance(seen[-1], ev.RunFinished) and seen[-1].cancelled
+
+
+def test_resume_continues_exactly(tmp_path):
+    data = _data(tmp_path)
+    config = _config("scratch", epochs=3, seed=1)
+    full = train(config, data, run_dir=tmp_path / "full")
+
+    stop = {"flag": False}
+
+    def stop_after_first_epoch(event):
+        if isinstance(event, ev.EpochEnd) and event.epoch == 1:
+            stop["flag"] = True
+
+    partial = train(
+        config,
+        data,
+        run_dir=tmp_path / "part",
+        on_event=stop_after_first_epoch,
+        should_stop=lambda: stop["flag"],
+    )
+    assert partial.cancelled and partial.epochs_completed == 1
+    resumed = resume(tmp_path / "part")
+    assert resumed.epochs_completed == 3
+
+    def strip(history):
+        return [{k: v for k, v in row.items() if k != "seconds"} for row in history]
+
+    assert strip(resumed.history) == strip(full.history)
+    assert resumed.best_val_acc == full.best_val_acc
+
+
+def test_split_outputs_handles_auxiliary_heads():
+    model, heads = build_model("inception_v3", 3, pretrained=False)
+    assert "AuxLogits.fc" in heads
+    model.train()
+    main, aux = split_outputs(model(torch.randn(2, 3, 75, 75)))
+    assert main.shape == (2, 3) and len(aux) == 1 and aux[0].shape == (2, 3)
+    model.eval()
+    with torch.no_grad():
+        main, aux = split_outputs(model(torch.randn(1, 3, 75, 75)))
+    assert main.shape == (1, 3) and aux == []
+
+
+def test_undecodable_image_is_skipped_not_fatal(tmp_path):
+    data = _data(tmp_path)
+    (data / "train" / "red" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    events: list = []
+    result = train(_config(epochs=1), data, run_dir=tmp_path / "run", on_event=events.append, report=None)
+    assert result.epochs_completed == 1
