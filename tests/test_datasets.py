@@ -1,0 +1,368 @@
+"""Tests for engine.datasets: layouts, splitting, errors, skipped files, the torch Dataset."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from helpers_images import make_image, make_image_folder
+from torch.utils.data import DataLoader
+
+from engine.datasets import (
+    DatasetReport,
+    ImageDataset,
+    Sample,
+    SkippedFile,
+    collate_skip_failed,
+    format_report,
+    scan_dataset,
+)
+from engine.errors import DatasetError
+
+HYMENOPTERA = Path(__file__).resolve().parents[2] / "shared/data/hymenoptera"
+
+
+def _names(samples: list[Sample]) -> set[str]:
+    return {s.path.name for s in samples}
+
+
+def _reasons(report: DatasetReport) -> dict[str, str]:
+    return {s.path.name: s.reason for s in report.skipped}
+
+
+# --- layouts ------------------------------------------------------------------------------------
+
+
+def test_train_val_layout(tmp_path: Path) -> None:
+    root = make_image_folder(tmp_path / "ds", {"cats": 12, "dogs": 11})
+    report = scan_dataset(root)
+    assert report.root == root.resolve()
+    assert report.classes == ["cats", "dogs"]
+    assert not report.auto_split
+    assert set(report.splits) == {"train", "val"}
+    assert report.counts() == {"cats": {"train": 12, "val": 12}, "dogs": {"train": 11, "val": 11}}
+    assert report.skipped == []
+    assert all(s.path.parent.name == report.classes[s.label] for s in report.splits["train"])
+    assert not any("No val/" in w for w in report.warnings)
+    summary = json.loads(json.dumps(report.summary()))
+    assert summary["classes"] == ["cats", "dogs"]
+    assert summary["counts"]["dogs"]["val"] == 11
+    assert summary["auto_split"] is False
+    assert summary["imbalance"] == pytest.approx(12 / 11, abs=1e-3)
+
+
+def test_test_split_is_kept(tmp_path: Path) -> None:
+    root = make_image_folder(tmp_path, {"a": 3, "b": 3}, splits=("train", "val", "test"))
+    report = scan_dataset(root)
+    assert set(report.splits) == {"train", "val", "test"}
+    assert report.counts()["a"] == {"train": 3, "val": 3, "test": 3}
+
+
+def test_flat_layout_gets_stratified_seeded_split(tmp_path: Path) -> None:
+    root = make_image_folder(tmp_path, {"cats": 20, "dogs": 7, "owls": 2}, splits=None)
+    report = scan_dataset(root, seed=3)
+    assert report.auto_split
+    assert report.classes == ["cats", "dogs", "owls"]
+    assert report.counts() == {
+        "cats": {"train": 16, "val": 4},
+        "dogs": {"train": 6, "val": 1},
+        "owls": {"train": 1, "val": 1},
+    }
+    train, val = _names(report.splits["train"]), _names(report.splits["val"])
+    assert not train & val
+    assert len(train | val) == 29
+    assert any("No val/" in w and "20%" in w for w in report.warnings)
+    # Same seed -> same split; another seed -> another split.
+    assert scan_dataset(root, seed=3).splits == report.splits
+    assert scan_dataset(root, seed=4).splits["val"] != report.splits["val"]
+
+
+def test_val_fraction_and_at_least_one_each_side(tmp_path: Path) -> None:
+    root = make_image_folder(tmp_path, {"a": 10, "b": 3}, splits=None)
+    counts = scan_dataset(root, val_fraction=0.5).counts()
+    assert counts == {"a": {"train": 5, "val": 5}, "b": {"train": 1, "val": 2}}
+    counts = scan_dataset(root, val_fraction=0.01).counts()
+    assert counts["b"] == {"train": 2, "val": 1}
+    counts = scan_dataset(root, val_fraction=0.99).counts()
+    assert counts["b"] == {"train": 1, "val": 2}
+    for bad in (0.0, 1.0, -0.1):
+        with pytest.raises(DatasetError, match="between 0 and 1"):
+            scan_dataset(root, val_fraction=bad)
+
+
+def test_train_without_val_is_split(tmp_path: Path) -> None:
+    root = make_image_folder(tmp_path, {"a": 10, "b": 10}, splits=("train",))
+    report = scan_dataset(root)
+    assert report.auto_split
+    assert report.counts()["a"] == {"train": 8, "val": 2}
+
+
+def test_empty_val_folder_means_auto_split(tmp_path: Path) -> None:
+    root = make_image_folder(tmp_path, {"a": 5, "b": 5}, splits=("train",))
+    (root / "val" / "a").mkdir(parents=True)
+    report = scan_dataset(root)
+    assert report.auto_split
+    assert any("val/ has no usable images" in w for w in report.warnings)
+
+
+def test_nested_folders_are_included(tmp_path: Path) -> None:
+    root = make_image_folder(tmp_path, {"a": 4, "b": 4}, splits=None)
+    deep = root / "a" / "2023" / "summer"
+    deep.mkdir(parents=True)
+    make_image((0, 0, 0)).save(deep / "nested.png")
+    report = scan_dataset(root)
+    assert report.counts()["a"]["train"] + report.counts()["a"]["val"] == 5
+
+
+@pytest.mark.skipif(not hasattr(os, "symlink"), reason="no symlinks")
+def test_symlinks_followed_and_loops_guarded(tmp_path: Path) -> None:
+    root = make_image_folder(tmp_path / "ds", {"a": 4, "b": 4}, splits=None)
+    outside = make_image_folder(tmp_path / "more", {"x": 3}, splits=None) / "x"
+    try:
+        (root / "a" / "linked").symlink_to(outside, target_is_directory=True)
+        (root / "a" / "loop").symlink_to(root / "a", target_is_directory=True)
+    except OSError:
+        pytest.skip("cannot create symlinks here")
+    report = scan_dataset(root)
+    counts = report.counts()["a"]
+    assert counts["train"] + counts["val"] == 7
+    assert any("loop" in s.reason for s in report.skipped)
+
+
+# --- errors ---------------------------------------------------------------------------------------
+
+
+def test_missing_folder(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match="does not exist"):
+        scan_dataset(tmp_path / "nowhere")
+
+
+def test_not_a_folder(tmp_path: Path) -> None:
+    f = tmp_path / "file.txt"
+    f.write_text("x")
+    with pytest.raises(DatasetError, match="Not a folder"):
+        scan_dataset(f)
+
+
+def test_no_classes(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match="No class folders"):
+        scan_dataset(tmp_path)
+
+
+def test_single_class(tmp_path: Path) -> None:
+    root = make_image_folder(tmp_path, {"cats": 5}, splits=None)
+    with pytest.raises(DatasetError, match="Only one class \\('cats'\\)"):
+        scan_dataset(root)
+
+
+def test_single_image_class_cannot_be_split(tmp_path: Path) -> None:
+    root = make_image_folder(tmp_path, {"cats": 5, "dogs": 1}, splits=None)
+    with pytest.raises(DatasetError, match="Class 'dogs' has only 1 image"):
+        scan_dataset(root)
+
+
+def test_class_missing_from_val(tmp_path: Path) -> None:
+    root = make_image_folder(tmp_path, {"a": 2, "b": 2, "birds": {"train": 2}})
+    with pytest.raises(DatasetError, match="Class 'birds' has images in train/ but none in val/"):
+        scan_dataset(root)
+
+
+def test_class_missing_from_train(tmp_path: Path) -> None:
+    root = make_image_folder(tmp_path, {"a": 2, "b": 2, "birds": {"val": 2}})
+    with pytest.raises(DatasetError, match="Class 'birds' has images in val/ but none in train/"):
+        scan_dataset(root)
+
+
+def test_val_without_train(tmp_path: Path) -> None:
+    root = make_image_folder(tmp_path, {"a": 2, "b": 2}, splits=("val",))
+    with pytest.raises(DatasetError, match="no 'train' folder"):
+        scan_dataset(root)
+
+
+def test_error_messages_are_one_line(tmp_path: Path) -> None:
+    root = make_image_folder(tmp_path, {"a": 2, "b": 2, "c": {"train": 1}})
+    with pytest.raises(DatasetError) as info:
+        scan_dataset(root)
+    assert "\n" not in str(info.value)
+
+
+# --- skipped files and warnings -----------------------------------------------------------------
+
+
+def test_empty_class_folder_is_ignored_with_warning(tmp_path: Path) -> None:
+    root = make_image_folder(tmp_path, {"a": 3, "b": 3}, splits=None)
+    (root / "empty").mkdir()
+    report = scan_dataset(root)
+    assert report.classes == ["a", "b"]
+    assert any("'empty'" in w and "no usable images" in w for w in report.warnings)
+
+
+def test_junk_files_are_ignored(tmp_path: Path) -> None:
+    root = make_image_folder(tmp_path, {"a": 3, "b": 3}, splits=None)
+    (root / "a" / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    (root / "a" / "Thumbs.db").write_bytes(b"\xd0\xcf\x11\xe0")
+    (root / "a" / "._a_000.jpg").write_bytes(b"\x00\x05\x16\x07AppleDouble")
+    (root / "a" / ".hidden.jpg").write_bytes(b"x")
+    (root / ".git").mkdir()
+    make_image((1, 2, 3)).save(root / ".git" / "x.png")
+    (root / "__MACOSX" / "a").mkdir(parents=True)
+    (root / "__MACOSX" / "a" / "._a_000.jpg").write_bytes(b"x")
+    (root / ".DS_Store").write_bytes(b"x")
+    report = scan_dataset(root)
+    assert report.classes == ["a", "b"]
+    assert report.skipped == []
+    all_names = _names(report.splits["train"]) | _names(report.splits["val"])
+    assert len(all_names) == 6
+    assert not any(n.startswith(".") for n in all_names)
+
+
+def test_bad_files_are_skipped_with_reasons(tmp_path: Path) -> None:
+    root = make_image_folder(tmp_path, {"a": 4, "b": 4})
+    cls = root / "train" / "a"
+    (cls / "fake.jpg").write_text("not really a jpeg")
+    (cls / "empty.png").touch()
+    (cls / "notes.txt").write_text("hello")
+    (cls / "photo.heic").write_bytes(b"\x00\x00\x00\x18ftypheic")
+    data = (cls / "a_000.jpg").read_bytes()
+    (cls / "truncated.jpg").write_bytes(data[: len(data) // 2])
+    make_image((0, 0, 0)).save(root / "train" / "loose.png")
+    report = scan_dataset(root)
+    reasons = _reasons(report)
+    assert reasons["fake.jpg"].startswith("not an image")
+    assert reasons["empty.png"].startswith("empty file")
+    assert reasons["notes.txt"] == "not an image (.txt)"
+    assert reasons["photo.heic"].startswith("unsupported format (.heic)")
+    assert reasons["truncated.jpg"].startswith("corrupt")
+    assert reasons["loose.png"] == "not inside a class folder"
+    assert report.counts()["a"] == {"train": 4, "val": 4}
+    assert all(isinstance(s, SkippedFile) for s in report.skipped)
+    summary = json.loads(json.dumps(report.summary()))
+    assert {"path", "reason"} <= set(summary["skipped"][0])
+
+
+def test_verify_false_only_checks_extensions(tmp_path: Path) -> None:
+    root = make_image_folder(tmp_path, {"a": 2, "b": 2})
+    (root / "train" / "a" / "fake.jpg").write_text("not really a jpeg")
+    (root / "train" / "a" / "notes.txt").write_text("hello")
+    report = scan_dataset(root, verify=False)
+    assert "fake.jpg" in _names(report.splits["train"])
+    assert set(_reasons(report)) == {"notes.txt"}
+
+
+def test_imbalance_and_tiny_class_warnings(tmp_path: Path) -> None:
+    root = make_image_folder(tmp_path, {"big": {"train": 40, "val": 2}, "small": 12})
+    report = scan_dataset(root, verify=False)
+    assert report.imbalance() == pytest.approx(40 / 12)
+    assert any("imbalanced" in w and "'big'" in w and "'small'" in w for w in report.warnings)
+    assert not any("fewer than 10" in w for w in report.warnings)
+    root2 = make_image_folder(tmp_path / "two", {"a": 12, "b": 5})
+    report2 = scan_dataset(root2, verify=False)
+    assert not any("imbalanced" in w for w in report2.warnings)
+    assert [w for w in report2.warnings if "fewer than 10" in w] == [
+        "Class 'b' has only 5 training images (fewer than 10); results will be unreliable"
+    ]
+
+
+def test_progress_callback(tmp_path: Path) -> None:
+    root = make_image_folder(tmp_path, {"a": 3, "b": 4})
+    (root / "train" / "a" / "notes.txt").write_text("x")
+    calls: list[tuple[int, int]] = []
+    scan_dataset(root, on_progress=lambda d, t: calls.append((d, t)))
+    assert calls[0] == (0, 15) and calls[-1] == (15, 15)
+    assert [d for d, _ in calls] == list(range(16))
+
+
+def test_progress_callback_can_cancel(tmp_path: Path) -> None:
+    root = make_image_folder(tmp_path, {"a": 3, "b": 3})
+
+    def cancel(done: int, total: int) -> None:
+        if done == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        scan_dataset(root, on_progress=cancel)
+
+
+def test_scan_400_images_is_fast(tmp_path: Path) -> None:
+    root = make_image_folder(tmp_path, {"a": 100, "b": 100}, size=(64, 64))
+    start = time.perf_counter()
+    report = scan_dataset(root)
+    assert time.perf_counter() - start < 3.0
+    assert len(report.splits["train"]) + len(report.splits["val"]) == 400
+
+
+def test_format_report(tmp_path: Path) -> None:
+    root = make_image_folder(tmp_path, {"cats": 3, "dogs": 4}, splits=None)
+    (root / "cats" / "bad.jpg").write_text("x")
+    text = format_report(scan_dataset(root))
+    assert "cats" in text and "dogs" in text
+    assert "train" in text and "val" in text
+    assert "cats/bad.jpg: not an image" in text
+    assert "Warnings:" in text and "No val/" in text
+    assert "fewer than 10" in text
+
+
+# --- ImageDataset and collate -------------------------------------------------------------------
+
+
+def test_image_dataset_and_collate_skip_failures(tmp_path: Path) -> None:
+    root = make_image_folder(tmp_path, {"a": 3, "b": 3}, size=(20, 16))
+    report = scan_dataset(root)
+    bad = tmp_path / "bad.jpg"
+    bad.write_text("broken after the scan")
+    samples = [*report.splits["train"], Sample(bad, 1)]
+    ds = ImageDataset(samples, transform=None)
+    assert len(ds) == 7
+    x, y = ds[0]
+    assert x.shape == (3, 16, 20) and x.dtype == torch.float32 and 0.0 <= x.min() <= x.max() <= 1
+    assert y == 0
+    assert ds[6] is None
+    assert ds.failed_paths == {bad}
+
+    loader = DataLoader(ds, batch_size=4, collate_fn=collate_skip_failed)
+    batches = list(loader)
+    assert [b[0].shape[0] for b in batches] == [4, 2]
+    assert sum(b[2] for b in batches) == 1
+    assert batches[1][1].tolist() == [1, 1] and batches[1][1].dtype == torch.long
+
+
+def test_image_dataset_transform_and_transform_failure(tmp_path: Path) -> None:
+    root = make_image_folder(tmp_path, {"a": 1, "b": 1}, size=(20, 16))
+    samples = scan_dataset(root).splits["train"]
+    ds = ImageDataset(samples, transform=lambda img: torch.zeros(3, 4, 4))
+    assert ds[0][0].shape == (3, 4, 4)
+
+    def broken(img):
+        raise RuntimeError("bad transform")
+
+    ds2 = ImageDataset(samples, transform=broken)
+    assert ds2[0] is None and len(ds2.failed_paths) == 1
+
+
+def test_collate_all_failed_and_none_failed() -> None:
+    assert collate_skip_failed([None, None]) is None
+    images, labels, n_failed = collate_skip_failed([(torch.ones(3, 2, 2), 1), (torch.zeros(3, 2, 2), 0)])
+    assert images.shape == (2, 3, 2, 2) and labels.tolist() == [1, 0] and n_failed == 0
+
+
+# --- the real data set --------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(not HYMENOPTERA.is_dir(), reason="hymenoptera data set not present")
+def test_hymenoptera() -> None:
+    report = scan_dataset(HYMENOPTERA)
+    assert report.classes == ["ants", "bees"]
+    assert not report.auto_split
+    assert len(report.splits["train"]) >= 244
+    assert len(report.splits["val"]) == 153
+    train = _names(report.splits["train"])
+    assert "ant photos.jpg" in train
+    assert "formica.jpeg" in train
+    assert "imageNotFound.gif" in train or "imageNotFound.gif" in _reasons(report)
+    assert len(train) + len(report.skipped) == 245
+    for sample in report.splits["train"][:3]:
+        assert ImageDataset([sample], None)[0] is not None
