@@ -195,10 +195,7 @@ def _predict(args: argparse.Namespace) -> int:
         write_predictions_csv(predictions, args.csv, top_k=args.top_k)
     if args.json:
         _print_json(
-            [
-                {"path": str(p.path), "top": [list(t) for t in p.top], "error": p.error}
-                for p in predictions
-            ]
+            [{"path": str(p.path), "top": [list(t) for t in p.top], "error": p.error} for p in predictions]
         )
     else:
         for p in predictions:

@@ -44,10 +44,13 @@ class TrainConfig:
     augment: bool = True
     seed: int = 0
     device: str = "auto"
-    workers: int = 0
+    workers: int = 0  # image-decoding threads; 0 picks a number from the CPU count
     val_fraction: float = 0.2
     backbone_lr_scale: float = 0.1
     label_smoothing: float = 0.0
+    image_cache_mb: int = 2048
+    feature_views: int = 0
+    cache_features: bool = True
 
     def __post_init__(self) -> None:
         self.validate()
@@ -69,12 +72,18 @@ class TrainConfig:
     def validate(self) -> None:
         """Raise ConfigError for any value a run cannot use."""
         checks = [
-            (self.strategy in STRATEGIES, f"unknown strategy {self.strategy!r}; choose one of "
-             f"{', '.join(STRATEGIES)}"),
-            (self.optimizer in OPTIMIZERS, f"unknown optimizer {self.optimizer!r}; choose one of "
-             f"{', '.join(OPTIMIZERS)}"),
-            (self.schedule in SCHEDULES, f"unknown schedule {self.schedule!r}; choose one of "
-             f"{', '.join(SCHEDULES)}"),
+            (
+                self.strategy in STRATEGIES,
+                f"unknown strategy {self.strategy!r}; choose one of {', '.join(STRATEGIES)}",
+            ),
+            (
+                self.optimizer in OPTIMIZERS,
+                f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}",
+            ),
+            (
+                self.schedule in SCHEDULES,
+                f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}",
+            ),
             (self.device in DEVICES, f"unknown device {self.device!r}; choose one of {', '.join(DEVICES)}"),
             (self.epochs >= 1, "epochs must be at least 1"),
             (self.batch_size >= 1, "batch size must be at least 1"),
@@ -83,6 +92,8 @@ class TrainConfig:
             (0 < self.val_fraction < 1, "validation fraction must be between 0 and 1"),
             (self.workers >= 0, "workers cannot be negative"),
             (0 <= self.label_smoothing < 1, "label smoothing must be in [0, 1)"),
+            (self.image_cache_mb >= 0, "image cache size cannot be negative"),
+            (self.feature_views >= 0, "feature views cannot be negative"),
         ]
         for ok, message in checks:
             if not ok:

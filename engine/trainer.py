@@ -18,18 +18,19 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 
 from engine import events as ev
 from engine.bundle import Bundle, save_bundle
 from engine.catalog import build_model, get_model_info
 from engine.config import TrainConfig
-from engine.datasets import DatasetReport, ImageDataset, collate_skip_failed, scan_dataset
+from engine.datasets import DatasetReport, scan_dataset
 from engine.device import describe_device, resolve_device
 from engine.errors import TrainingCancelled, TransferStudioError
+from engine.features import FeatureExtractor, FeatureStore, compute_features, head_is_last
+from engine.image_cache import DecodedImageCache
+from engine.pipeline import FeatureBatches, ImageBatches
 from engine.runs import RunDir, new_run_dir
 from engine.strategies import parameter_groups, set_mode
-from engine.transforms import eval_transform, train_transform
 
 log = logging.getLogger(__name__)
 
@@ -121,12 +122,18 @@ def _state_copy(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
 
-def auto_workers(device: torch.device) -> int:
-    """DataLoader workers that help without starving the training thread of cores."""
-    cores = os.cpu_count() or 1
-    if device.type == "cuda":
-        return min(8, max(1, cores - 1))
-    return 0 if cores <= 2 else min(4, cores // 2)
+def decode_threads(config: TrainConfig) -> int:
+    """Image-decoding threads: the configured number, else one per core (at most 8)."""
+    return config.workers or min(8, os.cpu_count() or 1)
+
+
+def feature_views(config: TrainConfig, device: torch.device) -> int:
+    """Cached views per training image: 1 without augmentation; more where compute is cheap."""
+    if not config.augment:
+        return 1
+    if config.feature_views:
+        return config.feature_views
+    return 4 if device.type == "cuda" else 2
 
 
 class _Training:
@@ -199,13 +206,21 @@ class _Training:
             "cuda", enabled=self.device.type == "cuda" and self.amp_dtype == torch.float16
         )
         self.criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-        self.train_loader, self.val_loader = self._make_loaders(report)
+        self.batch_size = cfg.batch_size
+        self._make_caches(report)
 
         start_epoch = 1
         if self.checkpoint is not None:
             start_epoch = self._restore(self.checkpoint)
         remaining = cfg.epochs - start_epoch + 1
-        self.batches_total = max(1, remaining * (len(self.train_loader) + len(self.val_loader)))
+        per_epoch = sum(math.ceil(len(self.labels[s]) / self.batch_size) for s in ("train", "val"))
+        self.batches_total = max(1, remaining * per_epoch)
+        head_name = self._feature_head()
+        self.features = {}
+        if head_name is not None:
+            views = feature_views(cfg, self.device)
+            self.batches_total += math.ceil(len(self.labels["train"]) / self.batch_size) * views
+            self.batches_total += math.ceil(len(self.labels["val"]) / self.batch_size)
         self.emit(
             ev.RunStarted(
                 run_dir=str(self.run.path),
@@ -215,11 +230,17 @@ class _Training:
                 num_val=len(report.splits["val"]),
                 epochs=cfg.epochs,
                 start_epoch=start_epoch,
-                batches_per_epoch=len(self.train_loader),
+                batches_per_epoch=math.ceil(len(self.labels["train"]) / self.batch_size),
             )
         )
-        for epoch in range(start_epoch, cfg.epochs + 1):
-            self._run_epoch(epoch)
+        try:
+            if head_name is not None:
+                self._prepare_features(head_name)
+            for epoch in range(start_epoch, cfg.epochs + 1):
+                self._run_epoch(epoch)
+        finally:
+            for cache in self.caches.values():
+                cache.close()
         return self._finish(cancelled=False)
 
     def _finish(self, cancelled: bool) -> RunResult:
@@ -291,22 +312,80 @@ class _Training:
             return None
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
-    def _make_loaders(self, report: DatasetReport) -> tuple[DataLoader, DataLoader]:
-        cfg = self.config
-        workers = cfg.workers if cfg.workers else auto_workers(self.device)
-        common = {
-            "batch_size": cfg.batch_size,
-            "num_workers": workers,
-            "collate_fn": collate_skip_failed,
-            "pin_memory": self.device.type == "cuda",
-            "persistent_workers": workers > 0,
+    def _make_caches(self, report: DatasetReport) -> None:
+        budget = self.config.image_cache_mb * 1024 * 1024
+        threads = decode_threads(self.config)
+        splits = report.splits
+        self.caches = {
+            split: DecodedImageCache(splits[split], self.preprocessing, budget // 2, threads)
+            for split in ("train", "val")
         }
-        self.shuffle_generator = torch.Generator()
-        train_set = ImageDataset(report.splits["train"], train_transform(self.preprocessing, cfg.augment))
-        val_set = ImageDataset(report.splits["val"], eval_transform(self.preprocessing))
-        train = DataLoader(train_set, shuffle=True, generator=self.shuffle_generator, **common)
-        val = DataLoader(val_set, shuffle=False, **common)
-        return train, val
+        self.labels = {split: [s.label for s in splits[split]] for split in ("train", "val")}
+
+    def _feature_head(self) -> str | None:
+        """The head whose input can be cached, when the fast feature-extraction path applies."""
+        if self.config.strategy != "feature-extract" or not self.config.cache_features:
+            return None
+        for name in self.head_names:
+            if head_is_last(self.model, name, self.preprocessing.crop_size):
+                return name
+        return None
+
+    def _prepare_features(self, head_name: str) -> None:
+        """Compute (or load) backbone features for both splits; the head then trains on them."""
+        info = get_model_info(self.config.model)
+        store = FeatureStore(info, self.config.seed)
+        extractor = FeatureExtractor(self.model, head_name)
+        set_mode(self.model, self.head_names, "feature-extract", training=False)
+        self.head = dict(self.model.named_modules())[head_name]
+        self.features: dict[str, tuple[torch.Tensor, list[int]]] = {}
+        views = {"train": feature_views(self.config, self.device), "val": 1}
+        for split in ("train", "val"):
+
+            def progress(done: int, total: int) -> None:
+                self._emit_batch(0, "features", done, total, float("nan"))
+
+            with self._autocast():
+                feats, kept = compute_features(
+                    extractor,
+                    self.caches[split],
+                    store,
+                    views[split],
+                    self.config.seed,
+                    self.device,
+                    self.batch_size,
+                    on_batch=progress,
+                    should_stop=self.should_stop,
+                )
+            if not kept:
+                raise TransferStudioError(f"no {split} image could be read; check the dataset")
+            if self.device.type == "cuda":
+                feats = feats.to(self.device)
+            self.features[split] = (feats, [self.labels[split][i] for i in kept])
+        self.emit(
+            ev.Message(
+                "info",
+                f"backbone features ready ({views['train']} view(s) per training image); "
+                "each epoch now trains only the head",
+            )
+        )
+
+    def _batches(self, split: str, generator: torch.Generator) -> FeatureBatches | ImageBatches:
+        train = split == "train"
+        if self.features:
+            feats, labels = self.features[split]
+            return FeatureBatches(
+                feats, labels, self.batch_size, self.device, train=train, generator=generator
+            )
+        return ImageBatches(
+            self.caches[split],
+            self.labels[split],
+            self.batch_size,
+            self.device,
+            train=train,
+            augment=self.config.augment,
+            generator=generator,
+        )
 
     def _restore(self, ckpt: dict[str, Any]) -> int:
         if list(ckpt.get("classes", [])) != self.classes:
@@ -349,10 +428,11 @@ class _Training:
     def _run_epoch(self, epoch: int) -> None:
         started = time.perf_counter()
         _seed_epoch(self.config.seed, epoch)
-        self.shuffle_generator.manual_seed(self.config.seed * 100_003 + epoch)
+        generator = torch.Generator().manual_seed(self.config.seed * 100_003 + epoch)
         failed_before = self.failed_images
-        train_loss, train_acc = self._run_phase(epoch, "train", self.train_loader)
-        val_loss, val_acc = self._run_phase(epoch, "val", self.val_loader)
+        train_loss, train_acc = self._run_phase(epoch, "train", self._batches("train", generator))
+        val_loss, val_acc = self._run_phase(epoch, "val", self._batches("val", generator))
+        self.failed_images = sum(len(c.failed) for c in self.caches.values())
         lr = self.optimizer.param_groups[0]["lr"]
         self.scheduler.step()
         is_best = val_acc > self.best_val_acc
@@ -393,51 +473,86 @@ class _Training:
             )
         )
 
-    def _run_phase(self, epoch: int, phase: str, loader: DataLoader) -> tuple[float, float]:
+    def _run_phase(
+        self, epoch: int, phase: str, batches: FeatureBatches | ImageBatches
+    ) -> tuple[float, float]:
         training = phase == "train"
-        set_mode(self.model, self.head_names, self.config.strategy, training)
+        if self.features:
+            self.head.train(training)
+        else:
+            set_mode(self.model, self.head_names, self.config.strategy, training)
         total_loss, correct, seen = 0.0, 0, 0
-        batches = len(loader)
+        count = len(batches)
         with torch.set_grad_enabled(training):
-            for index, batch in enumerate(loader, start=1):
+            for index, batch in enumerate(batches, start=1):
                 if self.should_stop():
                     raise TrainingCancelled("stopped by the user")
                 batch_loss = float("nan")
                 if batch is not None:
-                    images, labels, n_failed = batch
-                    self.failed_images += n_failed
-                    batch_loss, n_correct = self._step(images, labels, training)
+                    inputs, labels, _failed = batch
+                    batch_loss, n_correct = self._step_or_split(inputs, labels, training)
                     total_loss += batch_loss * labels.numel()
                     correct += n_correct
                     seen += labels.numel()
-                self.batches_done += 1
-                elapsed = time.perf_counter() - self.start_time
-                rate = elapsed / self.batches_done
-                self.emit(
-                    ev.BatchProgress(
-                        epoch=epoch,
-                        phase=phase,
-                        batch=index,
-                        batches=batches,
-                        loss=batch_loss,
-                        elapsed_s=elapsed,
-                        eta_s=rate * max(0, self.batches_total - self.batches_done),
-                    )
-                )
+                self._emit_batch(epoch, phase, index, count, batch_loss)
         if seen == 0:
             raise TransferStudioError(f"no {phase} image could be read; check the dataset")
         return total_loss / seen, correct / seen
 
-    def _step(self, images: torch.Tensor, labels: torch.Tensor, training: bool) -> tuple[float, int]:
-        non_blocking = self.device.type == "cuda"
-        images = images.to(self.device, non_blocking=non_blocking)
-        labels = labels.to(self.device, non_blocking=non_blocking)
-        if self.device.type == "cuda":
-            images = images.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(
+    def _emit_batch(self, epoch: int, phase: str, index: int, count: int, loss: float) -> None:
+        self.batches_done += 1
+        elapsed = time.perf_counter() - self.start_time
+        rate = elapsed / self.batches_done
+        self.emit(
+            ev.BatchProgress(
+                epoch=epoch,
+                phase=phase,
+                batch=index,
+                batches=count,
+                loss=loss,
+                elapsed_s=elapsed,
+                eta_s=rate * max(0, self.batches_total - self.batches_done),
+            )
+        )
+
+    def _autocast(self) -> torch.autocast:
+        return torch.autocast(
             self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None
-        ):
-            main, aux = split_outputs(self.model(images))
+        )
+
+    def _step_or_split(self, inputs: torch.Tensor, labels: torch.Tensor, training: bool) -> tuple[float, int]:
+        """One step; on CUDA out-of-memory, halve the batch size from now on and split this batch."""
+        try:
+            return self._step(inputs, labels, training)
+        except torch.cuda.OutOfMemoryError:
+            self.optimizer.zero_grad(set_to_none=True)
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+            if labels.numel() <= 1:
+                raise TransferStudioError(
+                    "out of GPU memory even with a batch of one image; choose a smaller model "
+                    "or train on the CPU"
+                ) from None
+            self.batch_size = max(1, labels.numel() // 2)
+            self.emit(
+                ev.Message(
+                    "warning",
+                    f"out of GPU memory: batch size halved to {self.batch_size}; the run goes on",
+                )
+            )
+            half = self.batch_size
+            results = [
+                self._step_or_split(inputs[i : i + half], labels[i : i + half], training)
+                for i in range(0, labels.numel(), half)
+            ]
+            n = [labels[i : i + half].numel() for i in range(0, labels.numel(), half)]
+            loss = sum(r[0] * k for r, k in zip(results, n)) / labels.numel()
+            return loss, sum(r[1] for r in results)
+
+    def _step(self, inputs: torch.Tensor, labels: torch.Tensor, training: bool) -> tuple[float, int]:
+        forward = self.head if self.features else self.model
+        with self._autocast():
+            main, aux = split_outputs(forward(inputs))
             loss = self.criterion(main, labels)
             if training and aux:
                 loss = loss + AUX_LOSS_WEIGHT * sum(self.criterion(a, labels) for a in aux)

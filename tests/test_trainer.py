@@ -18,7 +18,7 @@ FAST = {"batch_size": 8, "workers": 0, "device": "cpu", "lr": 1e-2}
 
 def _config(strategy: str = "feature-extract", **changes) -> TrainConfig:
     model = "efficientnet_lite0" if strategy != "scratch" else "mobilenet_v3_small"
-    return TrainConfig.for_strategy(strategy, model=model, epochs=2, **(FAST | changes))
+    return TrainConfig.for_strategy(strategy, model=model, **({"epochs": 2} | FAST | changes))
 
 
 def _data(tmp_path):
@@ -82,9 +82,9 @@ def test_scratch_trains_all_layers_and_is_deterministic(tmp_path):
     config = _config("scratch", seed=3)
     first = train(config, data, run_dir=tmp_path / "a")
     second = train(config, data, run_dir=tmp_path / "b")
-    assert first.history and [
-        {k: v for k, v in row.items() if k != "seconds"} for row in first.history
-    ] == [{k: v for k, v in row.items() if k != "seconds"} for row in second.history]
+    assert first.history and [{k: v for k, v in row.items() if k != "seconds"} for row in first.history] == [
+        {k: v for k, v in row.items() if k != "seconds"} for row in second.history
+    ]
 
 
 def test_stop_takes_effect_within_one_batch(tmp_path):
@@ -139,7 +139,7 @@ def test_split_outputs_handles_auxiliary_heads():
     model, heads = build_model("inception_v3", 3, pretrained=False)
     assert "AuxLogits.fc" in heads
     model.train()
-    main, aux = split_outputs(model(torch.randn(2, 3, 75, 75)))
+    main, aux = split_outputs(model(torch.randn(2, 3, 299, 299)))
     assert main.shape == (2, 3) and len(aux) == 1 and aux[0].shape == (2, 3)
     model.eval()
     with torch.no_grad():

@@ -1,0 +1,192 @@
+"""Backbone features computed once, so feature extraction trains only the head on cached tensors.
+
+With a frozen backbone in eval mode, the head's input for a given image view never changes, so it
+is computed once per image and view (view 0 is the plain eval view; views 1.. are seeded random crops
+and flips) and every epoch then costs only the head. Features also persist on disk, keyed by the
+model, its weights, its preprocessing, the augmentation settings and each file's path, size and
+modification time: changing any of those recomputes exactly the entries it affects.
+
+This applies whenever the head's output *is* the model's output (true across the catalog except
+squeezenet, whose head is followed by pooling); other models train on cached images instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from engine.catalog import ModelInfo
+from engine.datasets import Sample
+from engine.image_cache import DecodedImageCache
+from engine.pipeline import Normalizer, augment, center_crop, crop_boxes
+from engine.runs import atomic_torch_save
+from engine.transforms import AUGMENT_SCALE
+
+log = logging.getLogger(__name__)
+
+FEATURE_CACHE_VERSION = 1
+
+
+def default_cache_dir() -> Path:
+    """``$TRANSFER_STUDIO_CACHE`` or ``~/.cache/transfer-studio``, plus ``features``."""
+    env = os.environ.get("TRANSFER_STUDIO_CACHE")
+    base = Path(env).expanduser() if env else Path.home() / ".cache" / "transfer-studio"
+    return base / "features"
+
+
+class _HeadReached(Exception):
+    """Raised by the pre-hook to stop the forward pass once the head's input is known."""
+
+
+class FeatureExtractor:
+    """Runs a model up to its head and returns what the head would receive."""
+
+    def __init__(self, model: nn.Module, head_name: str) -> None:
+        self.model = model
+        self.head: nn.Module = dict(model.named_modules())[head_name]
+        self._captured: torch.Tensor | None = None
+
+    def _grab(self, _module: nn.Module, args: tuple) -> None:
+        self._captured = args[0]
+        raise _HeadReached
+
+    @torch.inference_mode()
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        handle = self.head.register_forward_pre_hook(self._grab)
+        try:
+            self.model(batch)
+        except _HeadReached:
+            pass
+        finally:
+            handle.remove()
+        captured, self._captured = self._captured, None
+        if captured is None:
+            raise RuntimeError("the model's head was never reached")
+        return captured.float()
+
+
+def head_is_last(model: nn.Module, head_name: str, input_size: int) -> bool:
+    """Whether, in eval mode, the head's output is returned unchanged as the model's output."""
+    head = dict(model.named_modules())[head_name]
+    seen: list[torch.Tensor] = []
+    handle = head.register_forward_hook(lambda _m, _a, out: seen.append(out))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            param = next(model.parameters())
+            out = model(torch.zeros(1, 3, input_size, input_size, device=param.device))
+    finally:
+        handle.remove()
+        model.train(was_training)
+    main = out if isinstance(out, torch.Tensor) else out[0]
+    return len(seen) == 1 and seen[0] is main
+
+
+class FeatureStore:
+    """A dict ``entry key -> feature tensor`` for one model/weights/preprocessing, saved on disk."""
+
+    def __init__(self, info: ModelInfo, seed: int, cache_dir: Path | None = None) -> None:
+        spec = {
+            "version": FEATURE_CACHE_VERSION,
+            "model": info.name,
+            "weights": info.weights_name or info.weights_url or "built-in",
+            "preprocessing": info.preprocessing.to_dict(),
+            "augment_scale": list(AUGMENT_SCALE),
+            "seed": seed,
+        }
+        digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:24]
+        self.path = (cache_dir or default_cache_dir()) / f"{info.name}-{digest}.pt"
+        self.entries: dict[str, torch.Tensor] = {}
+        self.dirty = False
+        if self.path.exists():
+            try:
+                self.entries = dict(torch.load(self.path, map_location="cpu", weights_only=True))
+            except Exception as exc:  # noqa: BLE001 - a damaged cache is simply rebuilt
+                log.warning("ignoring unreadable feature cache %s: %s", self.path, exc)
+
+    @staticmethod
+    def key(path: Path, view: int) -> str:
+        stat = path.stat()
+        return f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{view}"
+
+    def save(self) -> None:
+        if self.dirty:
+            try:
+                atomic_torch_save(self.entries, self.path)
+                self.dirty = False
+            except OSError as exc:
+                log.warning("could not save the feature cache %s: %s", self.path, exc)
+
+
+def view_draw(sample_key: str, view: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The crop box and flip of augmented ``view`` of one image: fixed by the seed and the file."""
+    digest = hashlib.sha256(f"{seed}|{view}|{sample_key}".encode()).digest()
+    generator = torch.Generator().manual_seed(int.from_bytes(digest[:8], "little"))
+    return crop_boxes(1, generator)[0], torch.rand(1, generator=generator)[0] < 0.5
+
+
+def compute_features(
+    extractor: FeatureExtractor,
+    cache: DecodedImageCache,
+    store: FeatureStore,
+    views: int,
+    seed: int,
+    device: torch.device,
+    batch_size: int,
+    on_batch: Callable[[int, int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> tuple[torch.Tensor, list[int]]:
+    """Features ``[views, N_ok, D]`` for the decodable samples of ``cache``, and their indices.
+
+    Entries already in ``store`` are reused; missing ones are computed in batches and added.
+    """
+    samples: Sequence[Sample] = cache.samples
+    keys = []
+    for s in samples:
+        try:
+            keys.append([FeatureStore.key(s.path, v) for v in range(views)])
+        except OSError:
+            keys.append(None)  # vanished file: decoding will fail and report it
+    todo = [i for i, k in enumerate(keys) if k is None or any(x not in store.entries for x in k)]
+    normalize = Normalizer(cache.pre, device)
+    chunks = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
+    for n, chunk in enumerate(chunks, start=1):
+        if should_stop and should_stop():
+            from engine.errors import TrainingCancelled
+
+            store.save()
+            raise TrainingCancelled("stopped by the user")
+        images, kept = cache.batch(chunk)
+        if kept:
+            images = images.to(device)
+            for view in range(views):
+                if view == 0:
+                    pixels = center_crop(images, cache.pre.crop_size)
+                else:
+                    draws = [view_draw(keys[i][0], view, seed) for i in kept]
+                    boxes = torch.stack([d[0] for d in draws])
+                    flips = torch.stack([d[1] for d in draws])
+                    pixels = augment(images, cache.pre.crop_size, boxes, flips)
+                batch = normalize(pixels)
+                if device.type == "cuda":
+                    batch = batch.contiguous(memory_format=torch.channels_last)
+                feats = extractor(batch).flatten(1).cpu()
+                for row, i in enumerate(kept):
+                    store.entries[keys[i][view]] = feats[row].clone()
+            store.dirty = True
+        if on_batch:
+            on_batch(n, len(chunks))
+    store.save()
+    ok = [i for i, k in enumerate(keys) if k is not None and i not in cache.failed and k[0] in store.entries]
+    if not ok:
+        return torch.empty(views, 0, 0), []
+    stacked = torch.stack([torch.stack([store.entries[keys[i][v]] for i in ok]) for v in range(views)])
+    return stacked, ok

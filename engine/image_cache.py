@@ -1,0 +1,94 @@
+"""Decoded images kept in memory, so only the first epoch pays for JPEG decoding and resizing.
+
+Each image is decoded once (``open_image``: EXIF, colour modes), its shorter side resized to the model's
+``resize_size`` with the model's interpolation (exactly as the eval transform does), centre-cropped
+to a ``resize_size`` square and stored as a uint8 CHW tensor. The eval view is the centre
+``crop_size`` square of that, so the cached path gives the same pixels as ``eval_transform``.
+Images beyond the memory budget are decoded again each time they are needed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import torch
+from torchvision.transforms import functional as TF
+
+from engine.catalog import Preprocessing
+from engine.datasets import Sample
+from engine.errors import UnreadableImageError
+from engine.images import open_image
+from engine.transforms import interpolation_mode
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BUDGET_BYTES = 2 * 1024**3
+
+
+class DecodedImageCache:
+    """uint8 ``[3, S, S]`` tensors (S = ``resize_size``) for a list of samples, within a byte budget."""
+
+    def __init__(
+        self,
+        samples: Sequence[Sample],
+        preprocessing: Preprocessing,
+        budget_bytes: int = DEFAULT_BUDGET_BYTES,
+        threads: int = 2,
+    ) -> None:
+        self.samples = list(samples)
+        self.pre = preprocessing
+        self.size = preprocessing.resize_size
+        self.budget_bytes = budget_bytes
+        self.image_bytes = 3 * self.size * self.size
+        self._cache: dict[int, torch.Tensor] = {}
+        self.failed: dict[int, str] = {}
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="decode")
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by cached images."""
+        return len(self._cache) * self.image_bytes
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def decode(self, index: int) -> torch.Tensor | None:
+        """The image as uint8 ``[3, S, S]``, or None when it cannot be decoded (remembered)."""
+        cached = self._cache.get(index)
+        if cached is not None:
+            return cached
+        if index in self.failed:
+            return None
+        path = self.samples[index].path
+        try:
+            img = open_image(path)
+            img = TF.resize(img, self.size, interpolation=interpolation_mode(self.pre), antialias=True)
+            img = TF.center_crop(img, [self.size, self.size])
+            tensor = torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1)
+        except UnreadableImageError as exc:
+            with self._lock:
+                self.failed[index] = str(exc)
+            log.warning("skipping %s", exc)
+            return None
+        tensor = tensor.contiguous()
+        with self._lock:
+            if self.nbytes + self.image_bytes <= self.budget_bytes:
+                self._cache[index] = tensor
+        return tensor
+
+    def batch(self, indices: Sequence[int]) -> tuple[torch.Tensor, list[int]]:
+        """Stack the decodable images among ``indices``; returns (uint8 [B,3,S,S], the indices kept)."""
+        images = list(self._pool.map(self.decode, indices))
+        kept = [i for i, img in zip(indices, images) if img is not None]
+        stacked = [img for img in images if img is not None]
+        if not stacked:
+            return torch.empty(0, 3, self.size, self.size, dtype=torch.uint8), []
+        return torch.stack(stacked), kept

@@ -1,0 +1,150 @@
+"""The fast data path: decoded-image cache budget, cached features and their invalidation, parity, OOM."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import torch
+from helpers_images import make_image_folder
+
+from engine.catalog import build_model, get_model_info
+from engine.config import TrainConfig
+from engine.datasets import scan_dataset
+from engine.features import FeatureExtractor, FeatureStore, compute_features, head_is_last
+from engine.image_cache import DecodedImageCache
+from engine.pipeline import augment, center_crop, crop_boxes
+from engine.trainer import train
+from engine.transforms import eval_transform
+
+PRE = get_model_info("efficientnet_lite0").preprocessing
+
+
+def test_image_cache_respects_its_memory_budget(tmp_path):
+    data = make_image_folder(tmp_path / "d", {"a": 6, "b": 6})
+    samples = scan_dataset(data).splits["train"]
+    one_image = 3 * PRE.resize_size * PRE.resize_size
+    cache = DecodedImageCache(samples, PRE, budget_bytes=5 * one_image + 10)
+    images, kept = cache.batch(list(range(len(samples))))
+    assert len(kept) == len(samples) == 12
+    assert images.shape == (12, 3, PRE.resize_size, PRE.resize_size) and images.dtype == torch.uint8
+    assert cache.nbytes <= cache.budget_bytes
+    assert cache.nbytes == 5 * one_image
+    again, _ = cache.batch(list(range(len(samples))))  # images past the budget are decoded again
+    assert torch.equal(images, again)
+    cache.close()
+
+
+def test_cached_eval_view_matches_the_eval_transform(tmp_path):
+    data = make_image_folder(tmp_path / "d", {"a": 2, "b": 2}, size=(300, 200))
+    samples = scan_dataset(data).splits["train"]
+    cache = DecodedImageCache(samples, PRE)
+    images, _ = cache.batch([0])
+    from engine.images import open_image
+
+    expected = eval_transform(PRE)(open_image(samples[0].path))
+    mean = torch.tensor(PRE.mean).view(3, 1, 1)
+    std = torch.tensor(PRE.std).view(3, 1, 1)
+    got = (center_crop(images, PRE.crop_size)[0] - mean) / std
+    assert torch.allclose(got, expected, atol=1e-5)
+    cache.close()
+
+
+def test_augment_gives_crops_of_the_right_size_and_range():
+    images = torch.randint(0, 256, (4, 3, 64, 64), dtype=torch.uint8)
+    gen = torch.Generator().manual_seed(0)
+    out = augment(images, 32, crop_boxes(4, gen), torch.tensor([True, False, True, False]))
+    assert out.shape == (4, 3, 32, 32)
+    assert 0.0 <= out.min() and out.max() <= 1.0
+    full = torch.tensor([[1.0, 1.0, 0.0, 0.0]])  # the whole image, unflipped: identity resample
+    same = augment(images[:1], 64, full, torch.tensor([False]))
+    assert torch.allclose(same * 255, images[:1].float(), atol=1e-3)
+
+
+def test_changed_file_invalidates_only_its_cached_features(tmp_path):
+    data = make_image_folder(tmp_path / "d", {"a": 4, "b": 4})
+    samples = scan_dataset(data).splits["train"]
+    info = get_model_info("efficientnet_lite0")
+    model, heads = build_model("efficientnet_lite0", 2, pretrained=True)
+    model.eval()
+    extractor = FeatureExtractor(model, heads[0])
+    calls = {"n": 0}
+    original = extractor.__call__
+
+    def counting(batch):
+        calls["n"] += batch.shape[0]
+        return original(batch)
+
+    cache_dir = tmp_path / "cache"
+
+    def run():
+        cache = DecodedImageCache(samples, info.preprocessing)
+        store = FeatureStore(info, seed=0, cache_dir=cache_dir)
+        feats, kept = compute_features(counting, cache, store, 2, 0, torch.device("cpu"), 4)
+        cache.close()
+        return feats, kept
+
+    first, kept = run()
+    assert first.shape[:2] == (2, 8) and calls["n"] == 16  # 8 images x 2 views
+    calls["n"] = 0
+    again, _ = run()
+    assert calls["n"] == 0 and torch.equal(first, again)  # all from the disk cache
+
+    changed = samples[3].path
+    from helpers_images import make_image
+
+    make_image((0, 0, 255), seed=99).save(changed, format="PNG" if changed.suffix == ".png" else "JPEG")
+    os.utime(changed, ns=(time.time_ns(), time.time_ns() + 5_000_000))
+    calls["n"] = 0
+    third, _ = run()
+    assert calls["n"] == 2  # only the changed image, both views
+    assert not torch.equal(third[:, 3], first[:, 3])
+    assert torch.equal(third[:, :3], first[:, :3])
+
+    other_seed = FeatureStore(info, seed=1, cache_dir=cache_dir)
+    assert other_seed.path != FeatureStore(info, seed=0, cache_dir=cache_dir).path
+
+
+def test_head_is_last_except_where_pooling_follows():
+    lite, heads = build_model("efficientnet_lite0", 2, pretrained=False)
+    assert head_is_last(lite, heads[0], 224)
+    squeeze, heads = build_model("squeezenet1_1", 2, pretrained=False)
+    assert not head_is_last(squeeze, heads[0], 224)
+
+
+def test_cached_features_match_the_full_forward_pass(tmp_path, monkeypatch):
+    monkeypatch.setenv("TRANSFER_STUDIO_CACHE", str(tmp_path / "cache"))
+    data = make_image_folder(tmp_path / "d", {"a": 6, "b": 6})
+    base = TrainConfig.for_strategy(
+        "feature-extract", epochs=2, batch_size=4, lr=1e-2, device="cpu", augment=False
+    )
+    fast = train(base, data, run_dir=tmp_path / "fast")
+    slow = train(base.replace(cache_features=False), data, run_dir=tmp_path / "slow")
+    for a, b in zip(fast.history, slow.history, strict=True):
+        assert abs(a["val_acc"] - b["val_acc"]) < 1e-9
+        assert abs(a["val_loss"] - b["val_loss"]) < 1e-4
+        assert abs(a["train_loss"] - b["train_loss"]) < 1e-4
+
+
+def test_out_of_memory_halves_the_batch_and_goes_on(tmp_path, monkeypatch):
+    monkeypatch.setenv("TRANSFER_STUDIO_CACHE", str(tmp_path / "cache"))
+    from engine import events as ev
+    from engine.trainer import _Training
+
+    data = make_image_folder(tmp_path / "d", {"a": 6, "b": 6})
+    real_step = _Training._step
+    state = {"raised": False}
+
+    def flaky_step(self, inputs, labels, training):
+        if training and not state["raised"] and labels.numel() > 2:
+            state["raised"] = True
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real_step(self, inputs, labels, training)
+
+    monkeypatch.setattr(_Training, "_step", flaky_step)
+    events: list = []
+    config = TrainConfig.for_strategy("feature-extract", epochs=2, batch_size=8, device="cpu")
+    result = train(config, data, run_dir=tmp_path / "run", on_event=events.append)
+    assert state["raised"] and result.epochs_completed == 2
+    messages = [e.text for e in events if isinstance(e, ev.Message)]
+    assert any("batch size halved to 4" in m for m in messages)
