@@ -55,7 +55,7 @@ def test_augment_gives_crops_of_the_right_size_and_range():
     gen = torch.Generator().manual_seed(0)
     out = augment(images, 32, crop_boxes(4, gen), torch.tensor([True, False, True, False]))
     assert out.shape == (4, 3, 32, 32)
-    assert 0.0 <= out.min() and out.max() <= 1.0
+    assert out.min() >= 0.0 and out.max() <= 1.0
     full = torch.tensor([[1.0, 1.0, 0.0, 0.0]])  # the whole image, unflipped: identity resample
     same = augment(images[:1], 64, full, torch.tensor([False]))
     assert torch.allclose(same * 255, images[:1].float(), atol=1e-3)
