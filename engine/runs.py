@@ -14,16 +14,20 @@ half-written checkpoint in place of the previous good one.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from engine.errors import TransferStudioError
+
+log = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
@@ -131,3 +135,49 @@ class RunDir:
             return torch.load(self.checkpoint_path, map_location="cpu", weights_only=True)
         except Exception as exc:  # noqa: BLE001 - any failure means the file is unusable
             raise TransferStudioError(f"cannot read {self.checkpoint_path}: {exc}") from None
+
+
+def cpu_copy(obj: Any) -> Any:
+    """A deep copy of nested dicts/lists whose tensors are detached CPU copies (safe to save later)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {k: cpu_copy(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(cpu_copy(v) for v in obj)
+    return obj
+
+
+class CheckpointWriter:
+    """Writes checkpoints on a background thread, one at a time, so training never waits on the disk.
+
+    ``submit`` first waits for the previous write, so at most one is in flight and each epoch's
+    checkpoint lands in order. A failed write (a full disk, say) leaves the previous checkpoint in place
+    and is reported by the next ``submit`` or ``close`` through ``on_error``.
+    """
+
+    def __init__(self, run: RunDir, on_error: Callable[[str], None]) -> None:
+        self.run = run
+        self.on_error = on_error
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint")
+        self._pending: Future | None = None
+
+    def submit(self, state: dict[str, Any]) -> None:
+        """Queue ``state`` (already copied to the CPU) to be written atomically."""
+        self._wait()
+        self._pending = self._pool.submit(self.run.save_checkpoint, state)
+
+    def close(self) -> None:
+        self._wait()
+        self._pool.shutdown(wait=True)
+
+    def _wait(self) -> None:
+        if self._pending is None:
+            return
+        try:
+            self._pending.result()
+        except OSError as exc:
+            log.warning("checkpoint not written: %s", exc)
+            self.on_error(f"could not write the checkpoint ({exc}); the previous one is kept")
+        finally:
+            self._pending = None

@@ -15,7 +15,8 @@ from torch import nn
 from engine.config import TrainConfig
 
 
-def _is_head(param_name: str, head_names: list[str]) -> bool:
+def is_head_parameter(param_name: str, head_names: list[str]) -> bool:
+    """Whether a parameter or buffer name belongs to one of the head modules."""
     return any(param_name == h or param_name.startswith(h + ".") for h in head_names)
 
 
@@ -23,7 +24,7 @@ def parameter_groups(model: nn.Module, head_names: list[str], config: TrainConfi
     """Set ``requires_grad`` per the strategy and return optimizer parameter groups."""
     head, backbone = [], []
     for name, param in model.named_parameters():
-        (head if _is_head(name, head_names) else backbone).append(param)
+        (head if is_head_parameter(name, head_names) else backbone).append(param)
     if config.strategy == "feature-extract":
         for p in backbone:
             p.requires_grad_(False)

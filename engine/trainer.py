@@ -29,8 +29,8 @@ from engine.errors import TrainingCancelled, TransferStudioError
 from engine.features import FeatureExtractor, FeatureStore, compute_features, head_is_last
 from engine.image_cache import DecodedImageCache
 from engine.pipeline import FeatureBatches, ImageBatches
-from engine.runs import RunDir, new_run_dir
-from engine.strategies import parameter_groups, set_mode
+from engine.runs import CheckpointWriter, RunDir, cpu_copy, new_run_dir
+from engine.strategies import is_head_parameter, parameter_groups, set_mode
 
 log = logging.getLogger(__name__)
 
@@ -118,8 +118,9 @@ def _seed_epoch(seed: int, epoch: int) -> None:
     torch.manual_seed(seed * 100_003 + epoch)
 
 
-def _state_copy(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+def inference_batch_size(batch_size: int, device: torch.device) -> int:
+    """Batch size for passes without gradients (features, validation): as large as is cheap."""
+    return max(batch_size, 256 if device.type == "cuda" else 64)
 
 
 def decode_threads(config: TrainConfig) -> int:
@@ -207,20 +208,20 @@ class _Training:
         )
         self.criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
         self.batch_size = cfg.batch_size
+        self.inference_batch = inference_batch_size(cfg.batch_size, self.device)
         self._make_caches(report)
 
         start_epoch = 1
         if self.checkpoint is not None:
             start_epoch = self._restore(self.checkpoint)
         remaining = cfg.epochs - start_epoch + 1
-        per_epoch = sum(math.ceil(len(self.labels[s]) / self.batch_size) for s in ("train", "val"))
+        n_train, n_val = len(self.labels["train"]), len(self.labels["val"])
+        per_epoch = math.ceil(n_train / self.batch_size) + math.ceil(n_val / self.inference_batch)
         self.batches_total = max(1, remaining * per_epoch)
         head_name = self._feature_head()
         self.features = {}
         if head_name is not None:
-            views = feature_views(cfg, self.device)
-            self.batches_total += math.ceil(len(self.labels["train"]) / self.batch_size) * views
-            self.batches_total += math.ceil(len(self.labels["val"]) / self.batch_size)
+            self.batches_total += math.ceil((n_train + n_val) / self.inference_batch)
         self.emit(
             ev.RunStarted(
                 run_dir=str(self.run.path),
@@ -233,12 +234,14 @@ class _Training:
                 batches_per_epoch=math.ceil(len(self.labels["train"]) / self.batch_size),
             )
         )
+        self.checkpoints = CheckpointWriter(self.run, lambda text: self.emit(ev.Message("warning", text)))
         try:
             if head_name is not None:
                 self._prepare_features(head_name)
             for epoch in range(start_epoch, cfg.epochs + 1):
                 self._run_epoch(epoch)
         finally:
+            self.checkpoints.close()
             for cache in self.caches.values():
                 cache.close()
         return self._finish(cancelled=False)
@@ -246,10 +249,11 @@ class _Training:
     def _finish(self, cancelled: bool) -> RunResult:
         bundle_path = None
         if self.best_state is not None:
+            self._load_snapshot(self.best_state)
             bundle = Bundle(
                 architecture=self.config.model,
                 class_names=self.classes,
-                state_dict=self.best_state,
+                state_dict=cpu_copy(self.model.state_dict()),
                 preprocessing=self.preprocessing,
                 metrics={
                     "best_val_acc": self.best_val_acc,
@@ -345,18 +349,23 @@ class _Training:
             def progress(done: int, total: int) -> None:
                 self._emit_batch(0, "features", done, total, float("nan"))
 
-            with self._autocast():
-                feats, kept = compute_features(
-                    extractor,
-                    self.caches[split],
-                    store,
-                    views[split],
-                    self.config.seed,
-                    self.device,
-                    self.batch_size,
-                    on_batch=progress,
-                    should_stop=self.should_stop,
-                )
+            while True:
+                try:
+                    with self._autocast():
+                        feats, kept = compute_features(
+                            extractor,
+                            self.caches[split],
+                            store,
+                            views[split],
+                            self.config.seed,
+                            self.device,
+                            self.inference_batch,
+                            on_batch=progress,
+                            should_stop=self.should_stop,
+                        )
+                    break
+                except torch.cuda.OutOfMemoryError:
+                    self._halve_after_oom(training=False)  # features done so far are kept in the store
             if not kept:
                 raise TransferStudioError(f"no {split} image could be read; check the dataset")
             if self.device.type == "cuda":
@@ -374,13 +383,12 @@ class _Training:
         train = split == "train"
         if self.features:
             feats, labels = self.features[split]
-            return FeatureBatches(
-                feats, labels, self.batch_size, self.device, train=train, generator=generator
-            )
+            size = self.batch_size if train else self.inference_batch
+            return FeatureBatches(feats, labels, size, self.device, train=train, generator=generator)
         return ImageBatches(
             self.caches[split],
             self.labels[split],
-            self.batch_size,
+            self.batch_size if train else self.inference_batch,
             self.device,
             train=train,
             augment=self.config.augment,
@@ -392,7 +400,7 @@ class _Training:
             raise TransferStudioError(
                 "the dataset's classes changed since this run started; start a new run instead"
             )
-        self.model.load_state_dict(ckpt["model"])
+        self._load_snapshot(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
         if ckpt.get("scaler"):
@@ -406,12 +414,23 @@ class _Training:
         self.emit(ev.Message("info", f"resuming after epoch {epoch} of {self.config.epochs}"))
         return epoch + 1
 
+    def _load_snapshot(self, state: dict[str, torch.Tensor]) -> None:
+        strict = self.config.strategy != "feature-extract"
+        self.model.load_state_dict(state, strict=strict)
+
+    def _snapshot(self) -> dict[str, torch.Tensor]:
+        """The weights that can change: the head's alone when the backbone is frozen."""
+        state = self.model.state_dict()
+        if self.config.strategy == "feature-extract":
+            state = {k: v for k, v in state.items() if is_head_parameter(k, self.head_names)}
+        return cpu_copy(state)
+
     def _save_checkpoint(self, epoch: int) -> None:
-        self.run.save_checkpoint(
+        self.checkpoints.submit(
             {
                 "epoch": epoch,
-                "model": _state_copy(self.model),
-                "optimizer": self.optimizer.state_dict(),
+                "model": self._snapshot(),
+                "optimizer": cpu_copy(self.optimizer.state_dict()),
                 "scheduler": self.scheduler.state_dict(),
                 "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else {},
                 "history": self.history,
@@ -438,7 +457,7 @@ class _Training:
         is_best = val_acc > self.best_val_acc
         if is_best:
             self.best_val_acc, self.best_epoch = val_acc, epoch
-            self.best_state = _state_copy(self.model)
+            self.best_state = self._snapshot()
         seconds = time.perf_counter() - started
         row = {
             "epoch": epoch,
@@ -526,21 +545,7 @@ class _Training:
             return self._step(inputs, labels, training)
         except torch.cuda.OutOfMemoryError:
             self.optimizer.zero_grad(set_to_none=True)
-            if self.device.type == "cuda":
-                torch.cuda.empty_cache()
-            if labels.numel() <= 1:
-                raise TransferStudioError(
-                    "out of GPU memory even with a batch of one image; choose a smaller model "
-                    "or train on the CPU"
-                ) from None
-            self.batch_size = max(1, labels.numel() // 2)
-            self.emit(
-                ev.Message(
-                    "warning",
-                    f"out of GPU memory: batch size halved to {self.batch_size}; the run goes on",
-                )
-            )
-            half = self.batch_size
+            half = self._halve_after_oom(training, current=labels.numel())
             results = [
                 self._step_or_split(inputs[i : i + half], labels[i : i + half], training)
                 for i in range(0, labels.numel(), half)
@@ -548,6 +553,24 @@ class _Training:
             n = [labels[i : i + half].numel() for i in range(0, labels.numel(), half)]
             loss = sum(r[0] * k for r, k in zip(results, n)) / labels.numel()
             return loss, sum(r[1] for r in results)
+
+    def _halve_after_oom(self, training: bool, current: int | None = None) -> int:
+        """Halve the training (or inference) batch size after CUDA ran out of memory; returns it."""
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        size = current or (self.batch_size if training else self.inference_batch)
+        if size <= 1:
+            raise TransferStudioError(
+                "out of GPU memory even with a batch of one image; choose a smaller model or train on the CPU"
+            )
+        half = max(1, size // 2)
+        if training:
+            self.batch_size = half
+        else:
+            self.inference_batch = half
+        kind = "batch size" if training else "inference batch size"
+        self.emit(ev.Message("warning", f"out of GPU memory: {kind} halved to {half}; the run goes on"))
+        return half
 
     def _step(self, inputs: torch.Tensor, labels: torch.Tensor, training: bool) -> tuple[float, int]:
         forward = self.head if self.features else self.model

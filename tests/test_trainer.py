@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from helpers_images import make_image_folder
 
@@ -106,9 +107,10 @@ def test_stop_takes_effect_within_one_batch(tmp_path):
     assert isinstance(seen[-1], ev.RunFinished) and seen[-1].cancelled
 
 
-def test_resume_continues_exactly(tmp_path):
+@pytest.mark.parametrize("strategy", ["scratch", "feature-extract"])
+def test_resume_continues_exactly(tmp_path, strategy):
     data = _data(tmp_path)
-    config = _config("scratch", epochs=3, seed=1)
+    config = _config(strategy, epochs=3, seed=1)
     full = train(config, data, run_dir=tmp_path / "full")
 
     stop = {"flag": False}
@@ -133,6 +135,9 @@ def test_resume_continues_exactly(tmp_path):
 
     assert strip(resumed.history) == strip(full.history)
     assert resumed.best_val_acc == full.best_val_acc
+    full_state = load_bundle(full.bundle_path).state_dict
+    resumed_state = load_bundle(resumed.bundle_path).state_dict
+    assert all(torch.equal(full_state[k], resumed_state[k]) for k in full_state)
 
 
 def test_split_outputs_handles_auxiliary_heads():
