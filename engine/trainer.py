@@ -119,8 +119,11 @@ def _seed_epoch(seed: int, epoch: int) -> None:
 
 
 def inference_batch_size(batch_size: int, device: torch.device) -> int:
-    """Batch size for passes without gradients (features, validation): as large as is cheap."""
-    return max(batch_size, 256 if device.type == "cuda" else 64)
+    """Batch size for passes without gradients (features, validation): larger on a GPU, where it is cheap.
+
+    On a CPU bigger batches barely speed up inference but cost memory (lite0 at 64 images: +1.3 GB).
+    """
+    return max(batch_size, 256) if device.type == "cuda" else batch_size
 
 
 def decode_threads(config: TrainConfig) -> int:
