@@ -127,6 +127,11 @@ class RunDir:
     def save_checkpoint(self, state: dict[str, Any]) -> None:
         atomic_torch_save(state, self.checkpoint_path)
 
+    def remove_stale_temp_files(self) -> None:
+        """Delete temporary files left by a write that a crash or kill cut off."""
+        for tmp in self.path.glob(".*.tmp"):
+            tmp.unlink(missing_ok=True)
+
     def load_checkpoint(self) -> dict[str, Any]:
         """The last checkpoint (weights_only: loading never runs code)."""
         if not self.checkpoint_path.exists():

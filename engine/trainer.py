@@ -101,6 +101,7 @@ def resume(
     if epochs is not None and epochs != config.epochs:
         config = config.replace(epochs=epochs)
         run.write_config(config.to_dict(), data_root)
+    run.remove_stale_temp_files()
     checkpoint = run.load_checkpoint()
     return _Training(config, data_root, run, on_event, should_stop, None, checkpoint).execute()
 
