@@ -298,3 +298,25 @@ def test_killed_run_resumes_to_the_same_result(tmp_path):
 
     assert strip(resumed_rows) == strip(full_rows)
     assert not list((tmp_path / "killed").glob(".*.tmp"))  # a write cut off by the kill was cleaned up
+
+
+def test_unreadable_file_is_skipped_with_permission_reason(tmp_path, monkeypatch):
+    """Tests run as root, where chmod cannot deny a read, so the denial is simulated at open()."""
+    data = make_image_folder(tmp_path / "d", {"a": 4, "b": 4})
+    secret = data / "train" / "a" / "secret.jpg"
+    make_image((9, 9, 9)).save(secret)
+    import PIL.Image
+
+    real_open = PIL.Image.open
+
+    def guarded_open(fp, *args, **kwargs):
+        if str(fp).endswith("secret.jpg"):
+            raise PermissionError(13, "Permission denied", str(fp))
+        return real_open(fp, *args, **kwargs)
+
+    monkeypatch.setattr(PIL.Image, "open", guarded_open)
+    report = scan_dataset(data)
+    reasons = {s.path.name: s.reason for s in report.skipped}
+    assert "permission denied" in reasons["secret.jpg"]
+    with pytest.raises(UnreadableImageError, match="permission denied"):
+        open_image(secret)
