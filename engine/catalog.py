@@ -231,9 +231,12 @@ def build_model(
 
 
 def _build_pretrained(info: ModelInfo) -> nn.Module:
+    from engine import weights as weights_files  # lazy: engine.weights imports this module
+
     weights = torchvision.models.get_model_weights(info.name).DEFAULT
-    if weights_status(info.name) == "download":
-        logger.info("Downloading %s weights from %s", info.name, info.weights_url)
+    # The cached file, or a verified atomic download (WeightsError, one line, if neither); torchvision
+    # then loads it from the cache without downloading again.
+    weights_files.download_weights(info.name)
     try:
         return torchvision.models.get_model(info.name, weights=weights, progress=False)
     except Exception as exc:  # noqa: BLE001 - no network, HTTP error, bad/partial/corrupt file

@@ -1,4 +1,4 @@
-"""The headless command line: ``transfer-studio scan|models|train|predict``. Never imports Qt.
+"""The headless command line: ``transfer-studio scan|models|train|predict|weights|doctor``. Never imports Qt.
 
 Every failure the user can cause ends in one line on stderr and a non-zero exit code, never a traceback.
 """
@@ -74,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--csv", type=Path, metavar="OUT", help="write one row per image")
     predict.add_argument("--device", choices=DEVICES, default="auto")
     predict.add_argument("--json", action="store_true")
+    _add_weights_and_doctor_parsers(sub)
     return parser
 
 
@@ -86,6 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     logging.basicConfig(level=logging.WARNING, format=f"{PROG}: %(levelname)s: %(message)s")
     handlers = {"scan": _scan, "models": _models, "train": _train, "predict": _predict}
+    handlers.update(weights=_weights, doctor=_doctor)
     try:
         return handlers[args.command](args)
     except TransferStudioError as exc:
@@ -167,6 +169,9 @@ def _train(args: argparse.Namespace) -> int:
             workers=args.workers,
             val_fraction=args.val_fraction,
         )
+        if config.pretrained:  # download now, with a progress bar, rather than silently inside train()
+            config.validate()
+            _ensure_weights(config.model)
         result = train(config, args.data, run_dir=args.out, on_event=progress, should_stop=stop)
     if args.json:
         payload = result.to_json()
@@ -285,6 +290,120 @@ class _Progress:
         if self.tty:
             self.stream.write("\r" + " " * 79 + "\r")
             self.stream.flush()
+
+
+# --- weights and doctor --------------------------------------------------------------------------
+
+
+def _add_weights_and_doctor_parsers(sub: Any) -> None:
+    weights = sub.add_parser("weights", help="list, download or import pretrained weights files")
+    actions = weights.add_subparsers(dest="weights_command", metavar="ACTION", required=True)
+    listing = actions.add_parser("list", help="each model's weights: offline (built in), cached or download")
+    listing.add_argument("--json", action="store_true")
+    download = actions.add_parser("download", help="download models' weights into the cache")
+    download.add_argument("models", nargs="+", metavar="NAME")
+    imports = actions.add_parser("import", help="verify a weights file from elsewhere; put it in the cache")
+    imports.add_argument("file", type=Path, metavar="FILE")
+    imports.add_argument("--model", metavar="NAME", help="the model it is for (default: found from the file)")
+    doctor = sub.add_parser("doctor", help="show versions, CUDA, GPUs, caches, folders and what is wrong")
+    doctor.add_argument("--json", action="store_true")
+
+
+_WEIGHTS_TEXT = {"offline": "offline (built in)", "cached": "cached", "download": "needs download"}
+
+
+def _weights(args: argparse.Namespace) -> int:
+    from engine import weights
+
+    if args.weights_command == "import":
+        path = weights.import_weights(args.file, args.model)
+        print(f"imported {args.file} as {path}")
+        return 0
+    if args.weights_command == "download":
+        for name in args.models:
+            print(f"{name}: {_ensure_weights(name)}")
+        return 0
+    rows = weights.weights_table()
+    if args.json:
+        _print_json(rows)
+        return 0
+    print(f"{'model':<28} {'weights':<19} {'size':>9}  file")
+    for r in rows:
+        size = weights.format_size(r["size"]) if r["size"] is not None else ""
+        status = _WEIGHTS_TEXT.get(r["status"], r["status"])
+        print(f"{r['name']:<28} {status:<19} {size:>9}  {r['file'] or ''}")
+    print(f"cache folder: {weights.weights_cache_dir()}")
+    return 0
+
+
+def _ensure_weights(name: str) -> Path:
+    """The model's weights file, downloaded first (with a progress bar on a terminal) if needed."""
+    from engine.weights import download_weights
+
+    bar = _DownloadBar(sys.stderr, name)
+    try:
+        path = download_weights(name, on_progress=bar)
+    finally:
+        bar.finish()
+    return path
+
+
+class _DownloadBar:
+    """on_progress for download_weights: a bar on a terminal, one summary line otherwise."""
+
+    def __init__(self, stream: TextIO, label: str) -> None:
+        self.stream = stream
+        self.label = label
+        self.tty = stream.isatty()
+        self.last: tuple[int, int, float] | None = None
+
+    def __call__(self, done: int, total: int, speed: float) -> None:
+        from engine.weights import format_size
+
+        if self.last is None:
+            print(f"downloading {self.label} weights...", file=self.stream, flush=True)
+        self.last = (done, total, speed)
+        if not self.tty:
+            return
+        width = 24
+        filled = int(width * done / total) if total else 0
+        size = f"{format_size(done)} / {format_size(total)}" if total else format_size(done)
+        eta = ""
+        if total and speed > 0:
+            eta = "  ETA " + time.strftime("%M:%S", time.gmtime(min((total - done) / speed, 3599)))
+        bar = "#" * filled + "." * (width - filled)
+        self.stream.write(f"\r[{bar}] {size}  {format_size(speed)}/s{eta}  ")
+        self.stream.flush()
+
+    def finish(self) -> None:
+        from engine.weights import format_size
+
+        if self.last is None:  # nothing was downloaded: cached, built in, or failed before starting
+            return
+        if self.tty:
+            self.stream.write("\r" + " " * 79 + "\r")
+        done, total, speed = self.last
+        if total and done == total:
+            print(f"downloaded {format_size(done)} ({format_size(speed)}/s)", file=self.stream, flush=True)
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from engine.doctor import environment_report, format_environment
+
+    report = environment_report()
+    if args.json:
+        _print_json(report)
+    else:
+        print(format_environment(report))
+    problems = []
+    if not report["runs"].get("writable"):
+        problems.append("the runs folder is not writable")
+    if not report["offline_model"].get("present"):
+        problems.append("the built-in offline model is missing")
+    if problems:
+        print(f"{PROG}: problem: {'; '.join(problems)}", file=sys.stderr)
+        return EXIT_FAILURE
+    return 0
 
 
 if __name__ == "__main__":

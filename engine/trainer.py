@@ -188,7 +188,11 @@ class _Training:
         cfg = self.config
         self.device = resolve_device(cfg.device)
         if self.report is None:
-            self.report = scan_dataset(self.data_root, val_fraction=cfg.val_fraction, seed=cfg.seed)
+            # No per-file decode check here: every image is decoded in the first epoch anyway, and one
+            # that fails then is skipped and reported. (The Data tab and `scan` show the full check.)
+            self.report = scan_dataset(
+                self.data_root, val_fraction=cfg.val_fraction, seed=cfg.seed, verify=False
+            )
         report = self.report
         self.classes = list(report.classes)
         for warning in report.warnings:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from torch import nn
 from torchvision import transforms as T
 
 from engine import catalog, lite0
+from engine import weights as weights_files
 from engine.catalog import (
     ModelInfo,
     Preprocessing,
@@ -139,6 +141,7 @@ def test_failed_download_is_a_one_line_model_error(torch_home, monkeypatch):
         raise urllib.error.URLError("no network")
 
     monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    monkeypatch.setattr(urllib.request, "urlopen", offline)  # what engine.weights downloads with
     with pytest.raises(ModelError) as err:
         build_model("resnet18", 3, pretrained=True)
     message = str(err.value)
@@ -170,11 +173,13 @@ def test_pretrained_and_scratch_models_are_the_same_network(name, torch_home, mo
     reference = torchvision.models.get_model(name, weights=None, **_BUILT_FOR_WEIGHTS[name])
     downloads = []
 
-    def fake_download(url, dst, *args, **kwargs):
+    def fake_download(model_name, **kwargs):  # engine.weights.download_weights, minus the network
+        url = get_model_info(model_name).weights_url
         downloads.append(url)
-        torch.save(reference.state_dict(), dst)
+        torch_home.mkdir(parents=True, exist_ok=True)
+        torch.save(reference.state_dict(), torch_home / url.rsplit("/", 1)[-1])
 
-    monkeypatch.setattr(torch.hub, "download_url_to_file", fake_download)
+    monkeypatch.setattr(weights_files, "download_weights", fake_download)
     pretrained, heads = build_model(name, 3, pretrained=True)
     assert downloads == [get_model_info(name).weights_url]
     assert weights_status(name) == "cached"
