@@ -1,0 +1,383 @@
+"""The Data tab: choose a dataset folder, scan it off the GUI thread, and show what was found.
+
+Shows one row per class with per-split counts (``classTable``), a lazily loaded thumbnail grid of the
+selected class, the files that were skipped with their reasons, and the scan's warnings (imbalance,
+tiny classes, automatic validation split). Folders come from the Open button
+(``QFileDialog.getExistingDirectory``), drag-and-drop, the recent list, or typing a path.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import Qt, Signal, Slot
+from PySide6.QtGui import QAction, QBrush, QColor, QDragEnterEvent, QDropEvent
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QFileDialog,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QMenu,
+    QProgressBar,
+    QPushButton,
+    QSplitter,
+    QStackedWidget,
+    QTableWidget,
+    QTableWidgetItem,
+    QTabWidget,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from gui.prediction_views import ProbabilityBarDelegate, confidence_item
+from gui.settings import Settings
+from gui.thumbnails import ThumbnailGrid
+from gui.widgets import MessageBanner, dropped_paths, heading, hint_label
+from gui.worker import FunctionWorker, ThreadRunner
+
+logger = logging.getLogger(__name__)
+
+TINY_CLASS = 10
+EMPTY_HINT = (
+    "<p style='font-size:15pt'><b>Drop a folder of photos here</b></p>"
+    "<p>or click <b>Open folder…</b> above.</p>"
+    "<p>Put each class in its own sub-folder — <i>photos/cats</i>, <i>photos/dogs</i> — or use "
+    "<i>train/</i> and <i>val/</i> folders that each hold the class folders.<br>"
+    "Without a <i>val/</i> folder, 20% of each class is set aside for validation.</p>"
+)
+
+
+def _scan(path: str, worker: FunctionWorker) -> Any:
+    from engine.datasets import scan_dataset  # imports torch, worker thread only
+
+    return scan_dataset(path, on_progress=worker.report_progress)
+
+
+class DataTab(QWidget):
+    """Dataset chooser and scan report. ``datasetChanged(report or None)`` after every scan."""
+
+    datasetChanged = Signal(object)
+
+    def __init__(self, settings: Settings, runner: ThreadRunner, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("dataTab")
+        self.settings = settings
+        self.runner = runner
+        self.report: Any = None
+        self._scan_worker: FunctionWorker | None = None
+        self._scanning_path = ""
+        self.setAcceptDrops(True)
+        self._build()
+        self._refresh_recent()
+
+    # -- layout ------------------------------------------------------------------------------------
+    def _build(self) -> None:
+        self.path_edit = QLineEdit()
+        self.path_edit.setObjectName("datasetPath")
+        self.path_edit.setAccessibleName("Dataset folder")
+        self.path_edit.setPlaceholderText("A folder with one sub-folder of photos per class")
+        self.path_edit.setClearButtonEnabled(True)
+        self.path_edit.returnPressed.connect(self._on_path_entered)
+        self.open_button = QPushButton("Open folder…")
+        self.open_button.setObjectName("openDatasetButton")
+        self.open_button.setAccessibleName("Open dataset folder")
+        self.open_button.clicked.connect(self.choose_folder)
+        self.recent_button = QToolButton()
+        self.recent_button.setObjectName("recentDatasetsButton")
+        self.recent_button.setAccessibleName("Recent datasets")
+        self.recent_button.setText("Recent")
+        self.recent_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        self.recent_menu = QMenu(self)
+        self.recent_button.setMenu(self.recent_menu)
+        self.rescan_button = QPushButton("Rescan")
+        self.rescan_button.setObjectName("rescanButton")
+        self.rescan_button.setAccessibleName("Scan the dataset again")
+        self.rescan_button.setEnabled(False)
+        self.rescan_button.clicked.connect(self.rescan)
+        top = QHBoxLayout()
+        top.addWidget(QLabel("Dataset:"))
+        top.addWidget(self.path_edit, 1)
+        top.addWidget(self.open_button)
+        top.addWidget(self.recent_button)
+        top.addWidget(self.rescan_button)
+
+        self.progress = QProgressBar()
+        self.progress.setObjectName("scanProgress")
+        self.progress.setAccessibleName("Scan progress")
+        self.progress.setFormat("Checking images… %v / %m")
+        self.progress.hide()
+        self.summary = QLabel()
+        self.summary.setObjectName("datasetSummary")
+        self.summary.setWordWrap(True)
+        self.error = MessageBanner("dataError")
+
+        self.class_table = QTableWidget(0, 0)
+        self.class_table.setObjectName("classTable")
+        self.class_table.setAccessibleName("Classes")
+        self.class_table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.class_table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.class_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.class_table.verticalHeader().hide()
+        self.class_table.itemSelectionChanged.connect(self._on_class_selected)
+        self._share_delegate = ProbabilityBarDelegate(self.class_table)
+
+        self.warnings = QListWidget()
+        self.warnings.setObjectName("datasetWarnings")
+        self.warnings.setAccessibleName("Dataset warnings")
+        self.warnings.setWordWrap(True)
+        self.skipped = QTableWidget(0, 2)
+        self.skipped.setObjectName("skippedFiles")
+        self.skipped.setAccessibleName("Skipped files")
+        self.skipped.setHorizontalHeaderLabels(["File", "Reason"])
+        self.skipped.verticalHeader().hide()
+        self.skipped.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.skipped.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
+        self.issues = QTabWidget()
+        self.issues.setObjectName("datasetIssues")
+        self.issues.addTab(self.warnings, "Warnings")
+        self.issues.addTab(self.skipped, "Skipped files")
+
+        classes = QWidget()
+        classes_layout = QVBoxLayout(classes)
+        classes_layout.setContentsMargins(0, 0, 0, 0)
+        classes_layout.addWidget(heading("Classes"))
+        classes_layout.addWidget(self.class_table)
+        left = QSplitter(Qt.Orientation.Vertical)
+        left.addWidget(classes)
+        left.addWidget(self.issues)
+        left.setStretchFactor(0, 3)
+        left.setStretchFactor(1, 2)
+        left.setChildrenCollapsible(False)
+
+        self.grid_title = heading("Images")
+        self.grid = ThumbnailGrid()
+        right = QWidget()
+        right_layout = QVBoxLayout(right)
+        right_layout.setContentsMargins(0, 0, 0, 0)
+        right_layout.addWidget(self.grid_title)
+        right_layout.addWidget(self.grid, 1)
+        right_layout.addWidget(hint_label("Double-click an image to open it in your image viewer."))
+
+        splitter = QSplitter(Qt.Orientation.Horizontal)
+        splitter.addWidget(left)
+        splitter.addWidget(right)
+        splitter.setStretchFactor(0, 2)
+        splitter.setStretchFactor(1, 5)
+        splitter.setChildrenCollapsible(False)
+
+        empty = QLabel(EMPTY_HINT)
+        empty.setObjectName("dataEmptyHint")
+        empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        empty.setWordWrap(True)
+        empty.setStyleSheet("QLabel { border: 2px dashed palette(mid); border-radius: 12px; }")
+        self.pages = QStackedWidget()
+        self.pages.addWidget(empty)
+        self.pages.addWidget(splitter)
+
+        layout = QVBoxLayout(self)
+        layout.addLayout(top)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.error)
+        layout.addWidget(self.summary)
+        layout.addWidget(self.pages, 1)
+
+    # -- choosing a folder -------------------------------------------------------------------------
+    @Slot()
+    def choose_folder(self) -> None:
+        start = self.path_edit.text() or self.settings.get_str("data/last") or str(Path.home())
+        folder = QFileDialog.getExistingDirectory(self, "Open dataset folder", start)
+        if folder:
+            self.open_dataset(folder)
+
+    @Slot()
+    def _on_path_entered(self) -> None:
+        text = self.path_edit.text().strip()
+        if text:
+            self.open_dataset(text)
+
+    @Slot()
+    def rescan(self) -> None:
+        if self.report is not None or self.path_edit.text():
+            self.open_dataset(self.path_edit.text())
+
+    def open_dataset(self, folder: str | Path) -> None:
+        """Scan ``folder`` in the background; the result arrives in ``datasetChanged``."""
+        path = str(Path(folder).expanduser())
+        self.path_edit.setText(path)
+        if self._scan_worker is not None:
+            self._scan_worker.abort()
+        self.error.hide()
+        self.progress.setRange(0, 0)
+        self.progress.show()
+        self.summary.setText(f"Scanning {path}…")
+        self._scanning_path = path
+        worker = FunctionWorker(lambda w: _scan(path, w))
+        worker.progress.connect(self._on_scan_progress)
+        worker.returned.connect(self._on_scanned)
+        worker.errored.connect(self._on_scan_failed)
+        self._scan_worker = worker
+        self.runner.start(worker, "dataset-scan")
+
+    def is_scanning(self) -> bool:
+        return self._scan_worker is not None
+
+    @Slot(int, int)
+    def _on_scan_progress(self, done: int, total: int) -> None:
+        if self.sender() is not self._scan_worker:
+            return
+        self.progress.setRange(0, max(1, total))
+        self.progress.setValue(done)
+
+    @Slot(object)
+    def _on_scanned(self, report: Any) -> None:
+        if self.sender() is not self._scan_worker:
+            return  # a newer scan superseded this one
+        self._scan_worker = None
+        self.progress.hide()
+        self.report = report
+        self.settings.add_recent_dataset(self._scanning_path)
+        self._refresh_recent()
+        self.rescan_button.setEnabled(True)
+        self._show_report(report)
+        self.datasetChanged.emit(report)
+
+    @Slot(str)
+    def _on_scan_failed(self, message: str) -> None:
+        if self.sender() is not self._scan_worker:
+            return
+        self._scan_worker = None
+        self.progress.hide()
+        self.report = None
+        self.rescan_button.setEnabled(bool(self.path_edit.text()))
+        self.summary.setText("")
+        self.error.show_message(f"<b>This folder cannot be used.</b> {message}", "error")
+        self.pages.setCurrentIndex(0)
+        self.grid.set_paths([])
+        self.datasetChanged.emit(None)
+
+    # -- showing the report ------------------------------------------------------------------------
+    def _show_report(self, report: Any) -> None:
+        counts = report.counts()
+        splits = [s for s in ("train", "val", "test") if s in report.splits]
+        headers = ["Class"] + [
+            f"{s} (auto)" if s == "val" and report.auto_split else s for s in splits
+        ] + ["Total", "Share"]  # fmt: skip
+        grand_total = max(1, sum(sum(c.values()) for c in counts.values()))
+        table = self.class_table
+        table.blockSignals(True)
+        table.clear()
+        table.setColumnCount(len(headers))
+        table.setRowCount(len(report.classes))
+        table.setHorizontalHeaderLabels([h.capitalize() for h in headers])
+        for row, name in enumerate(report.classes):
+            table.setItem(row, 0, QTableWidgetItem(name))
+            per_split = counts[name]
+            for col, split in enumerate(splits, start=1):
+                n = per_split.get(split, 0)
+                item = QTableWidgetItem(str(n))
+                item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                if split == "train" and n < TINY_CLASS:
+                    item.setForeground(QBrush(QColor("#b35900")))
+                    item.setToolTip("Very few training images: results will be unreliable")
+                table.setItem(row, col, item)
+            total = QTableWidgetItem(str(sum(per_split.values())))
+            total.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+            table.setItem(row, len(headers) - 2, total)
+            share = confidence_item(sum(per_split.values()) / grand_total)
+            share.setToolTip("Share of all images")
+            table.setItem(row, len(headers) - 1, share)
+        header = table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(len(headers) - 1, QHeaderView.ResizeMode.Stretch)
+        header.setMinimumSectionSize(48)
+        table.setItemDelegateForColumn(len(headers) - 1, self._share_delegate)
+        table.blockSignals(False)
+
+        self.warnings.clear()
+        self.warnings.addItems(report.warnings or ["No warnings: the dataset looks fine."])
+        self.skipped.setRowCount(len(report.skipped))
+        for row, item in enumerate(report.skipped):
+            try:
+                shown = str(Path(item.path).relative_to(report.root))
+            except ValueError:
+                shown = str(item.path)
+            self.skipped.setItem(row, 0, QTableWidgetItem(shown))
+            self.skipped.setItem(row, 1, QTableWidgetItem(item.reason))
+        self.skipped.resizeColumnToContents(0)
+        self.issues.setTabText(0, f"Warnings ({len(report.warnings)})")
+        self.issues.setTabText(1, f"Skipped files ({len(report.skipped)})")
+        if report.warnings:
+            self.issues.setCurrentIndex(0)
+        elif report.skipped:
+            self.issues.setCurrentIndex(1)
+
+        totals = ", ".join(f"{len(report.splits[s])} {s}" for s in splits)
+        self.summary.setText(
+            f"<b>{len(report.classes)} classes</b> · {totals} images"
+            + (f" · {len(report.skipped)} files skipped" if report.skipped else "")
+        )
+        self.pages.setCurrentIndex(1)
+        if report.classes:
+            table.selectRow(0)
+
+    @Slot()
+    def _on_class_selected(self) -> None:
+        rows = self.class_table.selectionModel().selectedRows()
+        if not rows or self.report is None:
+            return
+        label = rows[0].row()
+        name = self.report.classes[label]
+        paths, tips = [], []
+        for split, samples in self.report.splits.items():
+            for sample in samples:
+                if sample.label == label:
+                    paths.append(sample.path)
+                    tips.append(f"{split} · {sample.path}")
+        self.grid_title.setText(f"Images of '{name}' ({len(paths)})")
+        self.grid.set_paths(paths, tips)
+
+    # -- recent list ---------------------------------------------------------------------------------
+    def _refresh_recent(self) -> None:
+        self.recent_menu.clear()
+        recent = self.settings.recent_datasets()
+        for path in recent:
+            action = QAction(path, self.recent_menu)
+            action.setData(path)
+            action.triggered.connect(self._open_recent)
+            self.recent_menu.addAction(action)
+        if recent:
+            self.recent_menu.addSeparator()
+            clear = self.recent_menu.addAction("Clear list")
+            clear.triggered.connect(self._clear_recent)
+        self.recent_button.setEnabled(bool(recent))
+
+    @Slot()
+    def _open_recent(self) -> None:
+        action = self.sender()
+        if isinstance(action, QAction) and action.data():
+            self.open_dataset(str(action.data()))
+
+    @Slot()
+    def _clear_recent(self) -> None:
+        self.settings.clear_recent_datasets()
+        self._refresh_recent()
+
+    # -- drag and drop ---------------------------------------------------------------------------------
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 - Qt override
+        if any(p.is_dir() for p in dropped_paths(event.mimeData())):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802 - Qt override
+        folders = [p for p in dropped_paths(event.mimeData()) if p.is_dir()]
+        if folders:
+            event.acceptProposedAction()
+            self.open_dataset(folders[0])
+
+    def shutdown(self) -> None:
+        self.grid.shutdown()

@@ -1,0 +1,247 @@
+"""The main window: Data, Train and Predict tabs, menus, status bar, settings, and clean shutdown.
+
+Nothing here imports torch. After the window is first shown, a worker thread probes the compute
+device (importing torch) and then loads the model catalog; the status bar and the model picker fill
+in when they arrive. Closing the window stops a running training (after asking) and waits for every
+worker thread.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QTimer, Signal, Slot
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence, QShowEvent
+from PySide6.QtWidgets import QLabel, QMainWindow, QMessageBox, QTabWidget, QWidget
+
+from gui.data_tab import DataTab
+from gui.environment import Environment, about_html, probe_environment
+from gui.icon import app_icon
+from gui.predict_tab import PredictTab
+from gui.settings import Settings
+from gui.train_tab import TrainTab
+from gui.worker import FunctionWorker, ThreadRunner, freeze_gc
+
+logger = logging.getLogger(__name__)
+
+
+def load_catalog(_worker: FunctionWorker) -> list[tuple[Any, str]]:
+    """Every model with its weights status (runs on a worker thread).
+
+    Also imports the engine modules a run and a prediction need, so that importing (and, without
+    .pyc files, compiling) them never holds the GIL later, while the user watches a training run.
+    """
+    import engine.predict  # noqa: F401
+    import engine.trainer  # noqa: F401
+    from engine.catalog import list_models, weights_status
+
+    entries = []
+    for info in list_models():
+        try:
+            status = weights_status(info.name)
+        except Exception:  # noqa: BLE001 - an odd cache folder must not hide the model
+            status = "download"
+        entries.append((info, status))
+    return entries
+
+
+class MainWindow(QMainWindow):
+    """Transfer Studio's window. ``firstShown`` once, when it is first on screen."""
+
+    firstShown = Signal()
+    environmentReady = Signal(object)
+    catalogReady = Signal(int)
+
+    def __init__(self, settings: Settings | None = None, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("mainWindow")
+        self.setAccessibleName("Transfer Studio")
+        self.setWindowTitle("Transfer Studio")
+        self.setWindowIcon(app_icon())
+        self.settings = settings or Settings()
+        self.runner = ThreadRunner(self)
+        self.environment: Environment | None = None
+        self.catalog: list[tuple[Any, str]] = []
+        self._shown = False
+        self._shut_down = False
+
+        self.data_tab = DataTab(self.settings, self.runner)
+        self.train_tab = TrainTab(self.settings, self.runner)
+        self.predict_tab = PredictTab(self.settings, self.runner)
+        self.tabs = QTabWidget()
+        self.tabs.setObjectName("tabs")
+        self.tabs.setDocumentMode(True)
+        self.tabs.addTab(self.data_tab, "1  Data")
+        self.tabs.addTab(self.train_tab, "2  Train")
+        self.tabs.addTab(self.predict_tab, "3  Predict")
+        self.setCentralWidget(self.tabs)
+
+        self.data_tab.datasetChanged.connect(self._on_dataset_changed)
+        self.train_tab.modelTrained.connect(self._on_model_trained)
+        self.train_tab.runningChanged.connect(self._on_running_changed)
+        self.train_tab.predictRequested.connect(self._show_predict)
+        self._build_menus()
+        self.device_label = QLabel("Loading PyTorch…")
+        self.device_label.setObjectName("deviceLabel")
+        self.device_label.setAccessibleName("Compute device")
+        self.statusBar().addPermanentWidget(self.device_label)
+        if self.settings.recovered_from:
+            self.statusBar().showMessage(
+                f"The settings file was damaged and has been reset (old copy: {self.settings.recovered_from}).",
+                15000,
+            )
+        self._restore_geometry()
+
+    # -- menus -----------------------------------------------------------------------------------------
+    def _action(self, text: str, name: str, slot: Any, shortcut: Any = None) -> QAction:
+        action = QAction(text, self)
+        action.setObjectName(name)
+        if shortcut is not None:
+            action.setShortcut(QKeySequence(shortcut))
+        action.triggered.connect(slot)
+        return action
+
+    def _build_menus(self) -> None:
+        file_menu = self.menuBar().addMenu("&File")
+        self.open_dataset_action = self._action(
+            "Open &dataset…", "openDatasetAction", self.open_dataset, QKeySequence.StandardKey.Open
+        )
+        self.open_model_action = self._action(
+            "Open &model…", "openModelAction", self.open_model, "Ctrl+Shift+O"
+        )
+        self.quit_action = self._action("&Quit", "quitAction", self.close, QKeySequence.StandardKey.Quit)
+        file_menu.addAction(self.open_dataset_action)
+        self.data_tab.recent_menu.setTitle("Recent datasets")
+        file_menu.addMenu(self.data_tab.recent_menu)
+        file_menu.addAction(self.open_model_action)
+        file_menu.addSeparator()
+        file_menu.addAction(self.quit_action)
+        help_menu = self.menuBar().addMenu("&Help")
+        self.about_action = self._action("&About Transfer Studio", "aboutAction", self.show_about)
+        help_menu.addAction(self.about_action)
+
+    @Slot()
+    def open_dataset(self) -> None:
+        self.tabs.setCurrentWidget(self.data_tab)
+        self.data_tab.choose_folder()
+
+    @Slot()
+    def open_model(self) -> None:
+        self.tabs.setCurrentWidget(self.predict_tab)
+        self.predict_tab.choose_model()
+
+    @Slot()
+    def show_about(self) -> None:
+        QMessageBox.about(self, "About Transfer Studio", about_html(self.environment))
+
+    # -- start-up work in the background -------------------------------------------------------------------
+    def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 - Qt override
+        super().showEvent(event)
+        if not self._shown:
+            self._shown = True
+            self.firstShown.emit()
+            QTimer.singleShot(0, self._start_background_work)
+
+    @Slot()
+    def _start_background_work(self) -> None:
+        if self._shut_down:
+            return
+        worker = FunctionWorker(lambda _w: probe_environment())
+        worker.returned.connect(self._on_environment)
+        worker.errored.connect(self._on_environment_failed)
+        self.runner.start(worker, "probe-environment")
+        last = self.settings.get_str("data/last")
+        if last and Path(last).is_dir() and not self.data_tab.is_scanning() and self.data_tab.report is None:
+            self.data_tab.open_dataset(last)
+
+    @Slot(object)
+    def _on_environment(self, env: Environment) -> None:
+        self.environment = env
+        self.device_label.setText(env.device)
+        self.device_label.setToolTip(env.cuda_note or env.device)
+        self.environmentReady.emit(env)
+        if not self._shut_down:
+            worker = FunctionWorker(load_catalog)
+            worker.returned.connect(self._on_catalog)
+            worker.errored.connect(self._on_catalog_failed)
+            self.runner.start(worker, "load-catalog")
+
+    @Slot(str)
+    def _on_environment_failed(self, message: str) -> None:
+        self.device_label.setText("PyTorch unavailable")
+        self.statusBar().showMessage(f"PyTorch could not be loaded: {message}")
+
+    @Slot(object)
+    def _on_catalog(self, entries: list[tuple[Any, str]]) -> None:
+        freeze_gc()  # torch and the catalog are loaded: keep full collections short from now on
+        self.catalog = entries
+        self.train_tab.form.set_catalog(entries)
+        self.catalogReady.emit(len(entries))
+
+    @Slot(str)
+    def _on_catalog_failed(self, message: str) -> None:
+        self.train_tab.form.model_details.setText(f"The model list could not be loaded: {message}")
+
+    # -- tab interplay --------------------------------------------------------------------------------------
+    @Slot(object)
+    def _on_dataset_changed(self, report: Any) -> None:
+        self.train_tab.set_dataset(report)
+        if report is not None:
+            self.statusBar().showMessage(
+                f"Dataset ready: {len(report.classes)} classes. Next: the Train tab.", 8000
+            )
+
+    @Slot(str)
+    def _on_model_trained(self, bundle_path: str) -> None:
+        self.predict_tab.load_model(bundle_path)
+
+    @Slot()
+    def _show_predict(self) -> None:
+        self.tabs.setCurrentWidget(self.predict_tab)
+
+    @Slot(bool)
+    def _on_running_changed(self, running: bool) -> None:
+        self.statusBar().showMessage("Training…" if running else "Training ended.", 0 if running else 8000)
+
+    # -- geometry and shutdown --------------------------------------------------------------------------------
+    def _restore_geometry(self) -> None:
+        geometry = self.settings.get_bytes("window/geometry")
+        if geometry is None or not self.restoreGeometry(geometry):
+            self.resize(1280, 820)
+        tab = self.settings.get_int("window/tab", 0, 0, self.tabs.count() - 1)
+        self.tabs.setCurrentIndex(tab)
+
+    def save_state(self) -> None:
+        self.settings.set("window/geometry", self.saveGeometry())
+        self.settings.set("window/tab", self.tabs.currentIndex())
+        self.train_tab.form.save()
+        self.settings.sync()
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt override
+        if self.train_tab.is_running() and not self._shut_down:
+            answer = QMessageBox.question(
+                self,
+                "Training is running",
+                "Stop the training and quit? The best model so far is kept.",
+                QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+                QMessageBox.StandardButton.No,
+            )
+            if answer != QMessageBox.StandardButton.Yes:
+                event.ignore()
+                return
+        self.save_state()
+        self.shutdown()
+        event.accept()
+
+    def shutdown(self, timeout_s: float = 120.0) -> None:
+        """Stop every worker and wait for its thread (idempotent; also runs on aboutToQuit)."""
+        if self._shut_down:
+            return
+        self._shut_down = True
+        self.train_tab.stop()
+        if not self.runner.shutdown(timeout_s):
+            logger.warning("some background work did not stop within %.0f s", timeout_s)
+        self.data_tab.shutdown()
+        self.predict_tab.shutdown()

@@ -1,0 +1,170 @@
+"""The searchable model picker: a combo box whose pop-up is a table of the whole model catalog.
+
+Columns: model name, family, parameter count, input size, and whether the pretrained weights work
+offline (built in), are cached, or need a download. Typing filters by name (a contains-completer).
+The catalog itself is loaded off the GUI thread by the window and handed over with :meth:`set_catalog`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from PySide6.QtCore import Qt, Signal, Slot
+from PySide6.QtGui import QBrush, QColor, QStandardItem, QStandardItemModel
+from PySide6.QtWidgets import QAbstractItemView, QComboBox, QCompleter, QTreeView, QWidget
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "efficientnet_lite0"
+NAME_ROLE = Qt.ItemDataRole.UserRole + 1
+COLUMNS = ("Model", "Family", "Parameters", "Input", "Weights")
+WEIGHTS_TEXT = {
+    "offline": "built in (offline)",
+    "cached": "cached",
+    "download": "needs download",
+}
+
+
+def format_params(n: int) -> str:
+    """4_700_000 -> '4.7 M'."""
+    if n >= 1_000_000_000:
+        return f"{n / 1e9:.1f} B"
+    if n >= 1_000_000:
+        return f"{n / 1e6:.1f} M"
+    return f"{n / 1e3:.0f} k"
+
+
+def describe_model(info: Any, status: str) -> str:
+    """One line for the label under the picker."""
+    return (
+        f"{info.family} · {format_params(info.num_params)} parameters · "
+        f"{info.input_size}×{info.input_size} px input · weights {WEIGHTS_TEXT.get(status, status)}"
+    )
+
+
+class ModelPicker(QComboBox):
+    """Editable, searchable model combo box; ``modelChanged(name)`` when the choice changes."""
+
+    modelChanged = Signal(str)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("modelPicker")
+        self.setAccessibleName("Model")
+        self.setEditable(True)
+        self.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)
+        self.setMaxVisibleItems(16)
+        self._details: dict[str, str] = {}
+        self._status: dict[str, str] = {}
+        self._last = DEFAULT_MODEL
+        self._model = QStandardItemModel(0, len(COLUMNS), self)
+        self._model.setHorizontalHeaderLabels(list(COLUMNS))
+        self.setModel(self._model)
+        view = QTreeView(self)
+        view.setRootIsDecorated(False)
+        view.setUniformRowHeights(True)
+        view.setAllColumnsShowFocus(True)
+        view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        view.setMinimumWidth(620)
+        self.setView(view)
+        self.setModelColumn(0)
+
+        completer = QCompleter(self)
+        completer.setModel(self._model)
+        completer.setCompletionColumn(0)
+        completer.setCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
+        completer.setFilterMode(Qt.MatchFlag.MatchContains)
+        completer.setCompletionMode(QCompleter.CompletionMode.PopupCompletion)
+        completer.setMaxVisibleItems(12)
+        self.setCompleter(completer)
+        completer.activated[str].connect(self._on_completed)
+        self.lineEdit().editingFinished.connect(self._on_editing_finished)
+        self.lineEdit().setPlaceholderText("Type to search models…")
+        self.currentIndexChanged.connect(self._on_index_changed)
+
+        self._add_row(DEFAULT_MODEL, "EfficientNet-Lite", "", "", "offline")
+
+    # -- content -------------------------------------------------------------------------------
+    def _add_row(self, name: str, family: str, params: str, size: str, status: str) -> None:
+        cells = [QStandardItem(text) for text in (name, family, params, size)]
+        weights = QStandardItem(WEIGHTS_TEXT.get(status, status))
+        if status == "download":
+            weights.setForeground(QBrush(QColor("#b35900")))
+        cells.append(weights)
+        for cell in cells:
+            cell.setEditable(False)
+            cell.setData(name, NAME_ROLE)
+        cells[0].setToolTip(self._details.get(name, name))
+        self._model.appendRow(cells)
+
+    def set_catalog(self, entries: Iterable[tuple[Any, str]]) -> None:
+        """Fill from ``(ModelInfo, weights_status)`` pairs, keeping the current choice."""
+        current = self.current_model()
+        self.blockSignals(True)
+        try:
+            self._model.removeRows(0, self._model.rowCount())
+            for info, status in entries:
+                self._status[info.name] = status
+                self._details[info.name] = describe_model(info, status)
+                self._add_row(
+                    info.name,
+                    info.family,
+                    format_params(info.num_params),
+                    f"{info.input_size} px",
+                    status,
+                )
+        finally:
+            self.blockSignals(False)
+        view = self.view()
+        if isinstance(view, QTreeView):
+            for column in range(len(COLUMNS)):
+                view.resizeColumnToContents(column)
+        if not self.select_model(current):
+            self.select_model(DEFAULT_MODEL)
+        self.modelChanged.emit(self.current_model())
+
+    def model_names(self) -> list[str]:
+        return [self._model.item(r, 0).text() for r in range(self._model.rowCount())]
+
+    def details(self, name: str) -> str:
+        """The one-line description of ``name`` ('' until the catalog has loaded)."""
+        return self._details.get(name, "")
+
+    def weights_status(self, name: str) -> str:
+        return self._status.get(name, "offline" if name == DEFAULT_MODEL else "")
+
+    def current_model(self) -> str:
+        index = self.currentIndex()
+        if index < 0:
+            return self._last
+        return str(self.itemData(index, NAME_ROLE) or self.itemText(index))
+
+    def select_model(self, name: str) -> bool:
+        """Select ``name``; False if the catalog has no such model."""
+        matches = self._model.findItems(name, Qt.MatchFlag.MatchExactly, 0)
+        if not matches:
+            return False
+        self.setCurrentIndex(matches[0].row())
+        return True
+
+    # -- interaction -------------------------------------------------------------------------------
+    @Slot(int)
+    def _on_index_changed(self, index: int) -> None:
+        if index < 0:
+            return
+        name = self.current_model()
+        if name != self._last:
+            self._last = name
+            self.modelChanged.emit(name)
+
+    @Slot(str)
+    def _on_completed(self, text: str) -> None:
+        self.select_model(text)
+
+    @Slot()
+    def _on_editing_finished(self) -> None:
+        text = self.lineEdit().text().strip()
+        if not self.select_model(text):
+            self.lineEdit().setText(self.itemText(self.currentIndex()))

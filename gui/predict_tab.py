@@ -1,0 +1,378 @@
+"""The Predict tab: classify images or whole folders with the model just trained or a saved bundle.
+
+Images come from ``predictOpenButton`` (``QFileDialog.getOpenFileNames``), a folder button, or
+drag-and-drop. Loading the bundle and classifying run on worker threads; results stream into a
+table (file, prediction, confidence) that exports to CSV. The selected row shows its image and the
+top-k classes with probability bars in ``predictResults``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QObject, Qt, QThreadPool, Signal, Slot
+from PySide6.QtGui import QDragEnterEvent, QDropEvent, QImage, QPixmap
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QFileDialog,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPushButton,
+    QSplitter,
+    QStackedWidget,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from gui.prediction_views import ProbabilityTable, confidence_item
+from gui.settings import Settings
+from gui.thumbnails import load_thumbnail
+from gui.widgets import MessageBanner, dropped_paths, heading
+from gui.worker import FunctionWorker, PredictWorker, ThreadRunner, friendly_error
+
+logger = logging.getLogger(__name__)
+
+PREVIEW_SIZE = 480
+TOP_K = 5
+IMAGE_FILTER = "Images (*.jpg *.jpeg *.png *.gif *.webp *.bmp *.tif *.tiff);;All files (*)"
+BUNDLE_FILTER = "Transfer Studio models (*.pt);;All files (*)"
+EMPTY_HINT = (
+    "<p style='font-size:15pt'><b>Drop photos or a folder here</b></p>"
+    "<p>or use <b>Open images…</b> / <b>Open folder…</b> above.</p>"
+    "<p>A model is needed: train one on the Train tab, or open a saved one (a <i>model.pt</i> "
+    "file in a run folder) with <b>Open model…</b>.</p>"
+)
+
+
+class _PreviewCarrier(QObject):
+    loaded = Signal(str, QImage)
+
+
+class PredictTab(QWidget):
+    """Model + images in, predictions out."""
+
+    def __init__(self, settings: Settings, runner: ThreadRunner, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("predictTab")
+        self.settings = settings
+        self.runner = runner
+        self.predictor: Any = None
+        self.model_path = ""
+        self.predictions: list[Any] = []
+        self._queued: list[Path] = []
+        self._loader: FunctionWorker | None = None
+        self._job: PredictWorker | None = None
+        self._preview_path = ""
+        self._pool = QThreadPool(self)
+        self._pool.setMaxThreadCount(1)
+        self._carrier = _PreviewCarrier(self)
+        self._carrier.loaded.connect(self._on_preview)
+        self.setAcceptDrops(True)
+        self._build()
+        self._update_buttons()
+
+    def _button(self, text: str, name: str, accessible: str, slot: Any) -> QPushButton:
+        button = QPushButton(text)
+        button.setObjectName(name)
+        button.setAccessibleName(accessible)
+        button.clicked.connect(slot)
+        return button
+
+    def _build(self) -> None:
+        self.model_label = QLabel("No model loaded.")
+        self.model_label.setObjectName("predictModel")
+        self.model_label.setAccessibleName("Model used for prediction")
+        self.model_label.setWordWrap(True)
+        self.model_button = self._button("Open model…", "predictModelButton", "Open model", self.choose_model)
+        self.open_button = self._button(
+            "Open images…", "predictOpenButton", "Open images", self.choose_images
+        )
+        self.folder_button = self._button(
+            "Open folder…", "predictFolderButton", "Classify a folder", self.choose_folder
+        )
+        self.export_button = self._button(
+            "Export CSV…", "predictExportButton", "Export results as CSV", self.export_csv
+        )
+        top = QHBoxLayout()
+        top.addWidget(self.model_label, 1)
+        for button in (self.model_button, self.open_button, self.folder_button, self.export_button):
+            top.addWidget(button)
+        self.error = MessageBanner("predictError")
+        self.status = QLabel()
+        self.status.setObjectName("predictStatus")
+
+        self.table = QTableWidget(0, 3)
+        self.table.setObjectName("predictTable")
+        self.table.setAccessibleName("Prediction for each image")
+        self.table.setHorizontalHeaderLabels(["File", "Prediction", "Confidence"])
+        self.table.verticalHeader().hide()
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        header.setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(2, QHeaderView.ResizeMode.ResizeToContents)
+        self.table.setWordWrap(False)
+        self.table.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        self.table.itemSelectionChanged.connect(self._on_row_selected)
+
+        self.preview = QLabel()
+        self.preview.setObjectName("predictImage")
+        self.preview.setAccessibleName("Selected image")
+        self.preview.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.preview.setMinimumSize(280, 240)
+        self.preview_title = heading("")
+        self.results = ProbabilityTable()
+        right = QWidget()
+        right_layout = QVBoxLayout(right)
+        right_layout.setContentsMargins(0, 0, 0, 0)
+        right_layout.addWidget(self.preview_title)
+        right_layout.addWidget(self.preview, 1)
+        right_layout.addWidget(heading("Top classes"))
+        right_layout.addWidget(self.results)
+
+        splitter = QSplitter(Qt.Orientation.Horizontal)
+        splitter.addWidget(self.table)
+        splitter.addWidget(right)
+        splitter.setStretchFactor(0, 1)
+        splitter.setStretchFactor(1, 1)
+        splitter.setChildrenCollapsible(False)
+        empty = QLabel(EMPTY_HINT)
+        empty.setObjectName("predictEmptyHint")
+        empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        empty.setWordWrap(True)
+        empty.setStyleSheet("QLabel { border: 2px dashed palette(mid); border-radius: 12px; }")
+        self.pages = QStackedWidget()
+        self.pages.addWidget(empty)
+        self.pages.addWidget(splitter)
+
+        layout = QVBoxLayout(self)
+        layout.addLayout(top)
+        layout.addWidget(self.error)
+        layout.addWidget(self.status)
+        layout.addWidget(self.pages, 1)
+
+    def _update_buttons(self) -> None:
+        self.export_button.setEnabled(bool(self.predictions) and self._job is None)
+
+    # -- the model -------------------------------------------------------------------------------------
+    @Slot()
+    def choose_model(self) -> None:
+        start = (
+            self.model_path or self.settings.get_str("predict/last_model") or str(self.settings.runs_root())
+        )
+        path, _ = QFileDialog.getOpenFileName(self, "Open a trained model", start, BUNDLE_FILTER)
+        if path:
+            self.load_model(path)
+
+    def load_model(self, path: str | Path) -> None:
+        """Load a bundle off the GUI thread; queued images are classified once it is ready."""
+        path = str(path)
+        if self._loader is not None:
+            self._loader.abort()
+        self.error.hide()
+        self.model_label.setText(f"Loading model {path}…")
+
+        def load(_worker: FunctionWorker) -> Any:
+            from engine.predict import Predictor
+
+            return Predictor.from_bundle(path)
+
+        worker = FunctionWorker(load)
+        worker.returned.connect(self._on_model_loaded)
+        worker.errored.connect(self._on_model_failed)
+        self._loader = worker
+        self._loading_path = path
+        self.runner.start(worker, "load-model")
+
+    def has_model(self) -> bool:
+        return self.predictor is not None
+
+    @Slot(object)
+    def _on_model_loaded(self, predictor: Any) -> None:
+        if self.sender() is not self._loader:
+            return
+        self._loader = None
+        self.predictor = predictor
+        self.model_path = self._loading_path
+        self.settings.set("predict/last_model", self.model_path)
+        bundle = predictor.bundle
+        classes = ", ".join(bundle.class_names[:6]) + ("…" if len(bundle.class_names) > 6 else "")
+        acc = bundle.metrics.get("best_val_acc")
+        score = f" · validation accuracy {acc:.1%}" if isinstance(acc, float) else ""
+        self.model_label.setText(
+            f"<b>Model:</b> {bundle.architecture} · {len(bundle.class_names)} classes ({classes}){score}"
+        )
+        self.model_label.setToolTip(self.model_path)
+        if self._queued:
+            sources, self._queued = self._queued, []
+            self.classify(sources)
+
+    @Slot(str)
+    def _on_model_failed(self, message: str) -> None:
+        if self.sender() is not self._loader:
+            return
+        self._loader = None
+        self.model_label.setText("No model loaded." if self.predictor is None else self.model_label.text())
+        self.error.show_message(f"<b>Cannot open the model:</b> {message}", "error")
+
+    # -- images ------------------------------------------------------------------------------------------
+    @Slot()
+    def choose_images(self) -> None:
+        start = self.settings.get_str("predict/last_folder") or str(Path.home())
+        paths, _ = QFileDialog.getOpenFileNames(self, "Open images to classify", start, IMAGE_FILTER)
+        if paths:
+            self.settings.set("predict/last_folder", str(Path(paths[0]).parent))
+            self.classify([Path(p) for p in paths])
+
+    @Slot()
+    def choose_folder(self) -> None:
+        start = self.settings.get_str("predict/last_folder") or str(Path.home())
+        folder = QFileDialog.getExistingDirectory(self, "Classify every image in a folder", start)
+        if folder:
+            self.settings.set("predict/last_folder", folder)
+            self.classify([Path(folder)])
+
+    def classify(self, sources: list[Path]) -> None:
+        """Classify image files and/or folders (replacing the current results)."""
+        self.error.hide()
+        if self.predictor is None:
+            self._queued = list(sources)
+            if self._loader is None:
+                self.error.show_message(
+                    "<b>No model yet.</b> Train one on the Train tab, or open a saved model with "
+                    "<b>Open model…</b>; your images will be classified as soon as it is loaded.",
+                    "warning",
+                )
+            return
+        if self._job is not None:
+            self._job.abort()
+        self.predictions = []
+        self.table.setRowCount(0)
+        self.results.clear_results()
+        self.preview.clear()
+        self.preview_title.setText("")
+        self.pages.setCurrentIndex(1)
+        self.status.setText("Looking for images…")
+        job = PredictWorker(self.predictor, list(sources), top_k=TOP_K)
+        job.found.connect(self._on_found)
+        job.chunk.connect(self._on_chunk)
+        job.errored.connect(self._on_predict_failed)
+        job.done.connect(self._on_predict_done)
+        self._job = job
+        self._total = 0
+        self.runner.start(job, "predict")
+        self._update_buttons()
+
+    def is_busy(self) -> bool:
+        return self._job is not None or self._loader is not None
+
+    @Slot(int)
+    def _on_found(self, count: int) -> None:
+        if self.sender() is self._job:
+            self._total = count
+            self.status.setText(f"Classifying {count} image(s)…" if count else "No images found.")
+
+    @Slot(object)
+    def _on_chunk(self, predictions: list[Any]) -> None:
+        if self.sender() is not self._job:
+            return
+        first_row = self.table.rowCount()
+        for prediction in predictions:
+            self.predictions.append(prediction)
+            row = self.table.rowCount()
+            self.table.insertRow(row)
+            name = QTableWidgetItem(prediction.path.name)
+            name.setToolTip(str(prediction.path))
+            self.table.setItem(row, 0, name)
+            label = prediction.label if prediction.error is None else "unreadable"
+            label_item = QTableWidgetItem(label)
+            if prediction.error:
+                label_item.setToolTip(prediction.error)
+            self.table.setItem(row, 1, label_item)
+            self.table.setItem(row, 2, confidence_item(prediction.probability))
+        self.status.setText(f"Classified {len(self.predictions)} of {self._total} image(s)…")
+        if first_row == 0 and self.table.rowCount():
+            self.table.selectRow(0)
+
+    @Slot(str)
+    def _on_predict_failed(self, message: str) -> None:
+        if self.sender() is self._job:
+            self.error.show_message(f"<b>Prediction failed:</b> {message}", "error")
+
+    @Slot()
+    def _on_predict_done(self) -> None:
+        if self.sender() is not self._job:
+            return
+        self._job = None
+        failed = sum(1 for p in self.predictions if p.error)
+        done = f"Classified {len(self.predictions) - failed} image(s)"
+        self.status.setText(done + (f"; {failed} could not be read." if failed else "."))
+        self._update_buttons()
+
+    @Slot()
+    def _on_row_selected(self) -> None:
+        rows = self.table.selectionModel().selectedRows()
+        if not rows or rows[0].row() >= len(self.predictions):
+            return
+        prediction = self.predictions[rows[0].row()]
+        self.preview_title.setText(prediction.path.name)
+        self.results.show_prediction(prediction)
+        self._preview_path = str(prediction.path)
+        carrier, path = self._carrier, str(prediction.path)
+        self._pool.clear()
+        self._pool.start(lambda: carrier.loaded.emit(path, load_thumbnail(path, PREVIEW_SIZE)))
+
+    @Slot(str, QImage)
+    def _on_preview(self, path: str, image: QImage) -> None:
+        if path != self._preview_path:
+            return
+        if image.isNull():
+            self.preview.setText("This image cannot be displayed.")
+        else:
+            self.preview.setPixmap(QPixmap.fromImage(image))
+
+    # -- export ------------------------------------------------------------------------------------------
+    @Slot()
+    def export_csv(self) -> None:
+        if not self.predictions:
+            return
+        start = str(Path(self.settings.get_str("predict/last_folder") or Path.home()) / "predictions.csv")
+        path, _ = QFileDialog.getSaveFileName(self, "Export predictions", start, "CSV files (*.csv)")
+        if not path:
+            return
+        try:
+            from engine.predict import write_predictions_csv
+
+            write_predictions_csv(self.predictions, path, top_k=TOP_K)
+        except Exception as exc:  # noqa: BLE001 - disk full, permissions: shown inline
+            self.error.show_message(f"<b>Cannot export:</b> {friendly_error(exc)}", "error")
+            return
+        self.status.setText(f"Exported {len(self.predictions)} row(s) to {path}")
+
+    # -- drag and drop ------------------------------------------------------------------------------------
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 - Qt override
+        if dropped_paths(event.mimeData()):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802 - Qt override
+        paths = dropped_paths(event.mimeData())
+        if not paths:
+            return
+        event.acceptProposedAction()
+        bundles = [p for p in paths if p.suffix.lower() == ".pt" and p.is_file()]
+        if bundles:
+            self.load_model(bundles[0])
+        images = [p for p in paths if p not in bundles]
+        if images:
+            self.classify(images)
+
+    def shutdown(self) -> None:
+        self._pool.clear()
+        self._pool.waitForDone(5000)

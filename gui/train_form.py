@@ -1,0 +1,234 @@
+"""The Train tab's settings panel: model, strategy with its explanation, and hyper-parameters.
+
+Choosing a strategy applies that strategy's defaults (``engine.config.TrainConfig.for_strategy``);
+:meth:`TrainForm.config` builds the ``TrainConfig`` a run uses. ``engine.config`` imports no torch, so
+this panel is complete as soon as the window opens; the model catalog arrives later.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import Qt, Signal, Slot
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from engine.config import OPTIMIZERS, SCHEDULES, STRATEGIES, TrainConfig
+from gui.model_picker import DEFAULT_MODEL, ModelPicker
+from gui.settings import Settings
+from gui.widgets import hint_label
+
+logger = logging.getLogger(__name__)
+
+OPTIMIZER_TEXT = {"sgd": "SGD with momentum", "adam": "Adam", "adamw": "AdamW"}
+SCHEDULE_TEXT = {"none": "constant", "step": "step decay", "cosine": "cosine decay"}
+
+
+def _named(widget: QWidget, name: str, accessible: str) -> QWidget:
+    widget.setObjectName(name)
+    widget.setAccessibleName(accessible)
+    return widget
+
+
+class TrainForm(QWidget):
+    """Every choice a run needs; ``changed`` whenever one of them changes."""
+
+    changed = Signal()
+
+    def __init__(self, settings: Settings, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.settings = settings
+        self._weight_decay = TrainConfig.for_strategy("feature-extract").weight_decay
+
+        self.model_picker = ModelPicker()
+        self.model_details = hint_label("Loading the model catalog…")
+        self.model_details.setObjectName("modelDetails")
+        self.strategy_picker = _named(QComboBox(), "strategyPicker", "Training strategy")
+        for name, explanation in STRATEGIES.items():
+            self.strategy_picker.addItem(name, name)
+            self.strategy_picker.setItemData(
+                self.strategy_picker.count() - 1, explanation, Qt.ItemDataRole.ToolTipRole
+            )
+        self.strategy_help = hint_label("")
+        self.strategy_help.setObjectName("strategyHelp")
+
+        self.epochs = _named(QSpinBox(), "epochsSpin", "Epochs")
+        self.epochs.setRange(1, 1000)
+        self.batch_size = _named(QSpinBox(), "batchSizeSpin", "Batch size")
+        self.batch_size.setRange(1, 1024)
+        self.learning_rate = _named(QDoubleSpinBox(), "learningRateSpin", "Learning rate")
+        self.learning_rate.setDecimals(6)
+        self.learning_rate.setRange(0.000001, 1.0)
+        self.learning_rate.setStepType(QDoubleSpinBox.StepType.AdaptiveDecimalStepType)
+        self.optimizer = _named(QComboBox(), "optimizerPicker", "Optimizer")
+        for name in OPTIMIZERS:
+            self.optimizer.addItem(f"{OPTIMIZER_TEXT.get(name, name)}", name)
+        self.schedule = _named(QComboBox(), "schedulePicker", "Learning-rate schedule")
+        for name in SCHEDULES:
+            self.schedule.addItem(SCHEDULE_TEXT.get(name, name), name)
+        self.augment = _named(QCheckBox("Augment training images"), "augmentCheck", "Augmentation")
+        self.augment.setToolTip("Random crops and horizontal flips: helps small datasets generalise.")
+
+        self.runs_label = QLabel()
+        self.runs_label.setObjectName("runsFolder")
+        self.runs_label.setWordWrap(True)
+        self.runs_button = _named(QPushButton("Change…"), "runsFolderButton", "Change runs folder")
+        self.runs_button.clicked.connect(self.choose_runs_folder)
+
+        model_box = QGroupBox("Model")
+        model_layout = QVBoxLayout(model_box)
+        model_layout.addWidget(self.model_picker)
+        model_layout.addWidget(self.model_details)
+        strategy_box = QGroupBox("Strategy")
+        strategy_layout = QVBoxLayout(strategy_box)
+        strategy_layout.addWidget(self.strategy_picker)
+        strategy_layout.addWidget(self.strategy_help)
+        params_box = QGroupBox("Hyper-parameters")
+        form = QFormLayout(params_box)
+        form.addRow("Epochs", self.epochs)
+        form.addRow("Batch size", self.batch_size)
+        form.addRow("Learning rate", self.learning_rate)
+        form.addRow("Optimizer", self.optimizer)
+        form.addRow("Schedule", self.schedule)
+        form.addRow("", self.augment)
+        output_box = QGroupBox("Saved runs")
+        output_layout = QHBoxLayout(output_box)
+        output_layout.addWidget(self.runs_label, 1)
+        output_layout.addWidget(self.runs_button)
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        for box in (model_box, strategy_box, params_box, output_box):
+            layout.addWidget(box)
+        layout.addStretch(1)
+
+        self._restore()
+        self.strategy_picker.currentIndexChanged.connect(self._on_strategy_changed)
+        self.model_picker.modelChanged.connect(self._on_model_changed)
+        for signal in (self.epochs.valueChanged, self.batch_size.valueChanged,
+                       self.learning_rate.valueChanged, self.optimizer.currentIndexChanged,
+                       self.schedule.currentIndexChanged, self.augment.toggled):  # fmt: skip
+            signal.connect(self._emit_changed)
+
+    # -- values ----------------------------------------------------------------------------------
+    def strategy(self) -> str:
+        return str(self.strategy_picker.currentData())
+
+    def config(self) -> Any:
+        """The TrainConfig for the current choices (ConfigError if a value is unusable)."""
+        return TrainConfig.for_strategy(
+            self.strategy(),
+            model=self.model_picker.current_model(),
+            epochs=self.epochs.value(),
+            batch_size=self.batch_size.value(),
+            lr=self.learning_rate.value(),
+            optimizer=self.optimizer.currentData(),
+            schedule=self.schedule.currentData(),
+            augment=self.augment.isChecked(),
+            weight_decay=self._weight_decay,
+        )
+
+    def apply_config(self, config: Any) -> None:
+        """Show the values of ``config`` (strategy included) without applying strategy defaults."""
+        self.strategy_picker.blockSignals(True)
+        self.strategy_picker.setCurrentIndex(max(0, self.strategy_picker.findData(config.strategy)))
+        self.strategy_picker.blockSignals(False)
+        self.strategy_help.setText(STRATEGIES.get(config.strategy, ""))
+        self.epochs.setValue(config.epochs)
+        self.batch_size.setValue(config.batch_size)
+        self.learning_rate.setValue(config.lr)
+        self.optimizer.setCurrentIndex(max(0, self.optimizer.findData(config.optimizer)))
+        self.schedule.setCurrentIndex(max(0, self.schedule.findData(config.schedule)))
+        self.augment.setChecked(config.augment)
+        self._weight_decay = config.weight_decay
+
+    @Slot(int)
+    def _on_strategy_changed(self, _index: int) -> None:
+        defaults = TrainConfig.for_strategy(self.strategy(), batch_size=self.batch_size.value())
+        self.apply_config(defaults)
+        self._emit_changed()
+
+    @Slot(str)
+    def _on_model_changed(self, name: str) -> None:
+        self.model_details.setText(self.model_picker.details(name) or name)
+        self._emit_changed()
+
+    @Slot()
+    def _emit_changed(self) -> None:
+        self.changed.emit()
+
+    def set_catalog(self, entries: list[tuple[Any, str]]) -> None:
+        """Fill the model picker, then re-select the model chosen last time if it exists."""
+        self.model_picker.set_catalog(entries)
+        self.model_picker.select_model(self.saved_model())
+        name = self.model_picker.current_model()
+        self.model_details.setText(self.model_picker.details(name) or name)
+
+    # -- runs folder ----------------------------------------------------------------------------
+    def runs_root(self) -> Path:
+        return self.settings.runs_root()
+
+    def _show_runs_root(self) -> None:
+        root = self.runs_root()
+        home = Path.home()
+        shown = f"~/{root.relative_to(home)}" if root.is_relative_to(home) else str(root)
+        self.runs_label.setText(shown)
+        self.runs_label.setToolTip(str(root))
+
+    @Slot()
+    def choose_runs_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Folder for training runs", str(self.runs_root()))
+        if folder:
+            self.settings.set("train/runs_root", folder)
+            self._show_runs_root()
+
+    # -- persistence ------------------------------------------------------------------------------
+    def _restore(self) -> None:
+        s = self.settings
+        strategy = s.get_str("train/strategy", "feature-extract")
+        if strategy not in STRATEGIES:
+            strategy = "feature-extract"
+        defaults = TrainConfig.for_strategy(strategy)
+        try:
+            config = TrainConfig.for_strategy(
+                strategy,
+                epochs=s.get_int("train/epochs", defaults.epochs, 1, 1000),
+                batch_size=s.get_int("train/batch_size", defaults.batch_size, 1, 1024),
+                lr=s.get_float("train/lr", defaults.lr),
+                optimizer=s.get_str("train/optimizer", defaults.optimizer),
+                schedule=s.get_str("train/schedule", defaults.schedule),
+                augment=s.get_bool("train/augment", defaults.augment),
+            )
+        except Exception:  # noqa: BLE001 - bad saved values fall back to the defaults
+            logger.info("saved training settings were unusable; using defaults")
+            config = defaults
+        self.apply_config(config)
+        self._show_runs_root()
+
+    def saved_model(self) -> str:
+        return self.settings.get_str("train/model", DEFAULT_MODEL)
+
+    def save(self) -> None:
+        try:
+            config = self.config()
+        except Exception:  # noqa: BLE001 - nothing valid to save
+            return
+        for key, value in (("model", config.model), ("strategy", config.strategy),
+                           ("epochs", config.epochs), ("batch_size", config.batch_size),
+                           ("lr", config.lr), ("optimizer", config.optimizer),
+                           ("schedule", config.schedule), ("augment", config.augment)):  # fmt: skip
+            self.settings.set(f"train/{key}", value)

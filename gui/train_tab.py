@@ -1,0 +1,293 @@
+"""The Train tab: settings on the left; Start/Stop, progress, live plots, results and a log on the right.
+
+A run is a :class:`gui.worker.TrainWorker` on its own QThread. Its signals arrive queued on the GUI
+thread and update the plots (one curve per series), the progress bar (``trainProgress``: fraction of
+all train+val batches, at its maximum when a run completes), the epoch/batch/ETA line and the log.
+Start is disabled while a run is going; Stop sets the worker's abort flag (honoured within a batch).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import Qt, QUrl, Signal, Slot
+from PySide6.QtGui import QDesktopServices, QFontDatabase
+from PySide6.QtWidgets import (
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QScrollArea,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
+
+from gui.plots import TrainingPlots
+from gui.settings import Settings
+from gui.train_form import TrainForm
+from gui.widgets import MessageBanner, format_duration
+from gui.worker import ThreadRunner, TrainWorker, freeze_gc, friendly_error
+
+logger = logging.getLogger(__name__)
+
+PROGRESS_STEPS = 1000
+PREDICT_LINK = "transfer-studio:predict"
+
+
+class TrainTab(QWidget):
+    """Training controls and live view. ``modelTrained(bundle_path)`` when a run saved a model."""
+
+    modelTrained = Signal(str)
+    runningChanged = Signal(bool)
+    predictRequested = Signal()
+
+    def __init__(self, settings: Settings, runner: ThreadRunner, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("trainTab")
+        self.settings = settings
+        self.runner = runner
+        self.report: Any = None
+        self.worker: TrainWorker | None = None
+        self.run_dir = ""
+        self.bundle_path = ""
+        self._epochs = 0
+        self._started_at = 0.0
+        self._build()
+        self._update_buttons()
+        self.plots.set_planned_epochs(self.form.epochs.value())
+        self.form.epochs.valueChanged.connect(self.plots.set_planned_epochs)
+
+    # -- layout ---------------------------------------------------------------------------------------
+    def _build(self) -> None:
+        self.form = TrainForm(self.settings)
+        self.start_button = QPushButton("Start training")
+        self.start_button.setObjectName("startButton")
+        self.start_button.setAccessibleName("Start training")
+        self.start_button.setDefault(True)
+        self.start_button.clicked.connect(self.start)
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.setObjectName("stopButton")
+        self.stop_button.setAccessibleName("Stop training")
+        self.stop_button.clicked.connect(self.stop)
+        self.start_hint = QLabel()
+        self.start_hint.setObjectName("startHint")
+        self.start_hint.setWordWrap(True)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.start_button, 2)
+        buttons.addWidget(self.stop_button, 1)
+        side = QWidget()
+        side_layout = QVBoxLayout(side)
+        self.error = MessageBanner("trainError")
+        self.result = MessageBanner("trainResult")
+        self.result.label.linkActivated.connect(self._open_link)
+        side_layout.addWidget(self.form)
+        side_layout.addLayout(buttons)
+        side_layout.addWidget(self.start_hint)
+        # Messages live here, not above the plots: showing one must not resize (and redraw) them.
+        side_layout.addWidget(self.error)
+        side_layout.addWidget(self.result)
+        side_layout.addStretch(1)
+        scroll = QScrollArea()
+        scroll.setWidget(side)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setMinimumWidth(340)
+        scroll.setMaximumWidth(440)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+
+        self.progress = QProgressBar()
+        self.progress.setObjectName("trainProgress")
+        self.progress.setAccessibleName("Training progress")
+        self.progress.setRange(0, PROGRESS_STEPS)
+        self.progress.setValue(0)
+        self.status = QLabel("Ready.")
+        self.status.setObjectName("trainStatus")
+        self.status.setAccessibleName("Training status")
+        self.plots = TrainingPlots()
+        self.log = QPlainTextEdit()
+        self.log.setObjectName("trainLog")
+        self.log.setAccessibleName("Training log")
+        self.log.setReadOnly(True)
+        self.log.setMaximumBlockCount(5000)
+        self.log.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
+        self.log.setPlaceholderText("The training log appears here.")
+        splitter = QSplitter(Qt.Orientation.Vertical)
+        splitter.addWidget(self.plots)
+        splitter.addWidget(self.log)
+        splitter.setStretchFactor(0, 4)
+        splitter.setStretchFactor(1, 1)
+        splitter.setChildrenCollapsible(False)
+        main = QVBoxLayout()
+        main.addWidget(self.progress)
+        main.addWidget(self.status)
+        main.addWidget(splitter, 1)
+        layout = QHBoxLayout(self)
+        layout.addWidget(scroll)
+        layout.addLayout(main, 1)
+
+    # -- state ------------------------------------------------------------------------------------------
+    def set_dataset(self, report: Any) -> None:
+        self.report = report
+        self._update_buttons()
+
+    def is_running(self) -> bool:
+        return self.worker is not None
+
+    def _update_buttons(self) -> None:
+        running = self.is_running()
+        self.start_button.setEnabled(not running and self.report is not None)
+        self.stop_button.setEnabled(running and not (self.worker and self.worker.aborted))
+        self.form.setEnabled(not running)
+        if running:
+            self.start_hint.setText("")
+        elif self.report is None:
+            self.start_hint.setText("Open a dataset on the Data tab to start training.")
+        else:
+            self.start_hint.setText(
+                f"Dataset: {Path(self.report.root).name} · {len(self.report.classes)} classes"
+            )
+
+    def _log(self, text: str) -> None:
+        self.log.appendPlainText(f"{time.strftime('%H:%M:%S')}  {text}")
+
+    # -- start / stop -----------------------------------------------------------------------------------
+    @Slot()
+    def start(self) -> None:
+        if self.is_running() or self.report is None:
+            return
+        try:
+            config = self.form.config()
+        except Exception as exc:  # noqa: BLE001 - ConfigError, shown inline
+            self.error.show_message(f"<b>Cannot start:</b> {friendly_error(exc)}", "error")
+            return
+        self.form.save()
+        self.error.hide()
+        self.result.hide()
+        self.run_dir = ""
+        self.bundle_path = ""
+        self._epochs = config.epochs
+        self._started_at = time.monotonic()
+        self.plots.clear(config.epochs)
+        self.progress.setValue(0)
+        self.status.setText("Preparing: loading the model and the images…")
+        self._log(
+            f"Starting: {config.model}, {config.strategy}, {config.epochs} epochs, batch "
+            f"{config.batch_size}, learning rate {config.lr:g}, {config.optimizer}, "
+            f"{config.schedule} schedule{', augmentation' if config.augment else ''}"
+        )
+        freeze_gc()
+        worker = TrainWorker(config, self.report.root, self.form.runs_root(), self.report)
+        worker.runStarted.connect(self._on_run_started)
+        worker.progress.connect(self._on_progress)
+        worker.epochEnded.connect(self._on_epoch)
+        worker.message.connect(self._on_message)
+        worker.finished.connect(self._on_finished)
+        worker.errored.connect(self._on_error)
+        worker.done.connect(self._on_done)
+        self.worker = worker
+        self.runner.start(worker, "training")
+        self._update_buttons()
+        self.runningChanged.emit(True)
+
+    @Slot()
+    def stop(self) -> None:
+        if self.worker is None:
+            return
+        self.worker.abort()
+        self.status.setText("Stopping after the current batch…")
+        self._log("Stop requested.")
+        self._update_buttons()
+
+    # -- worker signals -----------------------------------------------------------------------------------
+    @Slot(object)
+    def _on_run_started(self, event: Any) -> None:
+        self.run_dir = event.run_dir
+        self._epochs = event.epochs
+        self._log(
+            f"Training on {event.device}: {event.num_train} training and {event.num_val} "
+            f"validation images, {len(event.classes)} classes, {event.batches_per_epoch} batches "
+            f"per epoch."
+        )
+        self._log(f"Run folder: {event.run_dir}")
+
+    @Slot(object, object)
+    def _on_progress(self, event: Any, points: list[tuple[float, float]]) -> None:
+        self.plots.add_batches(points)
+        total = event.elapsed_s + event.eta_s
+        if total > 0:
+            self.progress.setValue(min(PROGRESS_STEPS - 1, round(PROGRESS_STEPS * event.elapsed_s / total)))
+        if self.worker is not None and self.worker.aborted:
+            return
+        timing = f"elapsed {format_duration(event.elapsed_s)} · about {format_duration(event.eta_s)} left"
+        if event.phase == "features":
+            where = f"Computing the backbone's features once · batch {event.batch}/{event.batches}"
+        else:
+            phase = "training" if event.phase == "train" else "validation"
+            where = f"Epoch {event.epoch}/{self._epochs} · {phase} batch {event.batch}/{event.batches}"
+        self.status.setText(f"{where} · {timing}")
+
+    @Slot(object)
+    def _on_epoch(self, event: Any) -> None:
+        self.plots.add_epoch(event.epoch, event.train_loss, event.val_loss, event.train_acc, event.val_acc)
+        if event.is_best:
+            self.plots.mark_best(event.epoch)
+        self._log(
+            f"Epoch {event.epoch}/{event.epochs}: train loss {event.train_loss:.4f}, "
+            f"accuracy {event.train_acc:.1%} · val loss {event.val_loss:.4f}, accuracy "
+            f"{event.val_acc:.1%} · {event.seconds:.1f} s" + ("  ★ best so far" if event.is_best else "")
+        )
+
+    @Slot(str, str)
+    def _on_message(self, level: str, text: str) -> None:
+        self._log(f"{'Warning: ' if level == 'warning' else ''}{text}")
+
+    @Slot(object)
+    def _on_finished(self, event: Any) -> None:
+        self.bundle_path = event.bundle_path or ""
+        took = format_duration(event.seconds)
+        if event.cancelled:
+            self.status.setText(f"Stopped after {event.epochs_completed} of {self._epochs} epochs ({took}).")
+            self._log(f"Stopped by you after {event.epochs_completed} epoch(s).")
+        else:
+            self.progress.setValue(self.progress.maximum())
+            self.status.setText(f"Finished {event.epochs_completed} epochs in {took}.")
+            self._log(f"Finished in {took}.")
+        if self.bundle_path:
+            folder = Path(self.bundle_path).parent
+            self.result.show_message(
+                f"<b>Best epoch {event.best_epoch}</b> · best validation accuracy "
+                f"<b>{event.best_val_acc:.1%}</b> · model saved to "
+                f"<a href='{QUrl.fromLocalFile(str(folder)).toString()}'>{self.bundle_path}</a>"
+                f"<br><a href='{PREDICT_LINK}'>Try it on your photos →</a>",
+                "success",
+            )
+            self._log(f"Best epoch {event.best_epoch}, validation accuracy {event.best_val_acc:.1%}.")
+            self._log(f"Model saved to {self.bundle_path}")
+            self.modelTrained.emit(self.bundle_path)
+        elif event.cancelled:
+            self.result.show_message("Stopped before the first epoch finished: no model was saved.", "info")
+
+    @Slot(str)
+    def _on_error(self, message: str) -> None:
+        self.status.setText("Training failed.")
+        self.error.show_message(f"<b>Training failed:</b> {message}", "error")
+        self._log(f"Error: {message}")
+
+    @Slot()
+    def _on_done(self) -> None:
+        self.worker = None
+        self._update_buttons()
+        self.runningChanged.emit(False)
+
+    @Slot(str)
+    def _open_link(self, url: str) -> None:
+        if url == PREDICT_LINK:
+            self.predictRequested.emit()
+        else:
+            QDesktopServices.openUrl(QUrl(url))

@@ -1,0 +1,341 @@
+"""Background work for the window: worker QObjects moved to QThreads, and the training worker.
+
+Pattern (after superqt's ``_qthreading``): a :class:`Worker` is a QObject with a fixed signal set
+(``returned``, ``errored``, ``done``) whose :meth:`Worker.run` slot executes on its own QThread. Abort is
+a flag the work checks between steps (between batches for training), never a thread kill. A
+:class:`ThreadRunner` owns every running thread so the window can stop them all and wait on quit.
+
+Signals are only ever connected to bound methods of QObjects that live on the GUI thread, so Qt queues
+the calls onto the GUI thread (a plain lambda would run on the worker thread).
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
+
+import gui.qt_compat  # noqa: F401 - must run before heavy Qt use
+
+logger = logging.getLogger(__name__)
+
+#: Minimum seconds between two batch-progress signals (the last batch of a phase always goes out).
+PROGRESS_INTERVAL_S = 0.1
+
+
+#: Niceness added to worker threads (Linux): the GUI thread wins the CPU when both want it.
+WORKER_NICENESS = 5
+_lowered = threading.local()
+
+
+def lower_thread_priority() -> None:
+    """Make the calling (worker) thread yield the CPU to the GUI thread; threads it starts inherit it.
+
+    On Linux the niceness is per thread; elsewhere QThread's LowPriority (set by ThreadRunner) does
+    the job. Idempotent per thread, never raises.
+    """
+    if getattr(_lowered, "done", False):
+        return
+    _lowered.done = True
+    if sys.platform.startswith("linux"):
+        try:
+            tid = threading.get_native_id()
+            current = os.getpriority(os.PRIO_PROCESS, tid)
+            os.setpriority(os.PRIO_PROCESS, tid, min(19, current + WORKER_NICENESS))
+        except OSError:
+            logger.debug("cannot lower the priority of thread %s", threading.get_native_id())
+
+
+def freeze_gc() -> None:
+    """Move every object alive now out of the cyclic garbage collector's reach.
+
+    After torch is loaded the heap holds hundreds of thousands of long-lived objects; a full
+    collection then takes 150-250 ms and, run from a worker thread, blocks the GUI thread on the GIL
+    for that long. Frozen objects are still freed by reference counting; later full collections
+    only scan what was created afterwards. Cheap (no traversal), so it is called after start-up
+    loading and before each training run.
+    """
+    gc.freeze()
+
+
+class Cancelled(Exception):
+    """Raised inside a worker's work to unwind after :meth:`Worker.abort`."""
+
+
+def friendly_error(exc: BaseException) -> str:
+    """A one-line message for the user: the engine's own message, or the exception in plain words."""
+    try:
+        from engine.errors import TransferStudioError
+    except ImportError:  # pragma: no cover - engine always importable in the app
+        TransferStudioError = ()  # type: ignore[assignment]  # noqa: N806
+    if isinstance(exc, TransferStudioError):
+        text = str(exc).strip()
+        return text.splitlines()[0] if text else type(exc).__name__
+    if isinstance(exc, MemoryError):
+        return "Out of memory: try a smaller batch size or a smaller model."
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f" ({exc.filename})" if exc.filename else ""
+        return f"{exc.strerror}{where}"
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else ""
+    if "out of memory" in first.lower():
+        return "Out of memory: try a smaller batch size or a smaller model."
+    return f"Unexpected error ({type(exc).__name__}): {first}" if first else type(exc).__name__
+
+
+class Worker(QObject):
+    """Runs :meth:`work` on a QThread; emits ``returned(result)`` or ``errored(message)``, then ``done``."""
+
+    returned = Signal(object)
+    errored = Signal(str)
+    done = Signal()
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._abort = False
+
+    def abort(self) -> None:
+        """Ask the work to stop at its next check (thread-safe: a plain flag)."""
+        self._abort = True
+
+    @property
+    def aborted(self) -> bool:
+        return self._abort
+
+    def check_abort(self) -> None:
+        """Raise :class:`Cancelled` if :meth:`abort` was called."""
+        if self._abort:
+            raise Cancelled
+
+    def work(self) -> Any:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    @Slot()
+    def run(self) -> None:
+        """Thread entry point: never lets an exception escape into Qt."""
+        lower_thread_priority()
+        try:
+            result = self.work()
+        except Cancelled:
+            logger.debug("%s cancelled", type(self).__name__)
+        except Exception as exc:  # noqa: BLE001 - everything is reported to the user
+            logger.warning("%s failed", type(self).__name__, exc_info=True)
+            self.errored.emit(friendly_error(exc))
+        else:
+            if not self._abort:
+                self.returned.emit(result)
+        finally:
+            self.done.emit()
+
+
+class FunctionWorker(Worker):
+    """A worker that calls ``fn(worker)``; ``fn`` may call ``worker.check_abort()`` between steps.
+
+    ``fn`` reports progress with :meth:`report_progress`, which is throttled (the final step always
+    goes out) and raises :class:`Cancelled` once the worker was aborted.
+    """
+
+    progress = Signal(int, int)  # done, total
+
+    def __init__(self, fn: Callable[[FunctionWorker], Any]) -> None:
+        super().__init__()
+        self._fn = fn
+        self._last_progress = 0.0
+
+    def report_progress(self, done: int, total: int) -> None:
+        self.check_abort()
+        now = time.monotonic()
+        if done >= total or now - self._last_progress >= PROGRESS_INTERVAL_S:
+            self._last_progress = now
+            self.progress.emit(done, total)
+
+    def work(self) -> Any:
+        return self._fn(self)
+
+
+class ThreadRunner(QObject):
+    """Starts workers on their own QThreads and keeps them alive until the thread has finished."""
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._running: dict[QThread, Worker] = {}
+        self._closed = False
+
+    def start(self, worker: Worker, name: str = "") -> QThread | None:
+        """Move ``worker`` to a new QThread and start it (None, not started, after shutdown)."""
+        if self._closed:
+            logger.debug("not starting %s: shutting down", name or type(worker).__name__)
+            return None
+        thread = QThread()
+        thread.setObjectName(name or type(worker).__name__)
+        worker.moveToThread(thread)
+        thread.started.connect(worker.run)
+        # Direct: QThread.quit is thread-safe, and the GUI thread may be blocked in wait_all().
+        worker.done.connect(thread.quit, Qt.ConnectionType.DirectConnection)
+        thread.finished.connect(self._on_finished)
+        self._running[thread] = worker
+        thread.start(QThread.Priority.LowPriority)
+        return thread
+
+    @Slot()
+    def _on_finished(self) -> None:
+        for thread in [t for t in self._running if t.isFinished()]:
+            thread.wait()
+            del self._running[thread]
+
+    def is_busy(self) -> bool:
+        return any(not t.isFinished() for t in self._running)
+
+    def workers(self) -> list[Worker]:
+        return list(self._running.values())
+
+    def abort_all(self) -> None:
+        for worker in self._running.values():
+            worker.abort()
+
+    def wait_all(self, timeout_s: float = 60.0) -> bool:
+        """Block until every thread has finished (True) or ``timeout_s`` passed (False)."""
+        deadline = time.monotonic() + timeout_s
+        for thread in list(self._running):
+            left_ms = max(0, int((deadline - time.monotonic()) * 1000))
+            if not thread.wait(left_ms):
+                logger.warning("thread %s did not stop in time", thread.objectName())
+                return False
+        self._on_finished()
+        return True
+
+    def shutdown(self, timeout_s: float = 60.0) -> bool:
+        """Abort every worker and wait for all threads; no new work starts afterwards."""
+        self._closed = True
+        self.abort_all()
+        return self.wait_all(timeout_s)
+
+
+class TrainWorker(Worker):
+    """Wraps ``engine.trainer.train``: engine events become Qt signals; Stop takes effect within a batch.
+
+    ``progress`` carries the latest BatchProgress plus every (x, loss) pair since the last emission,
+    where x = epoch - 1 + batch / batches, so the per-batch loss curve loses no point to throttling.
+    """
+
+    runStarted = Signal(object)  # engine.events.RunStarted
+    progress = Signal(object, object)  # BatchProgress, list[tuple[float, float]]
+    epochEnded = Signal(object)  # EpochEnd
+    message = Signal(str, str)  # level, text
+    finished = Signal(object)  # RunFinished
+
+    def __init__(
+        self,
+        config: Any,
+        data_root: str | Path,
+        runs_root: str | Path | None = None,
+        report: Any = None,
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.data_root = Path(data_root)
+        self.runs_root = Path(runs_root) if runs_root else None
+        self.report = report
+        self._pending: list[tuple[float, float]] = []
+        self._last_emit = 0.0
+        self._failed = False
+
+    def work(self) -> Any:
+        import torch  # heavy, imported on the worker thread only
+
+        from engine import trainer
+        from engine.runs import new_run_dir
+
+        # On Linux this thread (and the threads torch and the engine start from it) runs at a lower
+        # priority, so the GUI thread wins the CPU and every core can train. Elsewhere, leave one
+        # core to the GUI thread.
+        cores = os.cpu_count() or 1
+        threads = torch.get_num_threads()
+        if not sys.platform.startswith("linux") and cores > 1 and threads > cores - 1:
+            torch.set_num_threads(cores - 1)
+        try:
+            return trainer.train(
+                self.config,
+                self.data_root,
+                run_dir=new_run_dir(self.config.model, self.config.strategy, self.runs_root),
+                on_event=self._on_event,
+                should_stop=self._should_stop,
+                report=self.report,
+            )
+        except Exception as exc:
+            from engine.errors import TrainingCancelled
+
+            if isinstance(exc, TrainingCancelled) or self._failed:
+                return None  # already reported (cancel -> RunFinished, failure -> RunFailed)
+            raise
+        finally:
+            torch.set_num_threads(threads)
+
+    def _should_stop(self) -> bool:
+        return self._abort
+
+    def _on_event(self, event: Any) -> None:
+        kind = type(event).__name__
+        if kind == "BatchProgress":
+            self._on_batch(event)
+        elif kind == "EpochEnd":
+            self.epochEnded.emit(event)
+        elif kind == "RunStarted":
+            self.runStarted.emit(event)
+        elif kind == "Message":
+            self.message.emit(event.level, event.text)
+        elif kind == "RunFinished":
+            self.finished.emit(event)
+        elif kind == "RunFailed":
+            self._failed = True
+            self.errored.emit(event.message)
+
+    def _on_batch(self, event: Any) -> None:
+        if event.phase == "train" and event.batches:
+            self._pending.append((event.epoch - 1 + event.batch / event.batches, float(event.loss)))
+        now = time.monotonic()
+        last_of_phase = event.batch >= event.batches
+        if last_of_phase or now - self._last_emit >= PROGRESS_INTERVAL_S:
+            self._last_emit = now
+            points, self._pending = self._pending, []
+            self.progress.emit(event, points)
+
+
+class PredictWorker(Worker):
+    """Classifies files with a loaded ``engine.predict.Predictor``, streaming results in chunks.
+
+    ``sources`` may mix image files and folders (searched recursively). ``chunk(list[Prediction])``
+    is emitted after every batch; abort is checked between batches.
+    """
+
+    chunk = Signal(object)
+    found = Signal(int)  # number of images to classify
+
+    def __init__(self, predictor: Any, sources: list[Path], top_k: int = 5, batch_size: int = 16) -> None:
+        super().__init__()
+        self.predictor = predictor
+        self.sources = sources
+        self.top_k = top_k
+        self.batch_size = batch_size
+
+    def work(self) -> int:
+        from engine.predict import list_images
+
+        paths: list[Path] = []
+        for source in self.sources:
+            paths.extend(list_images(source))
+            self.check_abort()
+        self.found.emit(len(paths))
+        for start in range(0, len(paths), self.batch_size):
+            self.check_abort()
+            part = paths[start : start + self.batch_size]
+            self.chunk.emit(self.predictor.predict_paths(part, top_k=self.top_k, batch_size=len(part)))
+        return len(paths)

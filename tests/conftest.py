@@ -1,0 +1,188 @@
+"""Shared test set-up: offscreen Qt, isolated settings and runs folders, leak checks for GUI tests.
+
+Only tests that use ``qtbot`` touch Qt: engine tests never import PySide6 through this file.
+For those GUI tests:
+- the settings file and the runs folder live in the test's tmp_path;
+- modal dialogs (QMessageBox, QFileDialog static functions) are replaced so nothing can block:
+  message boxes answer "Yes" and are recorded in ``dialogs``; file dialogs return "cancelled"
+  unless the test patches them itself;
+- a test fails if it leaves a QThread running or a visible top-level widget behind.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("QT_LOGGING_RULES", "qt.qpa.*=false")
+
+THREAD_GRACE_MS = 10_000
+
+
+class DialogRecorder:
+    """What message boxes the code under test tried to show."""
+
+    def __init__(self) -> None:
+        self.shown: list[tuple[str, str, str]] = []
+
+    def record(self, kind: str, title: str, text: str) -> None:
+        self.shown.append((kind, str(title), str(text)))
+
+
+@pytest.fixture
+def dialogs(request: pytest.FixtureRequest) -> DialogRecorder:
+    """The DialogRecorder of a GUI test (``qtbot`` tests get one automatically)."""
+    return request.node.stash.setdefault(_DIALOGS_KEY, DialogRecorder())
+
+
+_DIALOGS_KEY = pytest.StashKey[DialogRecorder]()
+
+
+def _patch_dialogs(monkeypatch: pytest.MonkeyPatch, recorder: DialogRecorder) -> None:
+    from PySide6.QtWidgets import QFileDialog, QMessageBox
+
+    def box(kind: str, answer: Any = None):
+        def show(_parent: Any, title: str = "", text: str = "", *_args: Any, **_kwargs: Any) -> Any:
+            recorder.record(kind, title, text)
+            return answer
+
+        return staticmethod(show)
+
+    yes = QMessageBox.StandardButton.Yes
+    ok = QMessageBox.StandardButton.Ok
+    monkeypatch.setattr(QMessageBox, "question", box("question", yes))
+    monkeypatch.setattr(QMessageBox, "information", box("information", ok))
+    monkeypatch.setattr(QMessageBox, "warning", box("warning", ok))
+    monkeypatch.setattr(QMessageBox, "critical", box("critical", ok))
+    monkeypatch.setattr(QMessageBox, "about", box("about"))
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", staticmethod(lambda *a, **k: ""))
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", staticmethod(lambda *a, **k: ("", "")))
+    monkeypatch.setattr(QFileDialog, "getOpenFileNames", staticmethod(lambda *a, **k: ([], "")))
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", staticmethod(lambda *a, **k: ("", "")))
+
+
+@pytest.fixture(autouse=True)
+def _gui_test_guard(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[None]:
+    if "qtbot" not in request.fixturenames:
+        yield
+        return
+    from PySide6.QtCore import Qt, QThread, QThreadPool
+    from PySide6.QtWidgets import QApplication
+
+    import gui.qt_compat  # noqa: F401 - PySide6 6.12 on Python 3.11 needs its work-around first
+
+    monkeypatch.setenv("TRANSFER_STUDIO_SETTINGS", str(tmp_path / "settings" / "settings.ini"))
+    monkeypatch.setenv("TRANSFER_STUDIO_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("TRANSFER_STUDIO_CACHE", str(request.getfixturevalue("feature_cache")))
+    _patch_dialogs(monkeypatch, request.getfixturevalue("dialogs"))
+
+    started: list[QThread] = []
+    original_start = QThread.start
+
+    def recording_start(self: QThread, *args: Any) -> None:
+        started.append(self)
+        original_start(self, *args)
+
+    monkeypatch.setattr(QThread, "start", recording_start)
+    app = QApplication.instance()
+    visible_before = {id(w) for w in QApplication.topLevelWidgets() if w.isVisible()} if app else set()
+
+    yield
+
+    import shiboken6
+    from pytestqt.qtbot import QtBot
+
+    qtbot = QtBot(request)
+    problems = []
+    for thread in started:
+        if not shiboken6.isValid(thread):
+            continue
+        if thread.isRunning():
+            try:
+                qtbot.waitUntil(lambda t=thread: not t.isRunning(), timeout=THREAD_GRACE_MS)
+            except Exception:  # noqa: BLE001 - reported below
+                problems.append(f"QThread {thread.objectName() or thread!r} still running")
+    if not QThreadPool.globalInstance().waitForDone(THREAD_GRACE_MS):
+        problems.append("the global QThreadPool still has running jobs")
+    transient = (Qt.WindowType.Popup, Qt.WindowType.ToolTip)
+    leaked = [
+        w
+        for w in QApplication.topLevelWidgets()
+        if w.isVisible() and id(w) not in visible_before and w.windowType() not in transient
+    ]
+    for widget in leaked:
+        problems.append(f"visible top-level widget left behind: {type(widget).__name__} "
+                        f"{widget.objectName()!r}")  # fmt: skip
+        widget.close()
+    if problems:
+        pytest.fail("; ".join(problems))
+
+
+@pytest.fixture(scope="session")
+def feature_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The engine's feature cache, shared by the GUI tests of one session (so reruns are fast)."""
+    return tmp_path_factory.mktemp("feature-cache")
+
+
+# -- GUI fixtures ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def make_window(qtbot: Any) -> Iterator[Any]:
+    """Factory for shown MainWindows; each is closed (stopping its workers) at teardown."""
+    import shiboken6
+
+    from gui.main_window import MainWindow
+    from gui.settings import Settings
+
+    created: list[Any] = []
+
+    def make(settings_path: Path | None = None, show: bool = True) -> MainWindow:
+        window = MainWindow(Settings(settings_path) if settings_path else None)
+        qtbot.addWidget(window)
+        created.append(window)
+        if show:
+            window.show()
+            qtbot.waitExposed(window)
+        return window
+
+    yield make
+    for window in created:
+        if shiboken6.isValid(window) and window.isVisible():
+            window.close()
+
+
+@pytest.fixture
+def window(make_window: Any) -> Any:
+    return make_window()
+
+
+@pytest.fixture(scope="session")
+def synthetic_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """train/ and val/ folders of two colour classes, 8 images each per split (48x48 px)."""
+    from helpers_images import make_image_folder
+
+    return make_image_folder(tmp_path_factory.mktemp("data") / "pets", {"cats": 8, "dogs": 8})
+
+
+@pytest.fixture(scope="session")
+def trained_bundle(synthetic_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model bundle trained (2 epochs, efficientnet_lite0 feature extraction) on synthetic_dataset."""
+    from engine.config import TrainConfig
+    from engine.trainer import train
+
+    config = TrainConfig.for_strategy(
+        "feature-extract", epochs=2, batch_size=8, lr=1e-2, device="cpu", workers=0
+    )
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TRANSFER_STUDIO_CACHE", str(tmp_path_factory.mktemp("bundle-cache")))
+        result = train(config, synthetic_dataset, run_dir=tmp_path_factory.mktemp("run") / "run")
+    assert result.bundle_path is not None
+    return result.bundle_path

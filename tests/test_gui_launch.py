@@ -1,0 +1,163 @@
+"""The ``transfer-studio`` entry point: window vs CLI dispatch, no Qt on the CLI path, QApplication reuse."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from gui.launch import split_arguments
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        ([], ([], [])),
+        (["-platform", "offscreen"], (["-platform", "offscreen"], [])),
+        (["-style=fusion", "-reverse"], (["-style=fusion", "-reverse"], [])),
+        (["--version"], None),
+        (["-h"], None),
+        (["scan", "photos"], None),
+        (["models"], None),
+        (["train", "data", "--epochs", "2"], None),
+        (["predict", "model.pt", "x.jpg"], None),
+        (["doctor"], None),
+        (["weights", "list"], None),
+        (["--bogus"], None),
+        (["not-a-folder-or-command"], None),
+    ],
+)
+def test_split_arguments(argv, expected):
+    assert split_arguments(argv) == expected
+
+
+def test_a_dataset_folder_argument_opens_the_window(tmp_path):
+    assert split_arguments([str(tmp_path)]) == ([], [str(tmp_path)])
+
+
+def test_a_command_wins_over_a_folder_of_the_same_name(tmp_path, monkeypatch):
+    (tmp_path / "models").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert split_arguments(["models"]) is None
+
+
+def test_self_test_flag_runs_the_self_test(monkeypatch):
+    import gui.launch
+    import gui.selftest
+
+    calls: list[list[str]] = []
+    monkeypatch.setattr(gui.selftest, "main", lambda args: calls.append(list(args)) or 0)
+    assert gui.launch.main(["--self-test"]) == 0
+    assert calls == [["--self-test"]]
+
+
+def _run_python(code: str, env: dict[str, str] | None = None, timeout: int = 300):
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_cli_subcommands_never_import_qt(tmp_path):
+    from helpers_images import make_image_folder
+
+    data = make_image_folder(tmp_path / "data", {"a": 3, "b": 3})
+    proc = _run_python(
+        f"""
+        import sys
+        from gui.launch import main
+        try:
+            main(["--version"])
+        except SystemExit as exc:
+            assert exc.code in (0, None), exc.code
+        rc = main(["scan", {str(data)!r}])
+        qt = sorted(m for m in sys.modules if m.split(".")[0] in ("PySide6", "shiboken6", "pyqtgraph"))
+        assert not qt, qt
+        sys.exit(rc)
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "transfer-studio" in proc.stdout
+    assert "a" in proc.stdout and "b" in proc.stdout
+
+
+def test_cli_errors_come_back_as_exit_codes(tmp_path):
+    proc = _run_python(
+        f"""
+        import sys
+        from gui.launch import main
+        sys.exit(main(["scan", {str(tmp_path / "missing")!r}]))
+        """
+    )
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+
+
+def test_importing_the_launcher_is_light():
+    proc = _run_python(
+        """
+        import sys
+        import gui.launch
+        heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("PySide6", "torch", "engine", "numpy"))
+        assert not heavy, heavy
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_window_process_shows_and_quits_by_itself(tmp_path):
+    probe = tmp_path / "shown.txt"
+    started = time.time()
+    proc = subprocess.run(
+        [sys.executable, "-m", "gui.launch"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={
+            **os.environ,
+            "QT_QPA_PLATFORM": "offscreen",
+            "TRANSFER_STUDIO_STARTUP_PROBE": str(probe),
+            "TRANSFER_STUDIO_SETTINGS": str(tmp_path / "settings.ini"),
+            "TRANSFER_STUDIO_RUNS": str(tmp_path / "runs"),
+        },
+    )
+    assert proc.returncode == 0, proc.stderr
+    shown_at = float(probe.read_text())
+    assert started < shown_at < time.time()
+    assert "Traceback" not in proc.stderr
+
+
+def test_run_reuses_the_existing_qapplication(qtbot, qapp, monkeypatch):
+    """Called while an event loop runs (as from IPython), run() shows the window and returns."""
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    import gui.app
+
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)
+    previous_sigint = signal.getsignal(signal.SIGINT)
+    result: list[int] = []
+    try:
+        QTimer.singleShot(0, lambda: result.append(gui.app.run([])))
+        qtbot.waitUntil(lambda: result != [], timeout=60_000)
+    finally:
+        signal.signal(signal.SIGINT, previous_sigint)
+    assert result == [0]
+    assert QApplication.instance() is qapp
+    window = gui.app._windows.pop()
+    assert window.objectName() == "mainWindow" and window.isVisible()
+    window.close()
+    assert not window.runner.is_busy()
