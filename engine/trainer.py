@@ -141,6 +141,28 @@ def feature_views(config: TrainConfig, device: torch.device) -> int:
     return 4 if device.type == "cuda" else 2
 
 
+class _Eta:
+    """Time left, estimated separately for feature-caching batches and for (much cheaper) epoch batches."""
+
+    def __init__(self) -> None:
+        self.planned = {"features": 0, "epoch": 0}
+        self.done = {"features": 0, "epoch": 0}
+        self.spent = {"features": 0.0, "epoch": 0.0}
+        self.last = time.perf_counter()
+
+    def record(self, kind: str, now: float) -> None:
+        self.done[kind] += 1
+        self.spent[kind] += now - self.last
+        self.last = now
+
+    def seconds_left(self) -> float:
+        rates = {k: self.spent[k] / self.done[k] for k in self.done if self.done[k]}
+        fallback = next(iter(rates.values()), 0.0)
+        return sum(
+            max(0, self.planned[k] - self.done[k]) * rates.get(k, fallback) for k in ("features", "epoch")
+        )
+
+
 class _Training:
     """One run's state; ``execute`` is the whole lifecycle."""
 
@@ -167,8 +189,7 @@ class _Training:
         self.best_state: dict[str, torch.Tensor] | None = None
         self.failed_images = 0
         self.start_time = time.perf_counter()
-        self.batches_done = 0
-        self.batches_total = 1
+        self.eta = _Eta()
 
     # -- lifecycle -------------------------------------------------------------------------
     def execute(self) -> RunResult:
@@ -225,11 +246,11 @@ class _Training:
         remaining = cfg.epochs - start_epoch + 1
         n_train, n_val = len(self.labels["train"]), len(self.labels["val"])
         per_epoch = math.ceil(n_train / self.batch_size) + math.ceil(n_val / self.inference_batch)
-        self.batches_total = max(1, remaining * per_epoch)
+        self.eta.planned["epoch"] = remaining * per_epoch
         head_name = self._feature_head()
         self.features = {}
         if head_name is not None:
-            self.batches_total += math.ceil((n_train + n_val) / self.inference_batch)
+            self.eta.planned["features"] = math.ceil((n_train + n_val) / self.inference_batch)
         self.emit(
             ev.RunStarted(
                 run_dir=str(self.run.path),
@@ -243,6 +264,7 @@ class _Training:
             )
         )
         self.checkpoints = CheckpointWriter(self.run, lambda text: self.emit(ev.Message("warning", text)))
+        self.eta.last = time.perf_counter()  # model building is not a batch
         try:
             if head_name is not None:
                 self._prepare_features(head_name)
@@ -527,9 +549,9 @@ class _Training:
         return total_loss / seen, correct / seen
 
     def _emit_batch(self, epoch: int, phase: str, index: int, count: int, loss: float) -> None:
-        self.batches_done += 1
-        elapsed = time.perf_counter() - self.start_time
-        rate = elapsed / self.batches_done
+        now = time.perf_counter()
+        elapsed = now - self.start_time
+        self.eta.record("features" if phase == "features" else "epoch", now)
         self.emit(
             ev.BatchProgress(
                 epoch=epoch,
@@ -538,7 +560,7 @@ class _Training:
                 batches=count,
                 loss=loss,
                 elapsed_s=elapsed,
-                eta_s=rate * max(0, self.batches_total - self.batches_done),
+                eta_s=self.eta.seconds_left(),
             )
         )
 

@@ -158,3 +158,16 @@ def test_undecodable_image_is_skipped_not_fatal(tmp_path):
     events: list = []
     result = train(_config(epochs=1), data, run_dir=tmp_path / "run", on_event=events.append, report=None)
     assert result.epochs_completed == 1
+
+
+def test_eta_rates_feature_batches_and_epoch_batches_separately():
+    from engine.trainer import _Eta
+
+    eta = _Eta()
+    eta.planned = {"features": 2, "epoch": 10}
+    eta.last = 0.0
+    eta.record("features", 1.0)
+    assert eta.seconds_left() == pytest.approx(1.0 + 10 * 1.0)  # epoch rate unknown yet: guess
+    eta.record("features", 2.0)
+    eta.record("epoch", 2.1)
+    assert eta.seconds_left() == pytest.approx(9 * 0.1)  # cheap epochs no longer priced like features
