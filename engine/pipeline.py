@@ -20,7 +20,7 @@ from engine.image_cache import DecodedImageCache
 from engine.transforms import AUGMENT_SCALE
 
 AUGMENT_RATIO = (3 / 4, 4 / 3)
-Batch = tuple[torch.Tensor, torch.Tensor, int]  # inputs on the device, labels on the device, failures
+Batch = tuple[torch.Tensor, torch.Tensor]  # inputs and labels, on the training device
 
 
 def crop_boxes(count: int, generator: torch.Generator) -> torch.Tensor:
@@ -121,14 +121,11 @@ class ImageBatches:
                     if n + 1 < len(self.chunks)
                     else None
                 )
-                failed = len(chunk) - len(kept)
-                if not kept:
+                if not kept:  # every image of the batch failed to decode (counted by the cache)
                     yield None
                     continue
-                yield self._to_device(images, kept, chunk, draws[n]), *self._labels(kept), failed
-
-    def _labels(self, kept: list[int]) -> tuple[torch.Tensor]:
-        return (self.labels[kept].to(self.device, non_blocking=True),)
+                labels = self.labels[kept].to(self.device, non_blocking=True)
+                yield self._to_device(images, kept, chunk, draws[n]), labels
 
     def _to_device(
         self,
@@ -184,5 +181,4 @@ class FeatureBatches:
             yield (
                 inputs.to(self.device, non_blocking=True),
                 self.labels[chunk].to(self.device, non_blocking=True),
-                0,
             )

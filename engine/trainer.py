@@ -538,7 +538,7 @@ class _Training:
                     raise TrainingCancelled("stopped by the user")
                 batch_loss = float("nan")
                 if batch is not None:
-                    inputs, labels, _failed = batch
+                    inputs, labels = batch
                     batch_loss, n_correct = self._step_or_split(inputs, labels, training)
                     total_loss += batch_loss * labels.numel()
                     correct += n_correct
