@@ -3,7 +3,9 @@
 Nothing here imports torch. After the window is first shown, a worker thread probes the compute
 device (importing torch) and then loads the model catalog; the status bar and the model picker fill
 in when they arrive. Closing the window stops a running training (after asking) and waits for every
-worker thread.
+worker thread. File → Import weights file… and Help → Environment open
+:mod:`gui.weights_dialog` and :mod:`gui.environment_dialog`; after a download or an import the
+model catalog is reloaded so the picker shows which models work without a network.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from PySide6.QtWidgets import QLabel, QMainWindow, QMessageBox, QTabWidget, QWid
 
 from gui.data_tab import DataTab
 from gui.environment import Environment, about_html, probe_environment
+from gui.evaluate_tab import EvaluateTab
 from gui.icon import app_icon
 from gui.predict_tab import PredictTab
 from gui.settings import Settings
@@ -66,22 +69,30 @@ class MainWindow(QMainWindow):
         self.catalog: list[tuple[Any, str]] = []
         self._shown = False
         self._shut_down = False
+        self._weights_dialog: Any = None
+        self._environment_dialog: Any = None
 
         self.data_tab = DataTab(self.settings, self.runner)
         self.train_tab = TrainTab(self.settings, self.runner)
         self.predict_tab = PredictTab(self.settings, self.runner)
+        self.evaluate_tab = EvaluateTab(self.settings, self.runner)
+        self._export_dialog: Any = None
         self.tabs = QTabWidget()
         self.tabs.setObjectName("tabs")
         self.tabs.setDocumentMode(True)
         self.tabs.addTab(self.data_tab, "1  Data")
         self.tabs.addTab(self.train_tab, "2  Train")
         self.tabs.addTab(self.predict_tab, "3  Predict")
+        self.tabs.addTab(self.evaluate_tab, "4  Evaluate")
         self.setCentralWidget(self.tabs)
 
         self.data_tab.datasetChanged.connect(self._on_dataset_changed)
         self.train_tab.modelTrained.connect(self._on_model_trained)
         self.train_tab.runningChanged.connect(self._on_running_changed)
         self.train_tab.predictRequested.connect(self._show_predict)
+        self.data_tab.datasetChanged.connect(self.evaluate_tab.set_dataset)
+        self.predict_tab.modelLoaded.connect(self._on_model_loaded)
+        self.train_tab.weightsChanged.connect(self.refresh_catalog)
         self._build_menus()
         self.device_label = QLabel("Loading PyTorch…")
         self.device_label.setObjectName("deviceLabel")
@@ -111,15 +122,25 @@ class MainWindow(QMainWindow):
         self.open_model_action = self._action(
             "Open &model…", "openModelAction", self.open_model, "Ctrl+Shift+O"
         )
+        self.import_weights_action = self._action(
+            "&Import weights file…", "importWeightsAction", self.import_weights
+        )
         self.quit_action = self._action("&Quit", "quitAction", self.close, QKeySequence.StandardKey.Quit)
         file_menu.addAction(self.open_dataset_action)
         self.data_tab.recent_menu.setTitle("Recent datasets")
         file_menu.addMenu(self.data_tab.recent_menu)
         file_menu.addAction(self.open_model_action)
+        self.export_action = self._action("&Export model…", "exportAction", self.export_model, "Ctrl+E")
+        self.export_action.setEnabled(False)
+        self.export_action.setToolTip("Load a model first: train one, or File → Open model…")
+        file_menu.addAction(self.export_action)
+        file_menu.addAction(self.import_weights_action)
         file_menu.addSeparator()
         file_menu.addAction(self.quit_action)
         help_menu = self.menuBar().addMenu("&Help")
         self.about_action = self._action("&About Transfer Studio", "aboutAction", self.show_about)
+        self.environment_action = self._action("&Environment…", "environmentAction", self.show_environment)
+        help_menu.addAction(self.environment_action)
         help_menu.addAction(self.about_action)
 
     @Slot()
@@ -135,6 +156,64 @@ class MainWindow(QMainWindow):
     @Slot()
     def show_about(self) -> None:
         QMessageBox.about(self, "About Transfer Studio", about_html(self.environment))
+
+    @Slot()
+    def import_weights(self) -> None:
+        """File → Import weights file…: a weights dialog in import mode (the picker refreshes after)."""
+        from gui.weights_dialog import WeightsDialog
+
+        dialog = WeightsDialog(None, self.runner, self)
+        dialog.weightsReady.connect(self.refresh_catalog)
+        self._weights_dialog = dialog
+        dialog.open()
+        dialog.choose_file()
+
+    @Slot()
+    def show_environment(self) -> None:
+        """Help → Environment: the doctor's report, computed off the GUI thread."""
+        from gui.environment_dialog import EnvironmentDialog
+
+        if self._environment_dialog is None:
+            self._environment_dialog = EnvironmentDialog(self.runner, self)
+        elif not self._environment_dialog.isVisible():
+            self._environment_dialog.refresh()
+        self._environment_dialog.show()
+        self._environment_dialog.raise_()
+
+    @Slot()
+    def refresh_catalog(self) -> None:
+        """Reload every model's weights status (after a download or an import)."""
+        if self._shut_down or self.environment is None:
+            return
+        worker = FunctionWorker(load_catalog)
+        worker.returned.connect(self._on_catalog)
+        worker.errored.connect(self._on_catalog_failed)
+        self.runner.start(worker, "load-catalog")
+
+    @Slot()
+    def export_model(self) -> None:
+        """File → Export…: the current model to ONNX or TorchScript, with a parity check."""
+        from gui.export_dialog import ExportDialog, val_images
+
+        if self.predict_tab.predictor is None:
+            return
+        if self._export_dialog is not None and self._export_dialog.is_busy():
+            self._export_dialog.raise_()
+            return
+        self._export_dialog = ExportDialog(
+            self.predict_tab.predictor.bundle,
+            val_images(self.data_tab.report),
+            self.runner,
+            self.settings,
+            self,
+        )
+        self._export_dialog.open()
+
+    @Slot(object)
+    def _on_model_loaded(self, predictor: Any) -> None:
+        self.evaluate_tab.set_model(predictor)
+        self.export_action.setEnabled(predictor is not None)
+        self.export_action.setToolTip("Export the model to ONNX or TorchScript")
 
     # -- start-up work in the background -------------------------------------------------------------------
     def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 - Qt override
@@ -245,3 +324,4 @@ class MainWindow(QMainWindow):
             logger.warning("some background work did not stop within %.0f s", timeout_s)
         self.data_tab.shutdown()
         self.predict_tab.shutdown()
+        self.evaluate_tab.shutdown()

@@ -3,7 +3,8 @@
 Images come from ``predictOpenButton`` (``QFileDialog.getOpenFileNames``), a folder button, or
 drag-and-drop. Loading the bundle and classifying run on worker threads; results stream into a
 table (file, prediction, confidence) that exports to CSV. The selected row shows its image and the
-top-k classes with probability bars in ``predictResults``.
+top-k classes with probability bars in ``predictResults``; ``gradcamToggle`` overlays its Grad-CAM
+heatmap on the preview (computed on a worker thread).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from PySide6.QtCore import QObject, Qt, QThreadPool, Signal, Slot
 from PySide6.QtGui import QDragEnterEvent, QDropEvent, QImage, QPixmap
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QCheckBox,
     QFileDialog,
     QHBoxLayout,
     QHeaderView,
@@ -29,6 +31,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from gui.gradcam_view import GradCamJob
 from gui.prediction_views import ProbabilityTable, confidence_item
 from gui.settings import Settings
 from gui.thumbnails import load_thumbnail
@@ -54,7 +57,9 @@ class _PreviewCarrier(QObject):
 
 
 class PredictTab(QWidget):
-    """Model + images in, predictions out."""
+    """Model + images in, predictions out. ``modelLoaded(predictor)`` after a model is loaded."""
+
+    modelLoaded = Signal(object)
 
     def __init__(self, settings: Settings, runner: ThreadRunner, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -72,6 +77,10 @@ class PredictTab(QWidget):
         self._pool.setMaxThreadCount(1)
         self._carrier = _PreviewCarrier(self)
         self._carrier.loaded.connect(self._on_preview)
+        self.gradcam = GradCamJob(runner, PREVIEW_SIZE, self)
+        self.gradcam.ready.connect(self._on_gradcam)
+        self.gradcam.failed.connect(self._on_gradcam_failed)
+        self._overlay_path = ""
         self.setAcceptDrops(True)
         self._build()
         self._update_buttons()
@@ -128,11 +137,24 @@ class PredictTab(QWidget):
         self.preview.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.preview.setMinimumSize(280, 240)
         self.preview_title = heading("")
+        self.gradcam_toggle = QCheckBox("Grad-CAM overlay")
+        self.gradcam_toggle.setObjectName("gradcamToggle")
+        self.gradcam_toggle.setAccessibleName("Show the Grad-CAM overlay on the image")
+        self.gradcam_toggle.setToolTip("Colour what drove the prediction (red = most).")
+        self.gradcam_toggle.toggled.connect(self._on_gradcam_toggled)
+        self.gradcam_status = QLabel()
+        self.gradcam_status.setObjectName("gradcamStatus")
+        self.gradcam_status.setAccessibleName("Grad-CAM status")
+        self.gradcam_status.setWordWrap(True)
         self.results = ProbabilityTable()
         right = QWidget()
         right_layout = QVBoxLayout(right)
         right_layout.setContentsMargins(0, 0, 0, 0)
         right_layout.addWidget(self.preview_title)
+        gradcam_row = QHBoxLayout()
+        gradcam_row.addWidget(self.gradcam_toggle)
+        gradcam_row.addWidget(self.gradcam_status, 1)
+        right_layout.addLayout(gradcam_row)
         right_layout.addWidget(self.preview, 1)
         right_layout.addWidget(heading("Top classes"))
         right_layout.addWidget(self.results)
@@ -210,6 +232,7 @@ class PredictTab(QWidget):
             f"<b>Model:</b> {bundle.architecture} · {len(bundle.class_names)} classes ({classes}){score}"
         )
         self.model_label.setToolTip(self.model_path)
+        self.modelLoaded.emit(predictor)
         if self._queued:
             sources, self._queued = self._queued, []
             self.classify(sources)
@@ -328,10 +351,38 @@ class PredictTab(QWidget):
         carrier, path = self._carrier, str(prediction.path)
         self._pool.clear()
         self._pool.start(lambda: carrier.loaded.emit(path, load_thumbnail(path, PREVIEW_SIZE)))
+        self._overlay_path = ""
+        self._request_gradcam(prediction)
+
+    def _request_gradcam(self, prediction: Any) -> None:
+        if not self.gradcam_toggle.isChecked() or self.predictor is None or prediction.error:
+            self.gradcam.cancel()
+            self.gradcam_status.setText("")
+            return
+        names = self.predictor.bundle.class_names
+        index = names.index(prediction.label) if prediction.label in names else None
+        self.gradcam_status.setText("Computing Grad-CAM…")
+        self.gradcam.request(self.predictor.bundle, prediction.path, index)
+
+    @Slot(bool)
+    def _on_gradcam_toggled(self, _checked: bool) -> None:
+        self._on_row_selected()
+
+    @Slot(str, QImage)
+    def _on_gradcam(self, path: str, image: QImage) -> None:
+        if path == self._preview_path and self.gradcam_toggle.isChecked():
+            self._overlay_path = path
+            self.preview.setPixmap(QPixmap.fromImage(image))
+            self.gradcam_status.setText("Grad-CAM for the predicted class")
+
+    @Slot(str, str)
+    def _on_gradcam_failed(self, path: str, message: str) -> None:
+        if path == self._preview_path:
+            self.gradcam_status.setText(message)
 
     @Slot(str, QImage)
     def _on_preview(self, path: str, image: QImage) -> None:
-        if path != self._preview_path:
+        if path != self._preview_path or path == self._overlay_path:
             return
         if image.isNull():
             self.preview.setText("This image cannot be displayed.")

@@ -4,6 +4,9 @@ A run is a :class:`gui.worker.TrainWorker` on its own QThread. Its signals arriv
 thread and update the plots (one curve per series), the progress bar (``trainProgress``: fraction of
 all train+val batches, at its maximum when a run completes), the epoch/batch/ETA line and the log.
 Start is disabled while a run is going; Stop sets the worker's abort flag (honoured within a batch).
+Before a run whose model's pretrained weights are not cached, a :class:`gui.weights_dialog.WeightsDialog`
+downloads (or imports) them; the run starts only once they are there. Resume run… continues a stopped
+or killed run from its last finished epoch (``engine.trainer.resume``), its earlier epochs drawn first.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any
 from PySide6.QtCore import Qt, QUrl, Signal, Slot
 from PySide6.QtGui import QDesktopServices, QFontDatabase
 from PySide6.QtWidgets import (
+    QFileDialog,
     QFrame,
     QHBoxLayout,
     QLabel,
@@ -46,6 +50,7 @@ class TrainTab(QWidget):
     modelTrained = Signal(str)
     runningChanged = Signal(bool)
     predictRequested = Signal()
+    weightsChanged = Signal()  # pretrained weights were downloaded or imported
 
     def __init__(self, settings: Settings, runner: ThreadRunner, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -58,6 +63,8 @@ class TrainTab(QWidget):
         self.bundle_path = ""
         self._epochs = 0
         self._started_at = 0.0
+        self.weights_dialog: Any = None
+        self._pending_config: Any = None
         self._build()
         self._update_buttons()
         self.plots.set_planned_epochs(self.form.epochs.value())
@@ -75,6 +82,11 @@ class TrainTab(QWidget):
         self.stop_button.setObjectName("stopButton")
         self.stop_button.setAccessibleName("Stop training")
         self.stop_button.clicked.connect(self.stop)
+        self.resume_button = QPushButton("Resume run…")
+        self.resume_button.setObjectName("resumeButton")
+        self.resume_button.setAccessibleName("Resume a stopped run")
+        self.resume_button.setToolTip("Continue a stopped or interrupted run from its last finished epoch")
+        self.resume_button.clicked.connect(self.choose_resume)
         self.start_hint = QLabel()
         self.start_hint.setObjectName("startHint")
         self.start_hint.setWordWrap(True)
@@ -88,6 +100,7 @@ class TrainTab(QWidget):
         self.result.label.linkActivated.connect(self._open_link)
         side_layout.addWidget(self.form)
         side_layout.addLayout(buttons)
+        side_layout.addWidget(self.resume_button)
         side_layout.addWidget(self.start_hint)
         # Messages live here, not above the plots: showing one must not resize (and redraw) them.
         side_layout.addWidget(self.error)
@@ -142,6 +155,7 @@ class TrainTab(QWidget):
     def _update_buttons(self) -> None:
         running = self.is_running()
         self.start_button.setEnabled(not running and self.report is not None)
+        self.resume_button.setEnabled(not running)
         self.stop_button.setEnabled(running and not (self.worker and self.worker.aborted))
         self.form.setEnabled(not running)
         if running:
@@ -169,6 +183,100 @@ class TrainTab(QWidget):
         self.form.save()
         self.error.hide()
         self.result.hide()
+        if config.strategy != "scratch" and self.form.model_picker.weights_status(config.model) == "download":
+            self._get_weights_then_start(config)
+            return
+        self._start_run(config)
+
+    def _get_weights_then_start(self, config: Any) -> None:
+        """Download (or import) the pretrained weights first; the run starts once they are cached."""
+        from gui.weights_dialog import WeightsDialog
+
+        if self.weights_dialog is not None and self.weights_dialog.isVisible():
+            return
+        dialog = WeightsDialog(config.model, self.runner, self)
+        dialog.weightsReady.connect(self._on_weights_ready)
+        dialog.accepted.connect(self._on_weights_accepted)
+        dialog.rejected.connect(self._on_weights_cancelled)
+        self.weights_dialog = dialog
+        self._pending_config = config
+        self._log(f"Getting the pretrained weights of {config.model}…")
+        dialog.open()
+        dialog.start_download()
+
+    @Slot()
+    def _on_weights_accepted(self) -> None:
+        config, self._pending_config = self._pending_config, None
+        if config is not None:
+            self._start_run(config)
+
+    @Slot(str)
+    def _on_weights_ready(self, path: str) -> None:
+        self._log(f"Pretrained weights ready: {path}")
+        self.weightsChanged.emit()
+
+    @Slot()
+    def _on_weights_cancelled(self) -> None:
+        self._pending_config = None
+        self._log("Training not started: the pretrained weights are missing.")
+        self.status.setText("Ready.")
+
+    @Slot()
+    def choose_resume(self) -> None:
+        """Resume run…: pick a run folder and continue it from its last finished epoch."""
+        if self.is_running():
+            return
+        folder = QFileDialog.getExistingDirectory(self, "Resume a training run", str(self.form.runs_root()))
+        if folder:
+            self.resume(folder)
+
+    def resume(self, run_dir: str | Path) -> None:
+        """Continue the run in ``run_dir`` (engine.trainer.resume), plots pre-filled from its history."""
+        if self.is_running():
+            return
+        folder = Path(run_dir)
+        if not (folder / "checkpoint.pt").is_file() or not (folder / "config.json").is_file():
+            self.error.show_message(
+                f"<b>Cannot resume:</b> {folder} is not a run folder with a checkpoint "
+                "(a run saves one after its first finished epoch).",
+                "error",
+            )
+            return
+        self.error.hide()
+        self.result.hide()
+        self.run_dir = str(folder)
+        self.bundle_path = ""
+        self._started_at = time.monotonic()
+        self.plots.clear(self.form.epochs.value())
+        self.progress.setValue(0)
+        self.status.setText("Resuming: loading the checkpoint, the model and the images…")
+        self._log(f"Resuming the run in {folder}")
+        freeze_gc()
+        worker = TrainWorker(None, "", self.form.runs_root(), None, resume_dir=folder)
+        worker.history.connect(self._on_history)
+        self._launch(worker)
+
+    @Slot(object)
+    def _on_history(self, rows: list[dict[str, Any]]) -> None:
+        best_epoch, best_acc = 0, -1.0
+        for row in rows:
+            try:
+                epoch, val_acc = int(row["epoch"]), float(row["val_acc"])
+                self.plots.add_epoch(
+                    epoch, float(row["train_loss"]), float(row["val_loss"]), float(row["train_acc"]), val_acc
+                )
+            except (KeyError, TypeError, ValueError):
+                continue
+            if val_acc > best_acc:
+                best_epoch, best_acc = epoch, val_acc
+        if best_epoch:
+            self.plots.mark_best(best_epoch)
+        if rows:
+            self._log(f"{len(rows)} finished epoch(s) restored from the run's history.")
+
+    def _start_run(self, config: Any) -> None:
+        if self.is_running() or self.report is None:
+            return
         self.run_dir = ""
         self.bundle_path = ""
         self._epochs = config.epochs
@@ -182,7 +290,9 @@ class TrainTab(QWidget):
             f"{config.schedule} schedule{', augmentation' if config.augment else ''}"
         )
         freeze_gc()
-        worker = TrainWorker(config, self.report.root, self.form.runs_root(), self.report)
+        self._launch(TrainWorker(config, self.report.root, self.form.runs_root(), self.report))
+
+    def _launch(self, worker: TrainWorker) -> None:
         worker.runStarted.connect(self._on_run_started)
         worker.progress.connect(self._on_progress)
         worker.epochEnded.connect(self._on_epoch)
@@ -209,6 +319,11 @@ class TrainTab(QWidget):
     def _on_run_started(self, event: Any) -> None:
         self.run_dir = event.run_dir
         self._epochs = event.epochs
+        self.plots.set_planned_epochs(event.epochs)
+        if event.start_epoch > 1:
+            for plot in (self.plots.loss_plot, self.plots.accuracy_plot, self.plots.batch_plot):
+                plot.setXRange(0, max(1, event.epochs), padding=0.02)
+            self._log(f"Continuing from epoch {event.start_epoch} of {event.epochs}.")
         self._log(
             f"Training on {event.device}: {event.num_train} training and {event.num_val} "
             f"validation images, {len(event.classes)} classes, {event.batches_per_epoch} batches "

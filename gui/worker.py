@@ -220,7 +220,7 @@ class ThreadRunner(QObject):
 
 
 class TrainWorker(Worker):
-    """Wraps ``engine.trainer.train``: engine events become Qt signals; Stop takes effect within a batch.
+    """Wraps ``engine.trainer.train`` (or ``resume`` with ``resume_dir``): engine events become Qt signals; Stop takes effect within a batch.
 
     ``progress`` carries the latest BatchProgress plus every (x, loss) pair since the last emission,
     where x = epoch - 1 + batch / batches, so the per-batch loss curve loses no point to throttling.
@@ -231,6 +231,7 @@ class TrainWorker(Worker):
     epochEnded = Signal(object)  # EpochEnd
     message = Signal(str, str)  # level, text
     finished = Signal(object)  # RunFinished
+    history = Signal(object)  # list of metrics.jsonl rows, before a resumed run goes on
 
     def __init__(
         self,
@@ -238,8 +239,10 @@ class TrainWorker(Worker):
         data_root: str | Path,
         runs_root: str | Path | None = None,
         report: Any = None,
+        resume_dir: str | Path | None = None,
     ) -> None:
         super().__init__()
+        self.resume_dir = Path(resume_dir) if resume_dir else None
         self.config = config
         self.data_root = Path(data_root)
         self.runs_root = Path(runs_root) if runs_root else None
@@ -262,6 +265,15 @@ class TrainWorker(Worker):
         if not sys.platform.startswith("linux") and cores > 1 and threads > cores - 1:
             torch.set_num_threads(cores - 1)
         try:
+            if self.resume_dir is not None:  # continue a stopped or killed run (engine.trainer.resume)
+                from engine.runs import RunDir
+
+                try:
+                    rows = RunDir(self.resume_dir).read_metrics()
+                except (OSError, ValueError):  # a damaged history only loses the earlier points
+                    rows = []
+                self.history.emit(rows)
+                return trainer.resume(self.resume_dir, on_event=self._on_event, should_stop=self._should_stop)
             return trainer.train(
                 self.config,
                 self.data_root,

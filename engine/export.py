@@ -1,0 +1,425 @@
+"""Exporting a bundle to ONNX or TorchScript, and checking the exported file against the in-app model.
+
+Owns :func:`export_bundle` (the model file, plus a ``<out>.json`` sidecar holding the class names,
+preprocessing and architecture; TorchScript also embeds it as the extra file ``transfer_studio.json``
+and ONNX as the model property ``transfer_studio`` when the ``onnx`` package is installed), and
+:func:`parity_check`, which runs images through the exported file (onnxruntime for ONNX, ``torch.jit``
+for TorchScript) and through the in-app :class:`~engine.predict.Predictor`, with the same preprocessed
+tensors, and reports top-1 agreement and the largest probability difference.
+
+The exported model takes a float32 ``[batch, 3, crop, crop]`` tensor, preprocessed exactly as
+``engine.transforms.eval_transform`` does, and returns raw logits ``[batch, classes]``; the batch size
+is free. Both exports trace the model, so the image size is fixed to the bundle's crop size.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import os
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from engine import __version__
+from engine.bundle import Bundle, load_bundle
+from engine.datasets import scan_dataset
+from engine.errors import DatasetError, TransferStudioError, UnreadableImageError
+from engine.images import open_image
+from engine.predict import Predictor, list_images
+from engine.trainer import split_outputs
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("onnx", "torchscript")
+ONNX_OPSET = 17
+EXPORT_FORMAT = "transfer-studio-export"
+EXPORT_VERSION = 1
+EXTRA_FILE = "transfer_studio.json"  # TorchScript extra file / ONNX metadata key ("transfer_studio")
+ONNX_METADATA_KEY = "transfer_studio"
+INPUT_NAME = "input"
+OUTPUT_NAME = "logits"
+PARITY_TOLERANCE = 1e-3
+_LOAD_THREADS = 4
+
+
+class ExportError(TransferStudioError):
+    """The model could not be exported in the asked format."""
+
+
+class ParityCancelled(TransferStudioError):
+    """The caller's ``should_stop`` asked the parity check to stop."""
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What :func:`export_bundle` wrote."""
+
+    path: Path
+    sidecar: Path
+    format: str
+    exporter: str
+    seconds: float
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "path": str(self.path),
+            "sidecar": str(self.sidecar),
+            "format": self.format,
+            "exporter": self.exporter,
+            "seconds": round(self.seconds, 3),
+            "size_bytes": self.path.stat().st_size if self.path.exists() else None,
+        }
+
+
+@dataclass(frozen=True)
+class ParityReport:
+    """How the exported file's outputs compare with the in-app model's on the same images.
+
+    ``available`` is False (and the numbers None) when the runtime needed to run the file is missing.
+    """
+
+    format: str
+    n_images: int
+    label_agreement: float | None
+    max_prob_diff: float | None
+    available: bool = True
+    reason: str | None = None
+    disagreements: tuple[Path, ...] = ()
+    unreadable: int = 0
+
+    def passed(self, tolerance: float = PARITY_TOLERANCE) -> bool:
+        """Same top-1 on every image and every probability within ``tolerance``."""
+        return (
+            self.available
+            and self.label_agreement == 1.0
+            and self.max_prob_diff is not None
+            and self.max_prob_diff < tolerance
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": self.format,
+            "available": self.available,
+            "reason": self.reason,
+            "n_images": self.n_images,
+            "label_agreement": self.label_agreement,
+            "max_prob_diff": self.max_prob_diff,
+            "passed": self.passed(),
+            "disagreements": [str(p) for p in self.disagreements],
+            "unreadable": self.unreadable,
+        }
+
+
+def export_metadata(bundle: Bundle, fmt: str) -> dict[str, Any]:
+    """What travels with an exported model: classes, preprocessing, architecture, input/output layout."""
+    pre = bundle.preprocessing
+    return {
+        "format": EXPORT_FORMAT,
+        "version": EXPORT_VERSION,
+        "model_format": fmt,
+        "architecture": bundle.architecture,
+        "class_names": list(bundle.class_names),
+        "preprocessing": pre.to_dict(),
+        "input": {
+            "name": INPUT_NAME,
+            "shape": ["batch", 3, pre.crop_size, pre.crop_size],
+            "dtype": "float32",
+            "description": (
+                f"RGB; shorter side resized to {pre.resize_size} ({pre.interpolation}), centre crop "
+                f"{pre.crop_size}, scaled to [0, 1], minus mean, divided by std (per channel)"
+            ),
+        },
+        "output": {
+            "name": OUTPUT_NAME,
+            "shape": ["batch", len(bundle.class_names)],
+            "description": "logits, in class_names order; softmax gives probabilities",
+        },
+        "metrics": {k: v for k, v in bundle.metrics.items() if k != "history"},
+        "exported_by": f"transfer-studio {__version__}, torch {torch.__version__}",
+    }
+
+
+class _Logits(nn.Module):
+    """The model with a single tensor output (the main logits), whatever the architecture returns."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return split_outputs(self.model(x))[0]
+
+
+def prepare_for_export(model: nn.Module) -> nn.Module:
+    """Make a model traceable; returns it (changed in place).
+
+    The efficientnet-pytorch family's ``MemoryEfficientSwish`` is a custom autograd Function that
+    neither ONNX nor TorchScript can record; it computes ``x * sigmoid(x)``, exactly ``nn.SiLU``, so
+    every such module is swapped for one. (Calling the package's ``set_swish(memory_efficient=False)``
+    would be wrong here: the Lite models use ReLU6, which that call would replace with Swish.) The
+    built-in ``efficientnet_lite0`` has no such module; the swap keeps any future one exportable.
+    """
+    for qname, module in list(model.named_modules()):
+        if type(module).__name__ == "MemoryEfficientSwish":
+            parent_name, _, attr = qname.rpartition(".")
+            parent = model.get_submodule(parent_name) if parent_name else model
+            setattr(parent, attr, nn.SiLU())
+            log.debug("export: %s MemoryEfficientSwish -> SiLU", qname)
+    return model.eval()
+
+
+def sidecar_path(out: str | Path) -> Path:
+    """``model.onnx`` -> ``model.onnx.json``."""
+    out = Path(out)
+    return out.with_name(out.name + ".json")
+
+
+def export_bundle(
+    bundle: str | Path | Bundle, fmt: str, out: str | Path, *, opset: int = ONNX_OPSET
+) -> ExportResult:
+    """Export a bundle to ``out`` as ``"onnx"`` or ``"torchscript"`` and write the JSON sidecar."""
+    if fmt not in FORMATS:
+        raise ExportError(f"unknown export format {fmt!r}; choose {' or '.join(FORMATS)}")
+    if isinstance(bundle, (str, Path)):
+        bundle = load_bundle(bundle)
+    out = Path(out).expanduser()
+    if out.is_dir():
+        raise ExportError(f"{out} is a folder; give a file name for the exported model")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    metadata = export_metadata(bundle, fmt)
+    model = _Logits(prepare_for_export(bundle.build_model())).eval()
+    crop = bundle.preprocessing.crop_size
+    example = torch.randn(2, 3, crop, crop, generator=torch.Generator().manual_seed(0))
+    started = time.perf_counter()
+    tmp = out.with_name(f".{out.name}.tmp")
+    try:
+        with warnings.catch_warnings():
+            # Tracer, deprecation and "trace might not generalise" warnings are expected here: the
+            # export is checked by running it (parity_check), not by these heuristics.
+            warnings.simplefilter("ignore")
+            if fmt == "onnx":
+                exporter = _export_onnx(model, example, tmp, opset)
+                _embed_onnx_metadata(tmp, metadata)
+            else:
+                exporter = _export_torchscript(model, example, tmp, metadata)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    sidecar = sidecar_path(out)
+    sidecar.write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
+    seconds = time.perf_counter() - started
+    log.info("exported %s to %s with %s in %.1fs", bundle.architecture, out, exporter, seconds)
+    return ExportResult(out, sidecar, fmt, exporter, seconds, metadata)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:200]
+
+
+def _export_onnx(model: nn.Module, example: torch.Tensor, path: Path, opset: int) -> str:
+    """The TorchScript-based exporter first (mature, no extra packages), then the dynamo one."""
+    try:
+        torch.onnx.export(
+            model,
+            (example,),
+            str(path),
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+            opset_version=opset,
+            dynamo=False,
+        )
+        return f"torch.onnx (TorchScript-based), opset {opset}"
+    except Exception as first:  # noqa: BLE001 - any failure: try the other exporter before giving up
+        log.info("TorchScript-based ONNX export failed (%s); trying the dynamo exporter", _first_line(first))
+        path.unlink(missing_ok=True)
+        chatter = io.StringIO()  # the dynamo exporter prints its progress to stdout
+        try:
+            with contextlib.redirect_stdout(chatter):
+                torch.onnx.export(
+                    model,
+                    (example,),
+                    str(path),
+                    input_names=[INPUT_NAME],
+                    output_names=[OUTPUT_NAME],
+                    dynamic_shapes=({0: torch.export.Dim("batch")},),
+                    opset_version=max(opset, 18),
+                    dynamo=True,
+                    external_data=False,
+                )
+        except Exception as second:  # noqa: BLE001
+            raise ExportError(
+                f"cannot export to ONNX: {_first_line(first)} (dynamo exporter: {_first_line(second)})"
+            ) from None
+        log.debug("dynamo exporter output:\n%s", chatter.getvalue())
+        return f"torch.onnx (dynamo), opset {max(opset, 18)}"
+
+
+def _embed_onnx_metadata(path: Path, metadata: dict[str, Any]) -> None:
+    """Add the metadata as an ONNX model property, when the onnx package is installed."""
+    try:
+        import onnx
+    except ImportError:
+        log.info("onnx is not installed: the class names travel in the JSON sidecar only")
+        return
+    proto = onnx.load(str(path))
+    onnx.helper.set_model_props(proto, {ONNX_METADATA_KEY: json.dumps(metadata)})
+    onnx.save(proto, str(path))
+
+
+def _export_torchscript(model: nn.Module, example: torch.Tensor, path: Path, metadata: dict[str, Any]) -> str:
+    try:
+        with torch.no_grad():
+            traced = torch.jit.trace(model, example, check_trace=False)
+        torch.jit.save(traced, str(path), _extra_files={EXTRA_FILE: json.dumps(metadata)})
+    except Exception as exc:  # noqa: BLE001 - tracing errors come in many types
+        raise ExportError(f"cannot export to TorchScript: {_first_line(exc)}") from None
+    return "torch.jit.trace"
+
+
+def read_export_metadata(path: str | Path) -> dict[str, Any]:
+    """The metadata of an exported file: its sidecar, else what is embedded in it; {} when none."""
+    path = Path(path)
+    sidecar = sidecar_path(path)
+    if sidecar.is_file():
+        return json.loads(sidecar.read_text(encoding="utf-8"))
+    if path.suffix.lower() == ".onnx":
+        with contextlib.suppress(ImportError):
+            import onnx
+
+            props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+            if ONNX_METADATA_KEY in props:
+                return json.loads(props[ONNX_METADATA_KEY])
+        return {}
+    files = {EXTRA_FILE: ""}
+    with contextlib.suppress(Exception):
+        torch.jit.load(str(path), map_location="cpu", _extra_files=files)
+    return json.loads(files[EXTRA_FILE]) if files[EXTRA_FILE] else {}
+
+
+def _format_of(path: Path, fmt: str | None) -> str:
+    if fmt is not None:
+        if fmt not in FORMATS:
+            raise ExportError(f"unknown export format {fmt!r}; choose {' or '.join(FORMATS)}")
+        return fmt
+    return "onnx" if path.suffix.lower() == ".onnx" else "torchscript"
+
+
+def _runner(path: Path, fmt: str) -> Callable[[np.ndarray], np.ndarray] | str:
+    """A function batch -> logits running the exported file, or why it cannot run here."""
+    if fmt == "onnx":
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            return "onnxruntime is not installed (pip install onnxruntime)"
+        try:
+            session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
+            raise ExportError(f"onnxruntime cannot load {path.name}: {_first_line(exc)}") from None
+        name = session.get_inputs()[0].name
+        return lambda batch: session.run(None, {name: batch})[0]
+    try:
+        module = torch.jit.load(str(path), map_location="cpu").eval()
+    except Exception as exc:  # noqa: BLE001
+        raise ExportError(f"{path.name} is not a loadable TorchScript file: {_first_line(exc)}") from None
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return module(torch.from_numpy(batch)).numpy()
+
+    return run
+
+
+def parity_check(
+    bundle: str | Path | Bundle | Predictor,
+    exported: str | Path,
+    images: Sequence[str | Path],
+    *,
+    fmt: str | None = None,
+    batch_size: int = 32,
+    on_progress: Callable[[int, int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> ParityReport:
+    """Compare the exported file with the in-app model (on the CPU) on ``images``.
+
+    Both get the very same preprocessed tensors. ``fmt`` defaults to the file's suffix (``.onnx`` or
+    else TorchScript). Unreadable images are skipped and counted.
+    """
+    exported = Path(exported)
+    fmt = _format_of(exported, fmt)
+    if not exported.is_file():
+        raise ExportError(f"{exported}: no such file")
+    runner = _runner(exported, fmt)
+    if isinstance(runner, str):
+        return ParityReport(fmt, 0, None, None, available=False, reason=runner)
+    if isinstance(bundle, Predictor):
+        predictor = bundle if bundle.device.type == "cpu" else Predictor(bundle.bundle, "cpu")
+    else:
+        predictor = Predictor(bundle if isinstance(bundle, Bundle) else load_bundle(bundle), "cpu")
+    paths = [Path(p) for p in images]
+    total = len(paths)
+    agree, seen, unreadable, max_diff = 0, 0, 0, 0.0
+    disagreements: list[Path] = []
+    if on_progress:
+        on_progress(0, total)
+    with ThreadPoolExecutor(_LOAD_THREADS, thread_name_prefix="parity") as pool:
+        for start in range(0, total, batch_size):
+            if should_stop and should_stop():
+                raise ParityCancelled("parity check stopped")
+            chunk = paths[start : start + batch_size]
+            loaded = list(pool.map(lambda p: _load(p, predictor), chunk))
+            kept = [(p, t) for p, t in zip(chunk, loaded) if t is not None]
+            unreadable += len(chunk) - len(kept)
+            if kept:
+                batch = torch.stack([t for _, t in kept])
+                with torch.inference_mode():
+                    app = torch.softmax(split_outputs(predictor.model(batch))[0].float(), dim=1)
+                other = torch.softmax(torch.from_numpy(np.asarray(runner(batch.numpy()))).float(), dim=1)
+                if other.shape != app.shape:
+                    raise ExportError(
+                        f"{exported.name} returns {list(other.shape)} for {list(app.shape)} expected"
+                    )
+                same = app.argmax(1) == other.argmax(1)
+                agree += int(same.sum())
+                disagreements += [p for (p, _), ok in zip(kept, same.tolist()) if not ok]
+                max_diff = max(max_diff, float((app - other).abs().max()))
+                seen += len(kept)
+            if on_progress:
+                on_progress(min(start + batch_size, total), total)
+    if seen == 0:
+        raise TransferStudioError("no readable image for the parity check")
+    return ParityReport(
+        fmt, seen, agree / seen, max_diff, disagreements=tuple(disagreements), unreadable=unreadable
+    )
+
+
+def _load(path: Path, predictor: Predictor) -> torch.Tensor | None:
+    try:
+        return predictor.transform(open_image(path))
+    except UnreadableImageError as exc:
+        log.warning("parity check: skipping %s", exc)
+        return None
+
+
+def parity_images(data: str | Path, max_images: int | None = None) -> list[Path]:
+    """Images for a parity check: a dataset folder's val images, else every image in ``data``."""
+    data = Path(data)
+    try:
+        report = scan_dataset(data, verify=False)
+        paths = [s.path for s in report.splits["val"]]
+    except DatasetError:
+        paths = list_images(data)
+    return paths[:max_images] if max_images else paths

@@ -1,0 +1,251 @@
+"""Grad-CAM: which parts of an image drove a prediction, as a heatmap in [0, 1].
+
+Owns finding the target layer generically, computing the map (:func:`grad_cam`), mapping it back
+onto the original photo through the eval preprocessing (:func:`grad_cam_for_image`) and drawing it
+(:func:`overlay`, a jet-like colour map without matplotlib).
+
+The target layer is found by a probe pass with forward hooks on every module: it is the module
+whose output is the last 4-D ``[B, C, H, W]`` tensor with ``H, W > 1`` before the classification
+head is entered -- the last convolutional feature map. A model whose computation after that point
+runs on token sequences (3-D tensors) has no such map: in a vision transformer (``vit_*``) the only
+4-D tensor is the patch embedding, so Grad-CAM there would explain the input patches rather than the
+decision, and :class:`GradCamUnavailable` is raised instead. Swin and MaxViT end in genuine spatial
+``[B, C, 7, 7]`` maps (Swin's last stage is permuted back to channels-first before pooling), so
+Grad-CAM is offered for them, at the coarse resolution of that map.
+"""
+
+from __future__ import annotations
+
+import logging
+import weakref
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+
+from engine.bundle import Bundle, load_bundle
+from engine.catalog import Preprocessing, find_head_modules
+from engine.errors import TransferStudioError
+from engine.images import open_image
+from engine.predict import Predictor
+from engine.trainer import split_outputs
+
+log = logging.getLogger(__name__)
+
+OVERLAY_ALPHA = 0.45
+_PROBE_BATCH = 2  # a batch of 2 tells per-image tensors from per-model ones
+
+
+class GradCamUnavailable(TransferStudioError):
+    """The model has no convolutional feature map to explain."""
+
+
+@dataclass(frozen=True)
+class TargetLayer:
+    """The module whose output Grad-CAM explains; ``call`` counts calls of a module used more than once."""
+
+    name: str
+    call: int
+    channels: int
+    height: int
+    width: int
+
+
+_TARGETS: weakref.WeakKeyDictionary[nn.Module, TargetLayer] = weakref.WeakKeyDictionary()
+
+
+def find_target_layer(model: nn.Module, image_size: int = 224, model_name: str | None = None) -> TargetLayer:
+    """The last spatial feature map before the head (see the module docstring); cached per model.
+
+    Raises :class:`GradCamUnavailable` when the model has none.
+    """
+    cached = _TARGETS.get(model)
+    if cached is not None:
+        return cached
+    name = model_name or type(model).__name__
+    events: list[tuple[str, int, str, tuple[int, ...]]] = []  # (module, call, kind, shape) in finish order
+    calls: dict[str, int] = {}
+    entered: dict[str, int] = {}  # module -> number of events when it was first entered
+
+    def on_enter(qname: str):
+        def hook(_module: nn.Module, _args: tuple) -> None:
+            entered.setdefault(qname, len(events))
+
+        return hook
+
+    def on_output(qname: str):
+        def hook(_module: nn.Module, _args: tuple, output: object) -> None:
+            call = calls.get(qname, 0)
+            calls[qname] = call + 1
+            if not isinstance(output, torch.Tensor):
+                return
+            if output.dim() < 3 or output.shape[0] != _PROBE_BATCH:
+                return  # not per-image data (e.g. Swin V2's position-bias table)
+            if output.dim() == 4 and output.shape[2] > 1 and output.shape[3] > 1:
+                events.append((qname, call, "map", tuple(output.shape)))
+            elif output.dim() == 3:
+                events.append((qname, call, "tokens", tuple(output.shape)))
+
+        return hook
+
+    handles = []
+    for qname, module in model.named_modules():
+        if qname:
+            handles.append(module.register_forward_pre_hook(on_enter(qname)))
+            handles.append(module.register_forward_hook(on_output(qname)))
+    param = next(model.parameters())
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            probe = torch.zeros(_PROBE_BATCH, 3, image_size, image_size, device=param.device, dtype=param.dtype)
+            num_classes = split_outputs(model(probe))[0].shape[-1]
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.train(was_training)
+    # The head is the last module with num_classes outputs to run: with few classes, a backbone layer
+    # can have as many outputs (Swin V2's position-bias MLP has 3, one per attention head).
+    head_starts = [entered[h] for h in find_head_modules(model, num_classes) if h in entered]
+    end = max(head_starts, default=len(events))
+    maps = [i for i in range(end) if events[i][2] == "map"]
+    if not maps:
+        raise GradCamUnavailable(f"Grad-CAM is not available for {name}: it has no convolutional feature map")
+    last = maps[-1]
+    tokens_after = [e[0] for e in events[last + 1 : end] if e[2] == "tokens"]
+    if tokens_after:
+        raise GradCamUnavailable(
+            f"Grad-CAM is not available for {name}: it has no convolutional feature map "
+            f"(its last one, {events[last][0]}, is followed by transformer layers such as {tokens_after[-1]})"
+        )
+    qname, call, _kind, shape = events[last]
+    target = TargetLayer(qname, call, shape[1], shape[2], shape[3])
+    log.debug("Grad-CAM target of %s: %s", name, target)
+    _TARGETS[model] = target
+    return target
+
+
+def grad_cam(
+    model: nn.Module,
+    image: torch.Tensor,
+    class_index: int | None = None,
+    *,
+    target: TargetLayer | None = None,
+    model_name: str | None = None,
+) -> np.ndarray:
+    """Grad-CAM of one normalised ``[3, H, W]`` image for ``class_index`` (default: the predicted class).
+
+    Returns a float32 ``[H, W]`` array in [0, 1] (all zeros when no region argues for the class).
+    The model's parameters and their ``.grad`` are left untouched.
+    """
+    if image.dim() != 3:
+        raise ValueError(f"grad_cam expects one [3, H, W] image, got shape {list(image.shape)}")
+    target = target or find_target_layer(model, max(image.shape[-2:]), model_name)
+    module = model.get_submodule(target.name)
+    captured: list[torch.Tensor] = []
+    seen = [0]
+
+    def capture(_module: nn.Module, _args: tuple, output: torch.Tensor) -> None:
+        if seen[0] == target.call:
+            captured.append(output)
+        seen[0] += 1
+
+    param = next(model.parameters())
+    x = image.unsqueeze(0).to(param.device, param.dtype).requires_grad_(True)
+    handle = module.register_forward_hook(capture)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode(False), torch.enable_grad():
+            logits = split_outputs(model(x))[0]
+            index = int(logits[0].argmax()) if class_index is None else int(class_index)
+            if not 0 <= index < logits.shape[-1]:
+                raise ValueError(f"class_index {index} is out of range for {logits.shape[-1]} classes")
+            activation = captured[0]
+            (grads,) = torch.autograd.grad(logits[0, index], activation)
+    finally:
+        handle.remove()
+        model.train(was_training)
+    with torch.no_grad():
+        weights = grads.float().mean(dim=(2, 3), keepdim=True)
+        cam = F.relu((weights * activation.float()).sum(dim=1, keepdim=True))
+        cam = F.interpolate(cam, size=tuple(image.shape[-2:]), mode="bilinear", align_corners=False)[0, 0]
+        cam -= cam.min()
+        peak = float(cam.max())
+        cam = cam / peak if peak > 0 else torch.zeros_like(cam)
+    return cam.clamp_(0, 1).cpu().numpy().astype(np.float32)
+
+
+def _resized_size(width: int, height: int, size: int) -> tuple[int, int]:
+    """(width, height) after torchvision's ``Resize(size)`` (shorter side to ``size``)."""
+    if width <= height:
+        return size, int(size * height / width)
+    return int(size * width / height), size
+
+
+def to_original_size(heatmap: np.ndarray, original_size: tuple[int, int], pre: Preprocessing) -> np.ndarray:
+    """Undo the eval preprocessing's resize + centre crop: a ``[crop, crop]`` map onto the photo.
+
+    ``original_size`` is PIL's (width, height). Parts of the photo outside the centre crop get 0.
+    """
+    width, height = original_size
+    rw, rh = _resized_size(width, height, pre.resize_size)
+    crop = heatmap.shape
+    canvas = np.zeros((rh, rw), dtype=np.float32)
+    # torchvision's center_crop: offset round((size - crop) / 2), or zero padding when the image is smaller.
+    top = int(round((rh - crop[0]) / 2)) if rh >= crop[0] else -((crop[0] - rh) // 2)
+    left = int(round((rw - crop[1]) / 2)) if rw >= crop[1] else -((crop[1] - rw) // 2)
+    y0, x0 = max(top, 0), max(left, 0)
+    y1, x1 = min(top + crop[0], rh), min(left + crop[1], rw)
+    canvas[y0:y1, x0:x1] = heatmap[y0 - top : y1 - top, x0 - left : x1 - left]
+    resized = Image.fromarray(canvas).resize((width, height), Image.Resampling.BILINEAR)
+    return np.clip(np.asarray(resized, dtype=np.float32), 0.0, 1.0)
+
+
+def grad_cam_for_image(
+    source: Predictor | Bundle | str | Path,
+    image: Image.Image | str | Path,
+    class_index: int | None = None,
+) -> np.ndarray:
+    """Grad-CAM of a photo for ``class_index`` (default: the predicted class), at the photo's own size.
+
+    ``source`` is a loaded :class:`Predictor` (reused, fastest), a :class:`Bundle` or a bundle path.
+    Returns float32 ``[height, width]`` in [0, 1]; raises :class:`GradCamUnavailable` for models
+    without a convolutional feature map.
+    """
+    if isinstance(source, Predictor):
+        predictor = source
+    else:
+        predictor = Predictor(source if isinstance(source, Bundle) else load_bundle(source), device="cpu")
+    img = image if isinstance(image, Image.Image) else open_image(image)
+    img = img.convert("RGB")
+    pre = predictor.bundle.preprocessing
+    tensor = predictor.transform(img)
+    target = find_target_layer(predictor.model, pre.crop_size, predictor.bundle.architecture)
+    cam = grad_cam(predictor.model, tensor, class_index, target=target)
+    return to_original_size(cam, img.size, pre)
+
+
+def jet(values: np.ndarray) -> np.ndarray:
+    """Jet-like colour map: ``[H, W]`` values in [0, 1] -> ``[H, W, 3]`` uint8 (blue, cyan, yellow, red)."""
+    v = np.clip(np.asarray(values, dtype=np.float32), 0.0, 1.0)[..., None]
+    centres = np.array([0.75, 0.5, 0.25], dtype=np.float32)  # where red, green, blue peak
+    rgb = np.clip(1.5 - np.abs(4.0 * (v - centres)), 0.0, 1.0)
+    return (rgb * 255.0 + 0.5).astype(np.uint8)
+
+
+def overlay(image: Image.Image, heatmap: np.ndarray, alpha: float = OVERLAY_ALPHA) -> Image.Image:
+    """The photo with the heatmap blended over it in jet colours (``alpha`` = heatmap weight)."""
+    base = image.convert("RGB")
+    heat = np.asarray(heatmap, dtype=np.float32)
+    if heat.shape != (base.height, base.width):
+        heat = np.asarray(
+            Image.fromarray(heat).resize(base.size, Image.Resampling.BILINEAR), dtype=np.float32
+        )
+    colours = jet(heat).astype(np.float32)
+    blended = (1.0 - alpha) * np.asarray(base, dtype=np.float32) + alpha * colours
+    return Image.fromarray(np.clip(blended + 0.5, 0, 255).astype(np.uint8))

@@ -1,0 +1,117 @@
+"""Help → Environment: the environment doctor's report (``engine.doctor``) in a dialog, with Copy.
+
+The report (Python, torch, torchvision, CUDA build vs driver, GPUs, why CUDA is not usable, cache
+folders and sizes, whether the runs folder is writable) imports torch and walks cache folders, so it
+is computed on a worker thread; the dialog shows "Checking…" until it arrives.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from PySide6.QtCore import Slot
+from PySide6.QtGui import QFontDatabase, QGuiApplication
+from PySide6.QtWidgets import (
+    QDialog,
+    QHBoxLayout,
+    QLabel,
+    QPlainTextEdit,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from gui.worker import FunctionWorker, ThreadRunner
+
+logger = logging.getLogger(__name__)
+
+
+def environment_text(_worker: FunctionWorker) -> str:
+    """The doctor's report as text (runs on a worker thread)."""
+    from engine.doctor import environment_report, format_environment
+
+    return format_environment(environment_report())
+
+
+class EnvironmentDialog(QDialog):
+    """Shows the environment report; ``refresh()`` computes it again."""
+
+    def __init__(self, runner: ThreadRunner, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("environmentDialog")
+        self.setAccessibleName("Environment")
+        self.setWindowTitle("Environment")
+        self.resize(720, 480)
+        self.runner = runner
+        self.worker: FunctionWorker | None = None
+        self.status = QLabel()
+        self.status.setObjectName("environmentStatus")
+        self.status.setAccessibleName("Environment status")
+        self.status.setWordWrap(True)
+        self.text = QPlainTextEdit()
+        self.text.setObjectName("environmentText")
+        self.text.setAccessibleName("Environment report")
+        self.text.setReadOnly(True)
+        self.text.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
+        self.copy_button = QPushButton("Copy")
+        self.copy_button.setObjectName("environmentCopyButton")
+        self.copy_button.setAccessibleName("Copy the report")
+        self.copy_button.clicked.connect(self.copy)
+        self.refresh_button = QPushButton("Check again")
+        self.refresh_button.setObjectName("environmentRefreshButton")
+        self.refresh_button.setAccessibleName("Check the environment again")
+        self.refresh_button.clicked.connect(self.refresh)
+        close = QPushButton("Close")
+        close.setObjectName("environmentCloseButton")
+        close.setAccessibleName("Close")
+        close.clicked.connect(self.accept)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.copy_button)
+        buttons.addWidget(self.refresh_button)
+        buttons.addStretch(1)
+        buttons.addWidget(close)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.status)
+        layout.addWidget(self.text, 1)
+        layout.addLayout(buttons)
+        self.refresh()
+
+    def is_busy(self) -> bool:
+        return self.worker is not None
+
+    @Slot()
+    def refresh(self) -> None:
+        if self.is_busy():
+            return
+        self.status.setText("Checking the environment…")
+        self.copy_button.setEnabled(False)
+        self.refresh_button.setEnabled(False)
+        worker = FunctionWorker(environment_text)
+        worker.returned.connect(self._on_report)
+        worker.errored.connect(self._on_failed)
+        worker.done.connect(self._on_done)
+        self.worker = worker
+        if self.runner.start(worker, "environment-report") is None:
+            self.worker = None
+            self._on_failed("the app is shutting down")
+
+    @Slot(object)
+    def _on_report(self, text: str) -> None:
+        self.text.setPlainText(text)
+        self.status.setText("Include this report when you ask for help.")
+        self.copy_button.setEnabled(True)
+
+    @Slot(str)
+    def _on_failed(self, message: str) -> None:
+        self.status.setText(f"The environment could not be checked: {message}")
+
+    @Slot()
+    def _on_done(self) -> None:
+        self.worker = None
+        self.refresh_button.setEnabled(True)
+
+    @Slot()
+    def copy(self) -> None:
+        """Put the report on the clipboard."""
+        QGuiApplication.clipboard().setText(self.text.toPlainText())
+        self.status.setText("Copied to the clipboard.")

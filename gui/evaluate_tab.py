@@ -1,0 +1,528 @@
+"""The Evaluate tab: how the current model does on the current dataset's validation images.
+
+The model is the one the Predict tab holds (just trained, or opened with File → Open model…); the
+data is the dataset open on the Data tab (its ``val`` split). **Evaluate** runs
+``engine.evaluate.evaluate`` on a worker thread with a progress bar, then shows:
+
+- ``perClassTable``: precision, recall, F1 and support per class;
+- ``confusionMatrix``: rows = true class, columns = predicted, cells coloured by their share of the
+  row. Clicking a cell shows that cell's images in the gallery; clicking it again, or
+  **Show all errors**, goes back to every misclassified image;
+- ``errorGallery``: misclassified images, highest loss first, captioned "true → predicted (p)",
+  thumbnails decoded on a private thread pool;
+- clicking a gallery image shows it larger next to its Grad-CAM overlay (computed on a worker; for
+  models without a convolutional backbone the reason is shown instead).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QObject, QSize, Qt, QThreadPool, Signal, Slot
+from PySide6.QtGui import QBrush, QColor, QIcon, QImage, QPixmap
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QListView,
+    QListWidget,
+    QListWidgetItem,
+    QProgressBar,
+    QPushButton,
+    QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from gui.gradcam_view import GradCamJob
+from gui.settings import Settings
+from gui.thumbnails import load_thumbnail
+from gui.widgets import MessageBanner, heading, hint_label
+from gui.worker import FunctionWorker, ThreadRunner, lower_thread_priority
+
+logger = logging.getLogger(__name__)
+
+THUMB_SIZE = 96
+DETAIL_SIZE = 320
+RESULT_ROLE = Qt.ItemDataRole.UserRole + 11
+CELL_ROLE = Qt.ItemDataRole.UserRole + 12
+
+
+class _ThumbCarrier(QObject):
+    loaded = Signal(int, str, QImage)  # generation, path, image
+
+
+def _cell_colour(count: int, row_total: int, diagonal: bool) -> QColor:
+    """Green shades for correct cells, red for errors; stronger with the cell's share of its row."""
+    share = count / row_total if row_total else 0.0
+    base = (46, 125, 50) if diagonal else (198, 40, 40)
+    mix = 0.12 + 0.88 * share if count else 0.0
+    return QColor(*(round(255 + (c - 255) * mix) for c in base))
+
+
+class EvaluateTab(QWidget):
+    """Evaluate the current model on the current dataset and look at its mistakes."""
+
+    evaluated = Signal(object)  # engine.evaluate.EvaluationReport
+
+    def __init__(self, settings: Settings, runner: ThreadRunner, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("evaluateTab")
+        self.setAccessibleName("Evaluate")
+        self.settings = settings
+        self.runner = runner
+        self.predictor: Any = None
+        self.dataset: Any = None
+        self.report: Any = None
+        self.cell: tuple[int, int] | None = None
+        self._job: FunctionWorker | None = None
+        self._generation = 0
+        self._detail_path = ""
+        self._pool = QThreadPool(self)
+        self._pool.setMaxThreadCount(2)
+        self._carrier = _ThumbCarrier(self)
+        self._carrier.loaded.connect(self._on_thumbnail)
+        self.gradcam = GradCamJob(runner, DETAIL_SIZE, self)
+        self.gradcam.ready.connect(self._on_gradcam)
+        self.gradcam.failed.connect(self._on_gradcam_failed)
+        self._build()
+        self._update_state()
+
+    # -- layout -------------------------------------------------------------------------------------------
+    def _build(self) -> None:
+        self.source_label = QLabel()
+        self.source_label.setObjectName("evaluateSource")
+        self.source_label.setAccessibleName("Model and data to evaluate")
+        self.source_label.setWordWrap(True)
+        self.evaluate_button = QPushButton("Evaluate")
+        self.evaluate_button.setObjectName("evaluateButton")
+        self.evaluate_button.setAccessibleName("Evaluate the model on the validation images")
+        self.evaluate_button.clicked.connect(self.start)
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.setObjectName("evaluateStopButton")
+        self.stop_button.setAccessibleName("Stop the evaluation")
+        self.stop_button.clicked.connect(self.stop)
+        self.progress = QProgressBar()
+        self.progress.setObjectName("evaluateProgress")
+        self.progress.setAccessibleName("Evaluation progress")
+        self.progress.setFormat("%v / %m images")
+        self.progress.hide()
+        top = QHBoxLayout()
+        top.addWidget(self.source_label, 1)
+        top.addWidget(self.progress)
+        top.addWidget(self.evaluate_button)
+        top.addWidget(self.stop_button)
+        self.error = MessageBanner("evaluateError")
+        self.summary = QLabel()
+        self.summary.setObjectName("evaluateSummary")
+        self.summary.setAccessibleName("Evaluation summary")
+        self.summary.setWordWrap(True)
+
+        self.per_class = QTableWidget(0, 5)
+        self.per_class.setObjectName("perClassTable")
+        self.per_class.setAccessibleName("Precision, recall, F1 and support per class")
+        self.per_class.setHorizontalHeaderLabels(["Class", "Precision", "Recall", "F1", "Support"])
+        self.per_class.verticalHeader().hide()
+        self.per_class.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        header = self.per_class.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+
+        self.matrix = QTableWidget(0, 0)
+        self.matrix.setObjectName("confusionMatrix")
+        self.matrix.setAccessibleName("Confusion matrix: rows are true classes, columns predicted classes")
+        self.matrix.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.matrix.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.matrix.cellClicked.connect(self._on_cell_clicked)
+        self.matrix_hint = hint_label(
+            "Rows: true class · columns: predicted class. Click a cell to see its images."
+        )
+
+        left = QWidget()
+        left_layout = QVBoxLayout(left)
+        left_layout.setContentsMargins(0, 0, 0, 0)
+        left_layout.addWidget(heading("Per class"))
+        left_layout.addWidget(self.per_class, 1)
+        left_layout.addWidget(heading("Confusion matrix"))
+        left_layout.addWidget(self.matrix_hint)
+        left_layout.addWidget(self.matrix, 1)
+
+        self.gallery_title = heading("Misclassified images")
+        self.show_all_button = QPushButton("Show all errors")
+        self.show_all_button.setObjectName("evaluateShowAll")
+        self.show_all_button.setAccessibleName("Show every misclassified image")
+        self.show_all_button.clicked.connect(self.show_all)
+        gallery_top = QHBoxLayout()
+        gallery_top.addWidget(self.gallery_title, 1)
+        gallery_top.addWidget(self.show_all_button)
+        self.gallery = QListWidget()
+        self.gallery.setObjectName("errorGallery")
+        self.gallery.setAccessibleName("Misclassified images, highest loss first")
+        self.gallery.setViewMode(QListView.ViewMode.IconMode)
+        self.gallery.setIconSize(QSize(THUMB_SIZE, THUMB_SIZE))
+        self.gallery.setGridSize(QSize(THUMB_SIZE + 60, THUMB_SIZE + 44))
+        self.gallery.setResizeMode(QListView.ResizeMode.Adjust)
+        self.gallery.setMovement(QListView.Movement.Static)
+        self.gallery.setWordWrap(True)
+        self.gallery.setUniformItemSizes(True)
+        self.gallery.currentItemChanged.connect(self._on_image_selected)
+
+        self.detail_title = QLabel()
+        self.detail_title.setObjectName("evaluateDetailTitle")
+        self.detail_title.setWordWrap(True)
+        self.detail_image = QLabel()
+        self.detail_image.setObjectName("evaluateDetailImage")
+        self.detail_image.setAccessibleName("Selected image")
+        self.detail_image.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.detail_image.setMinimumSize(200, 200)
+        self.detail_gradcam = QLabel()
+        self.detail_gradcam.setObjectName("evaluateGradCam")
+        self.detail_gradcam.setAccessibleName("Grad-CAM overlay of the selected image")
+        self.detail_gradcam.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.detail_gradcam.setWordWrap(True)
+        self.detail_gradcam.setMinimumSize(200, 200)
+        pictures = QHBoxLayout()
+        pictures.addWidget(self.detail_image, 1)
+        pictures.addWidget(self.detail_gradcam, 1)
+
+        right = QWidget()
+        right_layout = QVBoxLayout(right)
+        right_layout.setContentsMargins(0, 0, 0, 0)
+        right_layout.addLayout(gallery_top)
+        right_layout.addWidget(self.gallery, 3)
+        right_layout.addWidget(self.detail_title)
+        right_layout.addLayout(pictures, 2)
+
+        splitter = QSplitter(Qt.Orientation.Horizontal)
+        splitter.addWidget(left)
+        splitter.addWidget(right)
+        splitter.setStretchFactor(0, 2)
+        splitter.setStretchFactor(1, 3)
+        splitter.setChildrenCollapsible(False)
+
+        layout = QVBoxLayout(self)
+        layout.addLayout(top)
+        layout.addWidget(self.error)
+        layout.addWidget(self.summary)
+        layout.addWidget(splitter, 1)
+
+    # -- inputs ---------------------------------------------------------------------------------------------
+    @Slot(object)
+    def set_model(self, predictor: Any) -> None:
+        """Use this loaded ``engine.predict.Predictor`` (None: no model); clears older results."""
+        if predictor is self.predictor:
+            return
+        self.stop()
+        self.predictor = predictor
+        self.clear_results()
+        self._update_state()
+
+    @Slot(object)
+    def set_dataset(self, report: Any) -> None:
+        """Evaluate on this scanned ``DatasetReport`` (None: no dataset); clears older results."""
+        if report is self.dataset:
+            return
+        self.stop()
+        self.dataset = report
+        self.clear_results()
+        self._update_state()
+
+    def _split(self) -> str | None:
+        if self.dataset is not None and "val" in self.dataset.splits and self.dataset.splits["val"]:
+            return "val"
+        return None
+
+    def _update_state(self) -> None:
+        running = self._job is not None
+        ready = self.predictor is not None and self.dataset is not None
+        self.evaluate_button.setEnabled(ready and not running)
+        self.stop_button.setVisible(running)
+        self.show_all_button.setEnabled(self.report is not None and self.cell is not None)
+        if self.predictor is None and self.dataset is None:
+            text = "Train a model (or open one with File → Open model…) and open a labelled dataset to evaluate it."
+        elif self.predictor is None:
+            text = "No model yet: train one on the Train tab, or open one with File → Open model…"
+        elif self.dataset is None:
+            text = f"Model: {self.predictor.bundle.architecture}. Open a labelled dataset on the Data tab."
+        else:
+            split = self._split() or "all images"
+            text = (
+                f"<b>Model:</b> {self.predictor.bundle.architecture} · "
+                f"<b>data:</b> {Path(self.dataset.root).name} ({split})"
+            )
+        self.source_label.setText(text)
+        self.evaluate_button.setToolTip(
+            "" if ready else "Needs a model (Train tab or File → Open model…) and a dataset (Data tab)."
+        )
+
+    # -- running ---------------------------------------------------------------------------------------------
+    @Slot()
+    def start(self) -> None:
+        """Evaluate the model on the dataset's validation images, off the GUI thread."""
+        if self.predictor is None or self.dataset is None or self._job is not None:
+            return
+        self.error.hide()
+        self.clear_results()
+        predictor, dataset, split = self.predictor, self.dataset, self._split()
+
+        def run(worker: FunctionWorker) -> Any:
+            from engine.evaluate import evaluate
+
+            return evaluate(
+                predictor,
+                dataset,
+                split=split,
+                on_progress=worker.report_progress,
+                should_stop=lambda: worker.check_abort() or False,  # raises Cancelled: a quiet stop
+            )
+
+        worker = FunctionWorker(run)
+        worker.progress.connect(self._on_progress)
+        worker.returned.connect(self._on_evaluated)
+        worker.errored.connect(self._on_failed)
+        worker.done.connect(self._on_done)
+        self._job = worker
+        self.progress.setRange(0, 0)
+        self.progress.show()
+        self.summary.setText("Evaluating…")
+        self.runner.start(worker, "evaluate")
+        self._update_state()
+
+    @Slot()
+    def stop(self) -> None:
+        if self._job is not None:
+            self._job.abort()
+            self._job = None
+            self.progress.hide()
+            self.summary.setText("Evaluation stopped.")
+            self._update_state()
+
+    def is_busy(self) -> bool:
+        return self._job is not None or self.gradcam.is_busy()
+
+    @Slot(int, int)
+    def _on_progress(self, done: int, total: int) -> None:
+        if self.sender() is self._job:
+            self.progress.setRange(0, max(total, 1))
+            self.progress.setValue(done)
+
+    @Slot(str)
+    def _on_failed(self, message: str) -> None:
+        if self.sender() is self._job:
+            self.summary.setText("")
+            self.error.show_message(f"<b>Evaluation failed:</b> {message}", "error")
+
+    @Slot()
+    def _on_done(self) -> None:
+        if self.sender() is not self._job:
+            return
+        self._job = None
+        self.progress.hide()
+        self._update_state()
+
+    @Slot(object)
+    def _on_evaluated(self, report: Any) -> None:
+        if self.sender() is not self._job:
+            return
+        self.report = report
+        macro = report.macro_average()
+        wrong = len(report.misclassified)
+        text = (
+            f"<b>Accuracy {report.accuracy:.1%}</b> on {report.n_images} images · top-{report.top_k} "
+            f"{report.top_k_accuracy:.1%} · macro F1 {macro['f1']:.3f} · mean loss {report.mean_loss:.3f} · "
+            f"{wrong} misclassified"
+        )
+        if report.unreadable:
+            text += f" · {len(report.unreadable)} unreadable image(s) skipped"
+        self.summary.setText(text)
+        self._fill_per_class(report)
+        self._fill_matrix(report)
+        self.show_all()
+        self.evaluated.emit(report)
+
+    # -- results ----------------------------------------------------------------------------------------------
+    def clear_results(self) -> None:
+        self.report = None
+        self.cell = None
+        self.summary.setText("")
+        self.per_class.setRowCount(0)
+        self.matrix.clear()
+        self.matrix.setRowCount(0)
+        self.matrix.setColumnCount(0)
+        self._set_gallery([], "Misclassified images")
+        self._update_state()
+
+    def _fill_per_class(self, report: Any) -> None:
+        self.per_class.setRowCount(len(report.per_class))
+        for row, metrics in enumerate(report.per_class):
+            self.per_class.setItem(row, 0, QTableWidgetItem(metrics.name))
+            values = (metrics.precision, metrics.recall, metrics.f1)
+            for column, value in enumerate(values, start=1):
+                item = QTableWidgetItem(f"{value:.3f}")
+                item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                self.per_class.setItem(row, column, item)
+            support = QTableWidgetItem(str(metrics.support))
+            support.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+            self.per_class.setItem(row, 4, support)
+
+    def _fill_matrix(self, report: Any) -> None:
+        names = report.class_names
+        self.matrix.setRowCount(len(names))
+        self.matrix.setColumnCount(len(names))
+        self.matrix.setVerticalHeaderLabels([f"true: {n}" for n in names])
+        self.matrix.setHorizontalHeaderLabels([f"pred: {n}" for n in names])
+        black = QBrush(QColor(20, 20, 20))
+        for t, row in enumerate(report.confusion_matrix):
+            total = sum(row)
+            for p, count in enumerate(row):
+                item = QTableWidgetItem(str(count))
+                item.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
+                item.setBackground(QBrush(_cell_colour(count, total, t == p)))
+                item.setForeground(black)
+                item.setData(CELL_ROLE, (t, p))
+                item.setToolTip(f"{count} image(s) of {names[t]} predicted as {names[p]}")
+                self.matrix.setItem(t, p, item)
+        self.matrix.resizeColumnsToContents()
+
+    @Slot(int, int)
+    def _on_cell_clicked(self, true_index: int, predicted_index: int) -> None:
+        if self.report is None:
+            return
+        if self.cell == (true_index, predicted_index):
+            self.show_all()
+            return
+        self.filter_cell(true_index, predicted_index)
+
+    def filter_cell(self, true_index: int, predicted_index: int) -> None:
+        """Show the images of one confusion-matrix cell in the gallery."""
+        if self.report is None:
+            return
+        self.cell = (true_index, predicted_index)
+        names = self.report.class_names
+        results = self.report.images_in_cell(true_index, predicted_index)
+        self._set_gallery(results, f"{names[true_index]} → {names[predicted_index]}: {len(results)} image(s)")
+        self._update_state()
+
+    @Slot()
+    def show_all(self) -> None:
+        """Back to every misclassified image, highest loss first."""
+        self.cell = None
+        self.matrix.clearSelection()
+        if self.report is not None:
+            wrong = self.report.misclassified
+            title = f"Misclassified images: {len(wrong)}" if wrong else "No misclassified images"
+            self._set_gallery(wrong, title + " (highest loss first)" if wrong else title)
+        self._update_state()
+
+    def _set_gallery(self, results: list[Any], title: str) -> None:
+        self._generation += 1
+        self._pool.clear()
+        self.gradcam.cancel()
+        self.gallery.clear()
+        self.gallery_title.setText(title)
+        self.detail_title.setText("")
+        self.detail_image.clear()
+        self.detail_gradcam.clear()
+        self._detail_path = ""
+        if self.report is None:
+            return
+        names = self.report.class_names
+        placeholder = QPixmap(THUMB_SIZE, THUMB_SIZE)
+        placeholder.fill(QColor(230, 230, 230))
+        icon = QIcon(placeholder)
+        generation, carrier = self._generation, self._carrier
+        for index, result in enumerate(results):
+            probability = result.probabilities[result.predicted_index]
+            caption = f"{names[result.true_index]} → {names[result.predicted_index]} ({probability:.2f})"
+            item = QListWidgetItem(icon, caption)
+            item.setData(RESULT_ROLE, result)
+            item.setToolTip(f"{result.path}\nloss {result.loss:.3f}")
+            self.gallery.addItem(item)
+            path = str(result.path)
+            self._pool.start(lambda i=index, p=path: _load_thumb(carrier, generation, i, p))
+
+    @Slot(int, str, QImage)
+    def _on_thumbnail(self, generation: int, path: str, image: QImage) -> None:
+        if generation == -self._generation and path == self._detail_path:
+            self._show_detail(image)
+            return
+        if generation != self._generation or image.isNull():
+            return
+        for row in range(self.gallery.count()):
+            item = self.gallery.item(row)
+            result = item.data(RESULT_ROLE)
+            if result is not None and str(result.path) == path:
+                item.setIcon(QIcon(QPixmap.fromImage(image)))
+
+    # -- one image, larger, with Grad-CAM --------------------------------------------------------------------
+    @Slot(QListWidgetItem, QListWidgetItem)
+    def _on_image_selected(self, item: QListWidgetItem | None, _previous: QListWidgetItem | None) -> None:
+        if item is None or self.report is None or self.predictor is None:
+            return
+        result = item.data(RESULT_ROLE)
+        if result is None:
+            return
+        names = self.report.class_names
+        probability = result.probabilities[result.predicted_index]
+        self.detail_title.setText(
+            f"<b>{Path(result.path).name}</b>: true {names[result.true_index]}, predicted "
+            f"{names[result.predicted_index]} ({probability:.1%}), loss {result.loss:.3f}. "
+            "Grad-CAM shows what argued for the predicted class."
+        )
+        self._detail_path = str(result.path)
+        self.detail_image.setText("Loading…")
+        self.detail_gradcam.setText("Computing Grad-CAM…")
+        carrier, generation = self._carrier, self._generation
+        path = self._detail_path
+        self._pool.start(lambda: _load_detail(carrier, generation, path))
+        self.gradcam.request(self.predictor.bundle, path, result.predicted_index)
+
+    def _show_detail(self, image: QImage) -> None:
+        if image.isNull():
+            self.detail_image.setText("This image cannot be displayed.")
+        else:
+            self.detail_image.setPixmap(_detail_pixmap(image))
+
+    @Slot(str, QImage)
+    def _on_gradcam(self, path: str, image: QImage) -> None:
+        if path == self._detail_path:
+            self.detail_gradcam.setPixmap(_detail_pixmap(image))
+
+    @Slot(str, str)
+    def _on_gradcam_failed(self, path: str, message: str) -> None:
+        if path == self._detail_path:
+            self.detail_gradcam.setText(message)
+
+    def shutdown(self) -> None:
+        self._pool.clear()
+        self._pool.waitForDone(5000)
+
+
+def _detail_pixmap(image: QImage) -> QPixmap:
+    """A pixmap of ``image``, small images enlarged to the detail size (so both views match)."""
+    pixmap = QPixmap.fromImage(image)
+    if max(pixmap.width(), pixmap.height()) < DETAIL_SIZE:
+        pixmap = pixmap.scaled(
+            DETAIL_SIZE,
+            DETAIL_SIZE,
+            Qt.AspectRatioMode.KeepAspectRatio,
+            Qt.TransformationMode.SmoothTransformation,
+        )
+    return pixmap
+
+
+def _load_thumb(carrier: _ThumbCarrier, generation: int, _index: int, path: str) -> None:
+    """Pool thread: decode one gallery thumbnail."""
+    lower_thread_priority()
+    carrier.loaded.emit(generation, path, load_thumbnail(path, THUMB_SIZE, square=True))
+
+
+def _load_detail(carrier: _ThumbCarrier, generation: int, path: str) -> None:
+    """Pool thread: decode the selected image at detail size (sent with a negative generation)."""
+    lower_thread_priority()
+    carrier.loaded.emit(-generation, path, load_thumbnail(path, DETAIL_SIZE))

@@ -1,0 +1,269 @@
+"""File → Export…: export the current model to ONNX or TorchScript and check the exported file.
+
+The dialog (``exportDialog``) offers the format (``exportFormat``), the output file (``exportPath`` with
+a **Browse…** button using ``QFileDialog.getSaveFileName``) and **Export** (``exportButton``). On a
+worker thread it runs ``engine.export.export_bundle`` and then ``engine.export.parity_check`` on the
+current dataset's validation images; ``exportResult`` shows where the file went, the label agreement
+and the largest probability difference, or why the parity check could not run (e.g. onnxruntime not
+installed). Errors are shown in the dialog, never as tracebacks.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import Qt, Slot
+from PySide6.QtGui import QCloseEvent
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from gui.settings import Settings
+from gui.worker import FunctionWorker, ThreadRunner
+
+logger = logging.getLogger(__name__)
+
+FORMATS = {"onnx": ("ONNX (.onnx)", ".onnx"), "torchscript": ("TorchScript (.pt)", ".pt")}
+#: At most this many validation images go through the parity check (keeps it to seconds).
+PARITY_MAX_IMAGES = 256
+
+
+def val_images(dataset: Any, limit: int = PARITY_MAX_IMAGES) -> list[Path]:
+    """The validation image paths of a scanned ``DatasetReport`` (every image when it has no val split)."""
+    if dataset is None:
+        return []
+    samples = dataset.splits.get("val") or [s for part in dataset.splits.values() for s in part]
+    return [s.path for s in samples][:limit]
+
+
+def describe_parity(parity: Any) -> str:
+    """One line for a ``ParityReport``: agreement and largest difference, or why it is unavailable."""
+    if not parity.available:
+        return f"parity unavailable: {parity.reason}"
+    verdict = "passed" if parity.passed() else "check the differences"
+    text = (
+        f"label agreement {parity.label_agreement:.1%} on {parity.n_images} validation image(s), "
+        f"largest probability difference {parity.max_prob_diff:.2e} ({verdict})"
+    )
+    if parity.unreadable:
+        text += f"; {parity.unreadable} unreadable image(s) skipped"
+    return text
+
+
+class ExportDialog(QDialog):
+    """Export the loaded model and show the parity check's result."""
+
+    def __init__(
+        self,
+        bundle: Any,
+        images: list[Path],
+        runner: ThreadRunner,
+        settings: Settings,
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.setObjectName("exportDialog")
+        self.setAccessibleName("Export the model")
+        self.setWindowTitle("Export model")
+        self.bundle = bundle
+        self.images = list(images)
+        self.runner = runner
+        self.settings = settings
+        self.result: Any = None
+        self.parity: Any = None
+        self._job: FunctionWorker | None = None
+
+        self.format_box = QComboBox()
+        self.format_box.setObjectName("exportFormat")
+        self.format_box.setAccessibleName("Export format")
+        for key, (label, _suffix) in FORMATS.items():
+            self.format_box.addItem(label, key)
+        self.format_box.currentIndexChanged.connect(self._on_format_changed)
+        self.path_edit = QLineEdit()
+        self.path_edit.setObjectName("exportPath")
+        self.path_edit.setAccessibleName("Exported file")
+        self.path_edit.textChanged.connect(self._update_buttons)
+        self.browse_button = QPushButton("Browse…")
+        self.browse_button.setObjectName("exportBrowseButton")
+        self.browse_button.setAccessibleName("Choose the exported file")
+        self.browse_button.clicked.connect(self.choose_path)
+        path_row = QHBoxLayout()
+        path_row.addWidget(self.path_edit, 1)
+        path_row.addWidget(self.browse_button)
+        form = QFormLayout()
+        form.addRow("Format:", self.format_box)
+        form.addRow("File:", path_row)
+        self.info = QLabel(
+            f"{bundle.architecture}, {len(bundle.class_names)} classes. Class names and preprocessing go "
+            "into a .json file next to the model. "
+            + (
+                f"The parity check runs {len(self.images)} validation image(s) through both models."
+                if self.images
+                else "No dataset is open, so no parity check will run."
+            )
+        )
+        self.info.setObjectName("exportInfo")
+        self.info.setWordWrap(True)
+        self.progress = QProgressBar()
+        self.progress.setObjectName("exportProgress")
+        self.progress.setAccessibleName("Export progress")
+        self.progress.hide()
+        self.result_label = QLabel()
+        self.result_label.setObjectName("exportResult")
+        self.result_label.setAccessibleName("Export result")
+        self.result_label.setWordWrap(True)
+        self.result_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.export_button = QPushButton("Export")
+        self.export_button.setObjectName("exportButton")
+        self.export_button.setAccessibleName("Export the model")
+        self.export_button.setDefault(True)
+        self.export_button.clicked.connect(self.start)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        buttons.addButton(self.export_button, QDialogButtonBox.ButtonRole.ActionRole)
+        buttons.rejected.connect(self.reject)
+
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.info)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.result_label)
+        layout.addWidget(buttons)
+        self.resize(560, 260)
+        self._on_format_changed()
+
+    def fmt(self) -> str:
+        return str(self.format_box.currentData())
+
+    def _default_path(self) -> str:
+        folder = Path(self.settings.get_str("export/last_folder") or Path.home())
+        return str(folder / f"{self.bundle.architecture}{FORMATS[self.fmt()][1]}")
+
+    @Slot()
+    def _on_format_changed(self) -> None:
+        text = self.path_edit.text().strip()
+        suffix = FORMATS[self.fmt()][1]
+        if not text:
+            self.path_edit.setText(self._default_path())
+        else:
+            path = Path(text)
+            if path.suffix.lower() in {s for _label, s in FORMATS.values()}:
+                self.path_edit.setText(str(path.with_suffix(suffix)))
+        self._update_buttons()
+
+    @Slot()
+    def choose_path(self) -> None:
+        label, suffix = FORMATS[self.fmt()]
+        path, _ = QFileDialog.getSaveFileName(
+            self,
+            "Export the model as",
+            self.path_edit.text(),
+            f"{label.split(' ')[0]} (*{suffix});;All files (*)",
+        )
+        if path:
+            self.path_edit.setText(path)
+
+    @Slot()
+    def _update_buttons(self) -> None:
+        running = self._job is not None
+        self.export_button.setEnabled(bool(self.path_edit.text().strip()) and not running)
+        for widget in (self.format_box, self.path_edit, self.browse_button):
+            widget.setEnabled(not running)
+
+    def is_busy(self) -> bool:
+        return self._job is not None
+
+    @Slot()
+    def start(self) -> None:
+        """Export and check parity on a worker thread."""
+        if self._job is not None or not self.path_edit.text().strip():
+            return
+        out = Path(self.path_edit.text().strip()).expanduser()
+        fmt, bundle, images = self.fmt(), self.bundle, self.images
+
+        def run(worker: FunctionWorker) -> tuple[Any, Any]:
+            from engine.export import export_bundle, parity_check
+
+            result = export_bundle(bundle, fmt, out)
+            worker.check_abort()
+            if not images:
+                return result, None
+            parity = parity_check(
+                bundle,
+                result.path,
+                images,
+                fmt=fmt,
+                on_progress=worker.report_progress,
+                should_stop=lambda: worker.check_abort() or False,  # raises Cancelled: a quiet stop
+            )
+            return result, parity
+
+        worker = FunctionWorker(run)
+        worker.progress.connect(self._on_progress)
+        worker.returned.connect(self._on_exported)
+        worker.errored.connect(self._on_failed)
+        worker.done.connect(self._on_done)
+        self._job = worker
+        self.result = self.parity = None
+        self.progress.setRange(0, 0)
+        self.progress.show()
+        self.result_label.setText(f"Exporting to {out.name}…")
+        self.settings.set("export/last_folder", str(out.parent))
+        self.runner.start(worker, "export")
+        self._update_buttons()
+
+    @Slot(int, int)
+    def _on_progress(self, done: int, total: int) -> None:
+        if self.sender() is self._job:
+            self.result_label.setText(f"Exported. Checking parity: {done} of {total} image(s)…")
+            self.progress.setRange(0, max(total, 1))
+            self.progress.setValue(done)
+
+    @Slot(object)
+    def _on_exported(self, answer: tuple[Any, Any]) -> None:
+        if self.sender() is not self._job:
+            return
+        self.result, self.parity = answer
+        lines = [f"<b>Exported</b> to {self.result.path} (+ {self.result.sidecar.name})."]
+        if self.parity is None:
+            lines.append("Parity check skipped: open a dataset on the Data tab to check the file.")
+        else:
+            lines.append("Parity: " + describe_parity(self.parity) + ".")
+        self.result_label.setText("<br>".join(lines))
+
+    @Slot(str)
+    def _on_failed(self, message: str) -> None:
+        if self.sender() is self._job:
+            self.result_label.setText(f"<b>Export failed:</b> {message}")
+
+    @Slot()
+    def _on_done(self) -> None:
+        if self.sender() is not self._job:
+            return
+        self._job = None
+        self.progress.hide()
+        self._update_buttons()
+
+    def done(self, code: int) -> None:  # noqa: D401 - Qt override: closing stops a running export
+        if self._job is not None:
+            self._job.abort()
+            self._job = None
+        super().done(code)
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt override
+        if self._job is not None:
+            self._job.abort()
+            self._job = None
+        super().closeEvent(event)

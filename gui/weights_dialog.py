@@ -1,0 +1,269 @@
+"""The pretrained-weights dialog: download a model's weights with progress, or import a file fetched elsewhere.
+
+Shown by the Train tab before a run whose model's weights are not on this machine, and by
+File → Import weights file…. The download (``engine.weights.download_weights``) and the import
+(``engine.weights.import_weights``) run on a worker thread; the dialog shows bytes done/total, the
+speed and a progress bar, and Cancel stops the download within a chunk (nothing partial is cached).
+When the server cannot be reached the dialog says which file is needed and from which URL, and offers
+Import weights file…. The dialog is accepted once the weights are in the cache, rejected on Cancel.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import Qt, Signal, Slot
+from PySide6.QtWidgets import (
+    QDialog,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from gui.worker import Cancelled, ThreadRunner, Worker
+
+logger = logging.getLogger(__name__)
+
+WEIGHTS_FILTER = "PyTorch weights (*.pth *.pt);;All files (*)"
+
+
+def format_bytes(num_bytes: float) -> str:
+    """E.g. ``44.7 MB`` (decimal units, as download sizes are usually shown)."""
+    if num_bytes < 1000:
+        return f"{num_bytes:.0f} bytes"
+    value, unit = num_bytes / 1000, "KB"
+    for bigger in ("MB", "GB"):
+        if value < 1000:
+            break
+        value, unit = value / 1000, bigger
+    return f"{value:.1f} {unit}"
+
+
+class WeightsWorker(Worker):
+    """Downloads (``source`` None) or imports (``source`` a file) weights on a worker thread.
+
+    ``returned`` carries the cached file's Path, or the ``WeightsError`` when it failed (so the dialog
+    can read ``.offline``, ``.url`` and ``.file_name``); a cancelled download emits nothing.
+    """
+
+    progress = Signal(object)  # (bytes_done, bytes_total, bytes_per_s)
+
+    def __init__(self, model: str | None, source: str | None = None) -> None:
+        super().__init__()
+        self.model = model
+        self.source = source
+
+    def work(self) -> Any:
+        from engine import weights
+
+        try:
+            if self.source is not None:
+                return weights.import_weights(self.source, self.model)
+            assert self.model is not None
+            return weights.download_weights(
+                self.model, on_progress=self._on_progress, should_stop=lambda: self.aborted
+            )
+        except weights.DownloadCancelled:
+            raise Cancelled from None
+        except weights.WeightsError as exc:
+            return exc
+
+    def _on_progress(self, done: int, total: int, speed: float) -> None:
+        self.progress.emit((int(done), int(total), float(speed)))
+
+
+class WeightsDialog(QDialog):
+    """Gets ``model``'s weights into the cache (or, with ``model`` None, imports any weights file).
+
+    ``weightsReady(path)`` when a file was downloaded or imported; the dialog then accepts itself
+    (download mode) or says so and offers Close (import-only mode).
+    """
+
+    weightsReady = Signal(str)
+
+    def __init__(self, model: str | None, runner: ThreadRunner, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("weightsDialog")
+        self.setAccessibleName("Pretrained weights")
+        self.model = model
+        self.runner = runner
+        self.worker: WeightsWorker | None = None
+        self.offline = False
+        self.setWindowTitle(f"Weights for {model}" if model else "Import weights file")
+        self.setMinimumWidth(520)
+
+        self.message = QLabel()
+        self.message.setObjectName("weightsMessage")
+        self.message.setAccessibleName("Weights status")
+        self.message.setWordWrap(True)
+        self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.progress = QProgressBar()
+        self.progress.setObjectName("weightsProgress")
+        self.progress.setAccessibleName("Download progress")
+        self.progress.setRange(0, 1000)
+        self.progress.setValue(0)
+        self.bytes_label = QLabel()
+        self.bytes_label.setObjectName("weightsBytes")
+        self.bytes_label.setAccessibleName("Bytes downloaded")
+        self.speed_label = QLabel()
+        self.speed_label.setObjectName("weightsSpeed")
+        self.speed_label.setAccessibleName("Download speed")
+        self.import_button = QPushButton("Import weights file…")
+        self.import_button.setObjectName("importWeightsButton")
+        self.import_button.setAccessibleName("Import weights file")
+        self.import_button.clicked.connect(self.choose_file)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setObjectName("weightsCancelButton")
+        self.cancel_button.setAccessibleName("Cancel")
+        self.cancel_button.clicked.connect(self.reject)
+
+        numbers = QHBoxLayout()
+        numbers.addWidget(self.bytes_label, 1)
+        numbers.addWidget(self.speed_label)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.import_button)
+        buttons.addStretch(1)
+        buttons.addWidget(self.cancel_button)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.message)
+        layout.addWidget(self.progress)
+        layout.addLayout(numbers)
+        layout.addLayout(buttons)
+
+        if model is None:
+            self._show_import_only()
+        else:
+            self.import_button.hide()
+
+    # -- modes ----------------------------------------------------------------------------------------
+    def _show_import_only(self) -> None:
+        self.message.setText(
+            "Choose a pretrained weights file (.pth) downloaded on another machine. It is checked "
+            "against the model catalog and copied into the weights cache."
+        )
+        self.progress.hide()
+        self.bytes_label.hide()
+        self.speed_label.hide()
+        self.cancel_button.setText("Close")
+
+    def start_download(self) -> None:
+        """Start downloading ``model``'s weights (download mode only)."""
+        if self.model is None or self.is_busy():
+            return
+        self.offline = False
+        self.import_button.hide()
+        self.progress.show()
+        self.progress.setRange(0, 0)  # busy until the server says the size
+        self.message.setText(f"Downloading the pretrained weights of <b>{html.escape(self.model)}</b>…")
+        self.bytes_label.setText("Connecting…")
+        self.speed_label.setText("")
+        self._run(WeightsWorker(self.model), "download-weights")
+
+    @Slot()
+    def choose_file(self) -> None:
+        """Ask for a weights file and import it (for ``model`` when given)."""
+        if self.is_busy():
+            return
+        path, _ = QFileDialog.getOpenFileName(self, "Import weights file", str(Path.home()), WEIGHTS_FILTER)
+        if path:
+            self.import_file(path)
+
+    def import_file(self, path: str) -> None:
+        if self.is_busy():
+            return
+        self.import_button.setEnabled(False)
+        self.progress.show()
+        self.progress.setRange(0, 0)
+        self.bytes_label.setText(f"Checking and importing {Path(path).name}…")
+        self.speed_label.setText("")
+        self._run(WeightsWorker(self.model, path), "import-weights")
+
+    def _run(self, worker: WeightsWorker, name: str) -> None:
+        worker.progress.connect(self._on_progress)
+        worker.returned.connect(self._on_returned)
+        worker.errored.connect(self._on_errored)
+        worker.done.connect(self._on_done)
+        self.worker = worker
+        if self.runner.start(worker, name) is None:
+            self.worker = None
+            self._on_errored("the app is shutting down")
+
+    def is_busy(self) -> bool:
+        return self.worker is not None
+
+    # -- worker signals -----------------------------------------------------------------------------
+    @Slot(object)
+    def _on_progress(self, values: tuple[int, int, float]) -> None:
+        done, total, speed = values
+        if total > 0:
+            self.progress.setRange(0, 1000)
+            self.progress.setValue(min(1000, round(1000 * done / total)))
+            self.bytes_label.setText(f"{format_bytes(done)} of {format_bytes(total)}")
+        else:
+            self.bytes_label.setText(f"{format_bytes(done)} downloaded")
+        self.speed_label.setText(f"{format_bytes(speed)}/s" if speed > 0 else "")
+
+    @Slot(object)
+    def _on_returned(self, result: Any) -> None:
+        if isinstance(result, Path):
+            self.progress.setRange(0, 1000)
+            self.progress.setValue(1000)
+            self.bytes_label.setText(f"Saved to {result}")
+            self.weightsReady.emit(str(result))
+            if self.model is None:
+                self.message.setText(f"Imported <b>{html.escape(result.name)}</b> into the weights cache.")
+                self.import_button.setEnabled(True)
+            else:
+                self.accept()
+            return
+        self._show_failure(result)
+
+    def _show_failure(self, exc: Any) -> None:
+        self.progress.setRange(0, 1000)
+        self.progress.setValue(0)
+        self.progress.hide()
+        self.speed_label.setText("")
+        self.bytes_label.setText("")
+        self.import_button.setEnabled(True)
+        self.import_button.show()
+        text = html.escape(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+        if getattr(exc, "offline", False):
+            self.offline = True
+            file_name = html.escape(exc.file_name or "the weights file")
+            url = html.escape(exc.url or "")
+            self.message.setText(
+                "<b>No network: the weights cannot be downloaded.</b><br>"
+                f"Fetch <b>{file_name}</b> from<br><tt>{url}</tt><br>on a machine with internet "
+                "access, then click <b>Import weights file…</b> to add it here."
+                f"<br><small>{text}</small>"
+            )
+        else:
+            self.message.setText(f"<b>The weights could not be prepared:</b> {text}")
+        self.adjustSize()
+
+    @Slot(str)
+    def _on_errored(self, message: str) -> None:
+        self.progress.setRange(0, 1000)
+        self.progress.hide()
+        self.import_button.setEnabled(True)
+        self.import_button.show()
+        self.message.setText(f"<b>The weights could not be prepared:</b> {html.escape(message)}")
+        self.adjustSize()
+
+    @Slot()
+    def _on_done(self) -> None:
+        self.worker = None
+
+    # -- closing ------------------------------------------------------------------------------------
+    def reject(self) -> None:
+        """Cancel: stop a download in progress (nothing partial is kept) and close."""
+        if self.worker is not None:
+            self.worker.abort()
+        super().reject()

@@ -1,0 +1,284 @@
+"""Pretrained weights in the GUI: offline message + import, download with progress, Cancel, menus.
+
+Every test points torch hub at an empty temporary folder, so no torchvision model's weights are
+cached, and never touches the network: urllib is made to fail (offline) or ``download_weights`` is
+replaced by a fake that reports progress and writes the file. ``engine.trainer.train`` is replaced
+by a recorder where a test only needs to see that training started.
+"""
+
+from __future__ import annotations
+
+import time
+import urllib.error
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QApplication, QComboBox, QFileDialog, QPushButton
+from test_gui_training import open_dataset
+
+MODEL = "resnet18"
+
+
+@pytest.fixture
+def empty_hub(tmp_path: Path) -> Iterator[Path]:
+    """torch hub (where torchvision caches weights) in an empty temp folder; restored afterwards."""
+    import torch
+
+    before = torch.hub.get_dir()
+    hub = tmp_path / "hub"
+    torch.hub.set_dir(str(hub))
+    try:
+        yield hub / "checkpoints"
+    finally:
+        torch.hub.set_dir(before)
+
+
+@pytest.fixture
+def no_network(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """urllib.request.urlopen fails as with no network; returns the URLs it was asked for."""
+    import engine.weights
+
+    asked: list[str] = []
+
+    def refuse(request: Any, *_args: Any, **_kwargs: Any) -> Any:
+        asked.append(getattr(request, "full_url", str(request)))
+        raise urllib.error.URLError(ConnectionRefusedError(111, "Connection refused"))
+
+    monkeypatch.setattr(engine.weights.urllib.request, "urlopen", refuse)
+    return asked
+
+
+@pytest.fixture
+def train_calls(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """engine.trainer.train records its config and returns at once (the run "starts")."""
+    import engine.trainer
+
+    calls: list[Any] = []
+
+    def fake_train(config: Any, *_args: Any, **_kwargs: Any) -> None:
+        calls.append(config)
+
+    monkeypatch.setattr(engine.trainer, "train", fake_train)
+    return calls
+
+
+def choose_torchvision_model(window: Any, qtbot: Any) -> None:
+    qtbot.waitUntil(lambda: window.catalog != [], timeout=120_000)
+    window.tabs.setCurrentWidget(window.train_tab)
+    strategy = window.findChild(QComboBox, "strategyPicker")
+    strategy.setCurrentIndex(strategy.findText("feature-extract"))
+    picker = window.train_tab.form.model_picker
+    assert picker.select_model(MODEL)
+    assert picker.weights_status(MODEL) == "download"
+    assert strategy.currentText() == "feature-extract"
+
+
+def press_start(window: Any, qtbot: Any) -> Any:
+    qtbot.mouseClick(window.findChild(QPushButton, "startButton"), Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: window.train_tab.weights_dialog is not None, timeout=10_000)
+    dialog = window.train_tab.weights_dialog
+    assert dialog.objectName() == "weightsDialog"
+    return dialog
+
+
+def runs_made(window: Any) -> list[Path]:
+    root = Path(window.settings.runs_root())
+    return sorted(root.iterdir()) if root.is_dir() else []
+
+
+def test_offline_shows_file_url_and_import_and_starts_nothing(
+    window, qtbot, monkeypatch, synthetic_dataset, empty_hub, no_network, train_calls, tmp_path
+):
+    from engine.catalog import get_model_info
+    from engine.weights import file_name_of
+
+    url = get_model_info(MODEL).weights_url
+    file_name = file_name_of(url)
+    open_dataset(window, qtbot, monkeypatch, synthetic_dataset)
+    choose_torchvision_model(window, qtbot)
+    dialog = press_start(window, qtbot)
+    qtbot.waitUntil(lambda: dialog.offline, timeout=30_000)
+
+    text = dialog.message.text()
+    assert "No network" in text and file_name in text and url in text
+    assert "Traceback" not in text
+    assert dialog.import_button.isVisible() and dialog.import_button.isEnabled()
+    assert no_network == [url]
+    assert not window.train_tab.is_running() and train_calls == [] and runs_made(window) == []
+    assert not (empty_hub / file_name).exists()  # nothing partial counts as cached
+
+    # A file that is not the model's weights: refused inline, still nothing starts.
+    bogus = tmp_path / "bogus.pth"
+    bogus.write_bytes(b"not the weights")
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", staticmethod(lambda *a, **k: (str(bogus), "")))
+    qtbot.mouseClick(dialog.import_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: "could not be prepared" in dialog.message.text(), timeout=30_000)
+    assert f"not the {MODEL} weights" in dialog.message.text()
+    assert dialog.isVisible() and train_calls == []
+
+    # Cancel: the dialog closes, the run never starts.
+    qtbot.mouseClick(dialog.cancel_button, Qt.MouseButton.LeftButton)
+    assert not dialog.isVisible()
+    qtbot.wait(200)
+    assert not window.train_tab.is_running() and train_calls == [] and runs_made(window) == []
+    assert window.findChild(QPushButton, "startButton").isEnabled()
+
+
+def test_offline_then_import_makes_the_model_usable_and_starts_training(
+    window, qtbot, monkeypatch, synthetic_dataset, empty_hub, no_network, train_calls, tmp_path
+):
+    import engine.weights
+
+    def fake_import(file: Any, name: str | None = None) -> Path:
+        assert name == MODEL
+        empty_hub.mkdir(parents=True, exist_ok=True)
+        target = empty_hub / engine.weights.file_name_of(engine.weights.get_model_info(MODEL).weights_url)
+        target.write_bytes(Path(file).read_bytes())
+        return target
+
+    monkeypatch.setattr(engine.weights, "import_weights", fake_import)
+    fetched = tmp_path / "resnet18-from-usb.pth"
+    fetched.write_bytes(b"weights fetched elsewhere")
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", staticmethod(lambda *a, **k: (str(fetched), "")))
+    open_dataset(window, qtbot, monkeypatch, synthetic_dataset)
+    choose_torchvision_model(window, qtbot)
+    dialog = press_start(window, qtbot)
+    qtbot.waitUntil(lambda: dialog.offline, timeout=30_000)
+    qtbot.mouseClick(dialog.import_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: len(train_calls) == 1, timeout=30_000)
+    assert not dialog.isVisible()
+    assert train_calls[0].model == MODEL
+    qtbot.waitUntil(lambda: not window.train_tab.is_running(), timeout=30_000)
+    # The picker now shows the model as usable without a network.
+    picker = window.train_tab.form.model_picker
+    qtbot.waitUntil(lambda: picker.weights_status(MODEL) == "cached", timeout=60_000)
+    assert picker.current_model() == MODEL
+
+
+def test_download_shows_progress_then_starts_training(
+    window, qtbot, monkeypatch, synthetic_dataset, empty_hub, train_calls
+):
+    import engine.weights
+
+    seen: list[tuple[str, str]] = []
+
+    def fake_download(name: str, *, on_progress: Any = None, should_stop: Any = None, **_kw: Any) -> Path:
+        total = 4_000_000
+        for done in range(0, total + 1, 1_000_000):
+            on_progress(done, total, 2_000_000.0)
+            time.sleep(0.15)
+        empty_hub.mkdir(parents=True, exist_ok=True)
+        target = empty_hub / "resnet18-f37072fd.pth"
+        target.write_bytes(b"x")
+        return target
+
+    monkeypatch.setattr(engine.weights, "download_weights", fake_download)
+    open_dataset(window, qtbot, monkeypatch, synthetic_dataset)
+    choose_torchvision_model(window, qtbot)
+    dialog = press_start(window, qtbot)
+
+    def record() -> bool:
+        seen.append((dialog.bytes_label.text(), dialog.speed_label.text()))
+        return bool(train_calls)
+
+    qtbot.waitUntil(record, timeout=30_000)
+    assert any("of 4.0 MB" in text and "2.0 MB/s" in speed for text, speed in seen), seen
+    assert dialog.progress.value() == dialog.progress.maximum()
+    assert train_calls[0].model == MODEL
+    qtbot.waitUntil(lambda: not window.train_tab.is_running(), timeout=30_000)
+    picker = window.train_tab.form.model_picker
+    qtbot.waitUntil(lambda: picker.weights_status(MODEL) == "cached", timeout=60_000)
+
+
+def test_cancel_stops_the_download_and_starts_nothing(
+    window, qtbot, monkeypatch, synthetic_dataset, empty_hub, train_calls
+):
+    import engine.weights
+
+    stopped: list[bool] = []
+
+    def slow_download(name: str, *, on_progress: Any = None, should_stop: Any = None, **_kw: Any) -> Path:
+        for done in range(1000):
+            on_progress(done * 1000, 1_000_000, 10_000.0)
+            if should_stop():
+                stopped.append(True)
+                raise engine.weights.DownloadCancelled("cancelled")
+            time.sleep(0.02)
+        raise AssertionError("the download was never cancelled")
+
+    monkeypatch.setattr(engine.weights, "download_weights", slow_download)
+    open_dataset(window, qtbot, monkeypatch, synthetic_dataset)
+    choose_torchvision_model(window, qtbot)
+    dialog = press_start(window, qtbot)
+    qtbot.waitUntil(lambda: "of 1.0 MB" in dialog.bytes_label.text(), timeout=30_000)
+    qtbot.mouseClick(dialog.cancel_button, Qt.MouseButton.LeftButton)
+    assert not dialog.isVisible()
+    qtbot.waitUntil(lambda: stopped == [True], timeout=10_000)
+    qtbot.waitUntil(lambda: not dialog.is_busy(), timeout=10_000)
+    assert train_calls == [] and not window.train_tab.is_running() and runs_made(window) == []
+
+
+def test_file_menu_import_weights_reports_a_wrong_file_inline(
+    window, qtbot, monkeypatch, empty_hub, tmp_path
+):
+    bogus = tmp_path / "mystery.pth"
+    bogus.write_bytes(b"nobody's weights")
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", staticmethod(lambda *a, **k: (str(bogus), "")))
+    qtbot.waitUntil(lambda: window.environment is not None, timeout=120_000)
+    window.findChild(type(window.import_weights_action), "importWeightsAction").trigger()
+    dialog = window._weights_dialog
+    assert dialog.objectName() == "weightsDialog" and dialog.isVisible()
+    qtbot.waitUntil(lambda: "could not be prepared" in dialog.message.text(), timeout=30_000)
+    assert "matches no model" in dialog.message.text()
+    assert "Traceback" not in dialog.message.text()
+    qtbot.mouseClick(dialog.cancel_button, Qt.MouseButton.LeftButton)
+    assert not dialog.isVisible()
+
+
+def test_help_environment_shows_the_doctor_report_and_copies_it(window, qtbot):
+    action = window.findChild(type(window.environment_action), "environmentAction")
+    action.trigger()
+    dialog = window._environment_dialog
+    assert dialog.objectName() == "environmentDialog" and dialog.isVisible()
+    qtbot.waitUntil(lambda: dialog.text.toPlainText() != "", timeout=120_000)
+    text = dialog.text.toPlainText()
+    assert "Python" in text and "torch" in text.lower()
+    qtbot.waitUntil(lambda: not dialog.is_busy(), timeout=10_000)
+    qtbot.mouseClick(dialog.copy_button, Qt.MouseButton.LeftButton)
+    assert QApplication.clipboard().text() == text
+    assert "Copied" in dialog.status.text()
+    dialog.close()
+
+
+def test_real_download_code_against_a_closed_local_port_shows_the_offline_message(
+    window, qtbot, monkeypatch, synthetic_dataset, empty_hub, train_calls
+):
+    """No monkeypatched urllib: the real download code meets a refused connection on 127.0.0.1."""
+    import dataclasses
+    import socket
+
+    import engine.weights
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed again when the block ends: connections are refused
+    url = f"http://127.0.0.1:{port}/resnet18-f37072fd.pth"
+    real_info = engine.weights.get_model_info
+
+    def info_with_local_url(name: str) -> Any:
+        info = real_info(name)
+        return dataclasses.replace(info, weights_url=url) if info.name == MODEL else info
+
+    monkeypatch.setattr(engine.weights, "get_model_info", info_with_local_url)
+    open_dataset(window, qtbot, monkeypatch, synthetic_dataset)
+    choose_torchvision_model(window, qtbot)
+    dialog = press_start(window, qtbot)
+    qtbot.waitUntil(lambda: dialog.offline, timeout=60_000)
+    assert url in dialog.message.text() and "resnet18-f37072fd.pth" in dialog.message.text()
+    assert "Traceback" not in dialog.message.text()
+    assert train_calls == [] and not window.train_tab.is_running() and runs_made(window) == []
+    assert not empty_hub.exists() or not any(empty_hub.iterdir())  # no partial file
+    qtbot.mouseClick(dialog.cancel_button, Qt.MouseButton.LeftButton)
