@@ -134,6 +134,12 @@ class _Driver:
 
         if self.errors:
             raise SelfTestError(f"unexpected error in the app: {self.errors[0]}")
+        window = self.window
+        if window.device_label.text() == "PyTorch unavailable":  # MainWindow._on_environment_failed
+            raise SelfTestError(f"the window could not load PyTorch: {window.statusBar().currentMessage()}")
+        details = window.train_tab.form.model_details.text()
+        if details.startswith("The model list could not be loaded"):  # MainWindow._on_catalog_failed
+            raise SelfTestError(details)
         for name in ("dataError", "trainError", "predictError"):
             banner = self.window.findChild(QWidget, name)
             if banner is not None and banner.isVisible():
