@@ -14,7 +14,7 @@ from pathlib import Path
 
 #: The CLI's subcommands: they win over a folder of the same name. Any other word that is not a
 #: folder goes to the CLI too, which explains the usage.
-CLI_COMMANDS = frozenset({"scan", "models", "train", "predict", "weights", "doctor"})
+CLI_COMMANDS = frozenset({"scan", "models", "train", "predict", "weights", "doctor", "evaluate", "export"})
 CLI_FLAGS = frozenset({"-h", "--help", "--version"})
 #: Qt's own command-line options that take a value (``-platform offscreen``).
 QT_VALUE_OPTIONS = frozenset({
