@@ -102,7 +102,9 @@ def find_target_layer(model: nn.Module, image_size: int = 224, model_name: str |
     model.eval()
     try:
         with torch.inference_mode():
-            probe = torch.zeros(_PROBE_BATCH, 3, image_size, image_size, device=param.device, dtype=param.dtype)
+            probe = torch.zeros(
+                _PROBE_BATCH, 3, image_size, image_size, device=param.device, dtype=param.dtype
+            )
             num_classes = split_outputs(model(probe))[0].shape[-1]
     finally:
         for handle in handles:
