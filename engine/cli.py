@@ -74,7 +74,14 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--csv", type=Path, metavar="OUT", help="write one row per image")
     predict.add_argument("--device", choices=DEVICES, default="auto")
     predict.add_argument("--json", action="store_true")
+    predict.add_argument(
+        "--threshold",
+        type=float,
+        metavar="P",
+        help="label an image 'unsure' when its top probability is below P",
+    )
     _add_weights_and_doctor_parsers(sub)
+    _add_evaluate_and_export_parsers(sub)
     return parser
 
 
@@ -88,6 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format=f"{PROG}: %(levelname)s: %(message)s")
     handlers = {"scan": _scan, "models": _models, "train": _train, "predict": _predict}
     handlers.update(weights=_weights, doctor=_doctor)
+    handlers.update(evaluate=_evaluate, export=_export)
     try:
         return handlers[args.command](args)
     except TransferStudioError as exc:
@@ -191,24 +199,30 @@ def _train(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     from engine.predict import Predictor, list_images, write_predictions_csv
 
+    if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
+        raise TransferStudioError(f"--threshold must be between 0 and 1, got {args.threshold}")
     predictor = Predictor.from_bundle(args.bundle, device=args.device)
     paths = list_images(args.target)
     if not paths:
         raise TransferStudioError(f"{args.target} holds no image files")
     predictions = predictor.predict_paths(paths, top_k=args.top_k)
     if args.csv:
-        write_predictions_csv(predictions, args.csv, top_k=args.top_k)
+        write_predictions_csv(predictions, args.csv, top_k=args.top_k, threshold=args.threshold)
     if args.json:
-        _print_json(
-            [{"path": str(p.path), "top": [list(t) for t in p.top], "error": p.error} for p in predictions]
-        )
+        rows = [
+            {"path": str(p.path), "label": p.label_at(args.threshold), "top": [list(t) for t in p.top]}
+            | {"error": p.error}
+            for p in predictions
+        ]
+        _print_json(rows)
     else:
         for p in predictions:
             if p.error:
                 print(f"{p.path}\tunreadable: {p.error}")
             else:
                 ranked = ", ".join(f"{label} {prob:.3f}" for label, prob in p.top)
-                print(f"{p.path}\t{ranked}")
+                unsure = f"{p.label_at(args.threshold)}: " if p.label_at(args.threshold) != p.label else ""
+                print(f"{p.path}\t{unsure}{ranked}")
     failed = sum(1 for p in predictions if p.error)
     if failed:
         print(f"{PROG}: {failed} of {len(predictions)} image(s) could not be read", file=sys.stderr)
@@ -290,6 +304,98 @@ class _Progress:
         if self.tty:
             self.stream.write("\r" + " " * 79 + "\r")
             self.stream.flush()
+
+
+# --- evaluate and export ------------------------------------------------------------------------
+
+
+def _add_evaluate_and_export_parsers(sub: Any) -> None:
+    evaluate = sub.add_parser(
+        "evaluate", help="measure a model on a labelled folder: per-class metrics, errors"
+    )
+    evaluate.add_argument("bundle", type=Path, metavar="BUNDLE", help="model.pt from a run")
+    evaluate.add_argument(
+        "data", type=Path, metavar="DATA", help="labelled folder (its val/ split if it has one)"
+    )
+    evaluate.add_argument(
+        "--split",
+        choices=("val", "train", "test", "all"),
+        help="which images (default: val/ when DATA has one, else all; a flat folder's val is the run's val share)",
+    )
+    evaluate.add_argument("--top-k", type=int, default=5, metavar="K", help="also report top-K accuracy")
+    evaluate.add_argument("--device", choices=DEVICES, default="auto")
+    evaluate.add_argument("--json", action="store_true", help="print the full report as JSON")
+
+    export = sub.add_parser("export", help="export a model to ONNX or TorchScript and check it matches")
+    export.add_argument("bundle", type=Path, metavar="BUNDLE", help="model.pt from a run")
+    export.add_argument("--format", dest="fmt", choices=("onnx", "torchscript"), required=True)
+    export.add_argument("--out", type=Path, required=True, metavar="FILE", help="the exported model file")
+    export.add_argument(
+        "--parity-data",
+        type=Path,
+        metavar="DATA",
+        help="images for the parity check (default: the run's val)",
+    )
+    export.add_argument("--no-parity", action="store_true", help="skip the parity check")
+    export.add_argument("--json", action="store_true")
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from engine.evaluate import evaluate, format_evaluation
+
+    if args.top_k < 1:
+        raise TransferStudioError(f"--top-k must be at least 1, got {args.top_k}")
+    report = evaluate(args.bundle, args.data, split=args.split, device=args.device, top_k=args.top_k)
+    if args.json:
+        _print_json(report.to_json())
+    else:
+        print(format_evaluation(report))
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from engine.bundle import load_bundle
+    from engine.export import export_bundle, parity_check, parity_images
+    from engine.runs import CONFIG_FILE, RunDir
+
+    bundle = load_bundle(args.bundle)
+    result = export_bundle(bundle, args.fmt, args.out)
+    payload: dict[str, Any] = {"export": result.to_json(), "parity": None}
+    if not args.json:
+        print(
+            f"exported {bundle.architecture} to {result.path} ({result.exporter}); metadata in {result.sidecar}"
+        )
+    data = args.parity_data
+    if data is not None and not data.exists():
+        raise TransferStudioError(f"--parity-data {data}: no such file or folder")
+    run_dir = args.bundle if args.bundle.is_dir() else args.bundle.parent
+    if data is None and not args.no_parity and (run_dir / CONFIG_FILE).is_file():
+        data = RunDir(run_dir).read_config()[1]  # the run's dataset; its val/ images
+    if args.no_parity or data is None or not Path(data).exists():
+        reason = (
+            "skipped" if args.no_parity else "skipped: no validation images found (give --parity-data DATA)"
+        )
+        payload["parity"] = {"available": False, "reason": reason}
+        if args.json:
+            _print_json(payload)
+        else:
+            print(f"parity check {reason}")
+        return 0
+    parity = parity_check(bundle, result.path, parity_images(data), fmt=args.fmt)
+    payload["parity"] = parity.to_json()
+    if args.json:
+        _print_json(payload)
+    elif not parity.available:
+        print(f"parity check unavailable: {parity.reason}")
+    else:
+        print(
+            f"parity on {parity.n_images} images: label agreement {parity.label_agreement:.4f}, "
+            f"largest probability difference {parity.max_prob_diff:.2e}"
+        )
+    if parity.available and not parity.passed():
+        print(f"{PROG}: error: the exported model does not match the in-app model", file=sys.stderr)
+        return EXIT_FAILURE
+    return 0
 
 
 # --- weights and doctor --------------------------------------------------------------------------

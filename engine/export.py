@@ -305,7 +305,8 @@ def read_export_metadata(path: str | Path) -> dict[str, Any]:
                 return json.loads(props[ONNX_METADATA_KEY])
         return {}
     files = {EXTRA_FILE: ""}
-    with contextlib.suppress(Exception):
+    with contextlib.suppress(Exception), warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
         torch.jit.load(str(path), map_location="cpu", _extra_files=files)
     return json.loads(files[EXTRA_FILE]) if files[EXTRA_FILE] else {}
 
@@ -332,7 +333,11 @@ def _runner(path: Path, fmt: str) -> Callable[[np.ndarray], np.ndarray] | str:
         name = session.get_inputs()[0].name
         return lambda batch: session.run(None, {name: batch})[0]
     try:
-        module = torch.jit.load(str(path), map_location="cpu").eval()
+        with warnings.catch_warnings():
+            warnings.simplefilter(
+                "ignore", FutureWarning
+            )  # torch.jit is deprecated, still what loads the file
+            module = torch.jit.load(str(path), map_location="cpu").eval()
     except Exception as exc:  # noqa: BLE001
         raise ExportError(f"{path.name} is not a loadable TorchScript file: {_first_line(exc)}") from None
 
@@ -415,11 +420,11 @@ def _load(path: Path, predictor: Predictor) -> torch.Tensor | None:
 
 
 def parity_images(data: str | Path, max_images: int | None = None) -> list[Path]:
-    """Images for a parity check: a dataset folder's val images, else every image in ``data``."""
+    """Images for a parity check: the val/ images of a dataset folder that has one, else every image in ``data``."""
     data = Path(data)
     try:
         report = scan_dataset(data, verify=False)
-        paths = [s.path for s in report.splits["val"]]
+        paths = list_images(data) if report.auto_split else [s.path for s in report.splits["val"]]
     except DatasetError:
         paths = list_images(data)
     return paths[:max_images] if max_images else paths

@@ -17,6 +17,7 @@ Grad-CAM is offered for them, at the coarse resolution of that map.
 from __future__ import annotations
 
 import logging
+import threading
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,14 +72,19 @@ def find_target_layer(model: nn.Module, image_size: int = 224, model_name: str |
     calls: dict[str, int] = {}
     entered: dict[str, int] = {}  # module -> number of events when it was first entered
 
+    me = threading.get_ident()  # hooks ignore forward passes other threads run on the same model
+
     def on_enter(qname: str):
         def hook(_module: nn.Module, _args: tuple) -> None:
-            entered.setdefault(qname, len(events))
+            if threading.get_ident() == me:
+                entered.setdefault(qname, len(events))
 
         return hook
 
     def on_output(qname: str):
         def hook(_module: nn.Module, _args: tuple, output: object) -> None:
+            if threading.get_ident() != me:
+                return
             call = calls.get(qname, 0)
             calls[qname] = call + 1
             if not isinstance(output, torch.Tensor):
@@ -150,8 +156,11 @@ def grad_cam(
     module = model.get_submodule(target.name)
     captured: list[torch.Tensor] = []
     seen = [0]
+    me = threading.get_ident()
 
     def capture(_module: nn.Module, _args: tuple, output: torch.Tensor) -> None:
+        if threading.get_ident() != me:
+            return
         if seen[0] == target.call:
             captured.append(output)
         seen[0] += 1

@@ -20,6 +20,9 @@ from engine.transforms import eval_transform
 
 log = logging.getLogger(__name__)
 
+#: The label of an image whose top probability is below the confidence threshold.
+UNSURE_LABEL = "unsure"
+
 
 @dataclass(frozen=True)
 class Prediction:
@@ -36,6 +39,12 @@ class Prediction:
     @property
     def probability(self) -> float | None:
         return self.top[0][1] if self.top else None
+
+    def label_at(self, threshold: float | None) -> str | None:
+        """The top-1 class, or ``UNSURE_LABEL`` when its probability is below ``threshold``."""
+        if threshold is not None and self.top and self.top[0][1] < threshold:
+            return UNSURE_LABEL
+        return self.label
 
 
 def list_images(path: str | Path) -> list[Path]:
@@ -119,12 +128,18 @@ class Predictor:
         return [(self.class_names[i], float(v)) for v, i in zip(values.tolist(), indices.tolist())]
 
 
-def write_predictions_csv(predictions: Sequence[Prediction], out: str | Path, top_k: int = 1) -> Path:
-    """One row per image: path, top-1 class, its probability, then further top-k pairs and any error."""
+def write_predictions_csv(
+    predictions: Sequence[Prediction], out: str | Path, top_k: int = 1, threshold: float | None = None
+) -> Path:
+    """One row per image: path, top-1 class, its probability, then further top-k pairs and any error.
+
+    With a ``threshold``, ``label`` is ``unsure`` when the top probability is below it, and a
+    ``best_guess`` column after ``probability`` keeps the top-1 class.
+    """
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     extra = max(0, top_k - 1)
-    header = ["path", "label", "probability"]
+    header = ["path", "label", "probability"] + (["best_guess"] if threshold is not None else [])
     for n in range(2, extra + 2):
         header += [f"label_{n}", f"probability_{n}"]
     header.append("error")
@@ -136,6 +151,9 @@ def write_predictions_csv(predictions: Sequence[Prediction], out: str | Path, to
             pairs = list(pred.top) + [("", None)] * (extra + 1 - len(pred.top))
             for label, prob in pairs[: extra + 1]:
                 row += [label, f"{prob:.6f}" if prob is not None else ""]
+            if threshold is not None:
+                row[1] = pred.label_at(threshold) or ""
+                row.insert(3, pred.label or "")
             row.append(pred.error or "")
             writer.writerow(row)
     return out
