@@ -1,9 +1,8 @@
-"""Dataset folders: scanning, checking, train/val splitting, and the torch Dataset for training.
+"""Dataset folders: scanning, checking and train/val splitting.
 
 This module owns how a folder of photos becomes a :class:`DatasetReport` (classes, samples per
-split, skipped files with reasons, warnings) via :func:`scan_dataset`, the human-readable report
-(:func:`format_report`), and :class:`ImageDataset` / :func:`collate_skip_failed`, which skip files
-that fail to decode during training instead of crashing.
+split, skipped files with reasons, warnings) via :func:`scan_dataset`, and the human-readable report
+(:func:`format_report`). Decoding for training lives in ``engine.image_cache``.
 
 Two layouts are accepted: ``root/train/<class>/...`` + ``root/val/<class>/...`` (optionally
 ``root/test/<class>/...``), or ``root/<class>/...``, which gets a stratified, seeded train/val
@@ -15,18 +14,14 @@ from __future__ import annotations
 import logging
 import os
 import random
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-from PIL import Image
-from torch.utils.data import Dataset
-
 from engine.errors import DatasetError, UnreadableImageError
-from engine.images import IMAGE_EXTENSIONS, open_image, verify_image
+from engine.images import IMAGE_EXTENSIONS, verify_image
 
 logger = logging.getLogger(__name__)
 
@@ -385,57 +380,3 @@ def format_report(report: DatasetReport) -> str:
         lines.append("Warnings:")
         lines.extend(f"  - {w}" for w in report.warnings)
     return "\n".join(lines)
-
-
-def _pil_to_tensor(img: Image.Image) -> torch.Tensor:
-    data = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8)
-    return data.view(img.height, img.width, 3).permute(2, 0, 1).float().div(255.0)
-
-
-class ImageDataset(Dataset):
-    """Labelled images for a DataLoader; a file that fails to decode yields ``None``.
-
-    ``failed_paths`` holds the files that failed in *this* process: with DataLoader workers each
-    worker has its own copy, so count failures with the ``n_failed`` of
-    :func:`collate_skip_failed` instead.
-    """
-
-    def __init__(
-        self,
-        samples: Sequence[Sample],
-        transform: Callable[[Image.Image], torch.Tensor] | None = None,
-    ) -> None:
-        self.samples = list(samples)
-        self.transform = transform
-        self.failed_paths: set[Path] = set()
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int] | None:
-        sample = self.samples[index]
-        try:
-            img = open_image(sample.path)
-            tensor = self.transform(img) if self.transform is not None else _pil_to_tensor(img)
-        except Exception as exc:  # one bad file must never stop a training run
-            if sample.path not in self.failed_paths:
-                logger.warning("Skipping %s: %s", sample.path, exc)
-            self.failed_paths.add(sample.path)
-            return None
-        return tensor, sample.label
-
-
-def collate_skip_failed(
-    batch: Sequence[tuple[torch.Tensor, int] | None],
-) -> tuple[torch.Tensor, torch.Tensor, int] | None:
-    """Collate ``(tensor, label)`` items, dropping ``None``: ``(images, labels, n_failed)``.
-
-    Returns ``None`` when every item in the batch failed.
-    """
-    items = [item for item in batch if item is not None]
-    n_failed = len(batch) - len(items)
-    if not items:
-        return None
-    images = torch.stack([item[0] for item in items])
-    labels = torch.tensor([int(item[1]) for item in items], dtype=torch.long)
-    return images, labels, n_failed

@@ -1,4 +1,4 @@
-"""Tests for engine.datasets: layouts, splitting, errors, skipped files, the torch Dataset."""
+"""Tests for engine.datasets: layouts, splitting, errors, skipped files, the report."""
 
 from __future__ import annotations
 
@@ -8,20 +8,17 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 from helpers_images import make_image, make_image_folder
-from torch.utils.data import DataLoader
 
 from engine.datasets import (
     DatasetReport,
-    ImageDataset,
     Sample,
     SkippedFile,
-    collate_skip_failed,
     format_report,
     scan_dataset,
 )
 from engine.errors import DatasetError
+from engine.images import open_image
 
 HYMENOPTERA = Path(__file__).resolve().parents[2] / "shared/data/hymenoptera"
 
@@ -306,49 +303,6 @@ def test_format_report(tmp_path: Path) -> None:
     assert "fewer than 10" in text
 
 
-# --- ImageDataset and collate -------------------------------------------------------------------
-
-
-def test_image_dataset_and_collate_skip_failures(tmp_path: Path) -> None:
-    root = make_image_folder(tmp_path, {"a": 3, "b": 3}, size=(20, 16))
-    report = scan_dataset(root)
-    bad = tmp_path / "bad.jpg"
-    bad.write_text("broken after the scan")
-    samples = [*report.splits["train"], Sample(bad, 1)]
-    ds = ImageDataset(samples, transform=None)
-    assert len(ds) == 7
-    x, y = ds[0]
-    assert x.shape == (3, 16, 20) and x.dtype == torch.float32 and 0.0 <= x.min() <= x.max() <= 1
-    assert y == 0
-    assert ds[6] is None
-    assert ds.failed_paths == {bad}
-
-    loader = DataLoader(ds, batch_size=4, collate_fn=collate_skip_failed)
-    batches = list(loader)
-    assert [b[0].shape[0] for b in batches] == [4, 2]
-    assert sum(b[2] for b in batches) == 1
-    assert batches[1][1].tolist() == [1, 1] and batches[1][1].dtype == torch.long
-
-
-def test_image_dataset_transform_and_transform_failure(tmp_path: Path) -> None:
-    root = make_image_folder(tmp_path, {"a": 1, "b": 1}, size=(20, 16))
-    samples = scan_dataset(root).splits["train"]
-    ds = ImageDataset(samples, transform=lambda img: torch.zeros(3, 4, 4))
-    assert ds[0][0].shape == (3, 4, 4)
-
-    def broken(img):
-        raise RuntimeError("bad transform")
-
-    ds2 = ImageDataset(samples, transform=broken)
-    assert ds2[0] is None and len(ds2.failed_paths) == 1
-
-
-def test_collate_all_failed_and_none_failed() -> None:
-    assert collate_skip_failed([None, None]) is None
-    images, labels, n_failed = collate_skip_failed([(torch.ones(3, 2, 2), 1), (torch.zeros(3, 2, 2), 0)])
-    assert images.shape == (2, 3, 2, 2) and labels.tolist() == [1, 0] and n_failed == 0
-
-
 # --- the real data set --------------------------------------------------------------------------
 
 
@@ -365,4 +319,4 @@ def test_hymenoptera() -> None:
     assert "imageNotFound.gif" in train or "imageNotFound.gif" in _reasons(report)
     assert len(train) + len(report.skipped) == 245
     for sample in report.splits["train"][:3]:
-        assert ImageDataset([sample], None)[0] is not None
+        assert open_image(sample.path).mode == "RGB"
