@@ -256,7 +256,7 @@ class DataTab(QWidget):
         self.report = None
         self.rescan_button.setEnabled(bool(self.path_edit.text()))
         self.summary.setText("")
-        self.error.show_message(f"<b>This folder cannot be used.</b> {message}", "error")
+        self.error.show_message("<b>This folder cannot be used.</b>", "error", detail=message)
         self.pages.setCurrentIndex(0)
         self.grid.set_paths([])
         self.datasetChanged.emit(None)

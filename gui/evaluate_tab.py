@@ -315,7 +315,7 @@ class EvaluateTab(QWidget):
     def _on_failed(self, message: str) -> None:
         if self.sender() is self._job:
             self.summary.setText("")
-            self.error.show_message(f"<b>Evaluation failed:</b> {message}", "error")
+            self.error.show_message("<b>Evaluation failed:</b>", "error", detail=message)
 
     @Slot()
     def _on_done(self) -> None:

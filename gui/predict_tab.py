@@ -243,7 +243,7 @@ class PredictTab(QWidget):
             return
         self._loader = None
         self.model_label.setText("No model loaded." if self.predictor is None else self.model_label.text())
-        self.error.show_message(f"<b>Cannot open the model:</b> {message}", "error")
+        self.error.show_message("<b>Cannot open the model:</b>", "error", detail=message)
 
     # -- images ------------------------------------------------------------------------------------------
     @Slot()
@@ -327,7 +327,7 @@ class PredictTab(QWidget):
     @Slot(str)
     def _on_predict_failed(self, message: str) -> None:
         if self.sender() is self._job:
-            self.error.show_message(f"<b>Prediction failed:</b> {message}", "error")
+            self.error.show_message("<b>Prediction failed:</b>", "error", detail=message)
 
     @Slot()
     def _on_predict_done(self) -> None:
@@ -403,7 +403,7 @@ class PredictTab(QWidget):
 
             write_predictions_csv(self.predictions, path, top_k=TOP_K)
         except Exception as exc:  # noqa: BLE001 - disk full, permissions: shown inline
-            self.error.show_message(f"<b>Cannot export:</b> {friendly_error(exc)}", "error")
+            self.error.show_message("<b>Cannot export:</b>", "error", detail=friendly_error(exc))
             return
         self.status.setText(f"Exported {len(self.predictions)} row(s) to {path}")
 

@@ -178,7 +178,7 @@ class TrainTab(QWidget):
         try:
             config = self.form.config()
         except Exception as exc:  # noqa: BLE001 - ConfigError, shown inline
-            self.error.show_message(f"<b>Cannot start:</b> {friendly_error(exc)}", "error")
+            self.error.show_message("<b>Cannot start:</b>", "error", detail=friendly_error(exc))
             return
         self.form.save()
         self.error.hide()
@@ -237,9 +237,10 @@ class TrainTab(QWidget):
         folder = Path(run_dir)
         if not (folder / "checkpoint.pt").is_file() or not (folder / "config.json").is_file():
             self.error.show_message(
-                f"<b>Cannot resume:</b> {folder} is not a run folder with a checkpoint "
-                "(a run saves one after its first finished epoch).",
+                "<b>Cannot resume:</b>",
                 "error",
+                detail=f"{folder} is not a run folder with a checkpoint "
+                "(a run saves one after its first finished epoch).",
             )
             return
         self.error.hide()
@@ -391,7 +392,7 @@ class TrainTab(QWidget):
     @Slot(str)
     def _on_error(self, message: str) -> None:
         self.status.setText("Training failed.")
-        self.error.show_message(f"<b>Training failed:</b> {message}", "error")
+        self.error.show_message("<b>Training failed:</b>", "error", detail=message)
         self._log(f"Error: {message}")
 
     @Slot()

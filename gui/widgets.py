@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 
 from PySide6.QtCore import QMimeData, Qt, Signal, Slot
@@ -45,7 +46,11 @@ class MessageBanner(QFrame):
         layout.addWidget(close, 0, Qt.AlignmentFlag.AlignTop)
         self.hide()
 
-    def show_message(self, text: str, level: str = "info") -> None:
+    def show_message(self, text: str, level: str = "info", detail: str = "") -> None:
+        """Show ``text`` (rich text, from the app) followed by ``detail`` (plain text, e.g. an error
+        message that may hold ``<`` and ``>``, which is escaped)."""
+        if detail:
+            text = f"{text} {html.escape(detail)}"
         self.level = level
         background, foreground, border = _BANNER_STYLES.get(level, _BANNER_STYLES["info"])
         self.setStyleSheet(

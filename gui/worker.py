@@ -24,6 +24,7 @@ from typing import Any
 from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
 import gui.qt_compat  # noqa: F401 - must run before heavy Qt use
+from engine.errors import TransferStudioError
 
 logger = logging.getLogger(__name__)
 
@@ -127,7 +128,8 @@ class Worker(QObject):
         except Cancelled:
             logger.debug("%s cancelled", type(self).__name__)
         except Exception as exc:  # noqa: BLE001 - everything is reported to the user
-            logger.warning("%s failed", type(self).__name__, exc_info=True)
+            expected = isinstance(exc, TransferStudioError)  # bad input: its message says it all
+            logger.warning("%s failed: %s", type(self).__name__, exc, exc_info=not expected)
             self.errored.emit(friendly_error(exc))
         else:
             if not self._abort:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from PIL import Image
 from PySide6.QtCore import QElapsedTimer, QMimeData, QPointF, Qt, QTimer, QUrl
-from PySide6.QtGui import QDropEvent
+from PySide6.QtGui import QDropEvent, QTextDocumentFragment
 from PySide6.QtWidgets import QFileDialog, QLineEdit, QListWidget, QPushButton, QTableWidget, QWidget
 
 from gui.thumbnails import ThumbnailGrid
@@ -69,6 +69,19 @@ def test_unusable_folder_shows_a_clear_error(window, qtbot, monkeypatch, tmp_pat
     assert "at least two are needed" in error.text()
     assert "Traceback" not in error.text()
     assert not window.findChild(QPushButton, "startButton").isEnabled()
+
+
+def test_error_text_with_angle_brackets_is_shown_literally(window, qtbot, monkeypatch, tmp_path):
+    """Engine messages are plain text: "<folder>/<class>" must not vanish as HTML tags."""
+    empty = tmp_path / "no-classes"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("not a photo")
+    _scan_via_dialog(window, qtbot, monkeypatch, empty)
+    label = window.findChild(QWidget, "dataError").label
+    assert "<folder>/<class>/<images>" in label.text().replace("&lt;", "<").replace("&gt;", ">")
+    label.setTextFormat(Qt.TextFormat.RichText)
+    rendered = QTextDocumentFragment.fromHtml(label.text()).toPlainText()
+    assert "<folder>/<class>/<images>" in rendered
 
 
 def test_cancelled_dialog_changes_nothing(window, qtbot):
