@@ -32,6 +32,7 @@ import torch
 
 from engine.catalog import get_model_info, list_models, weights_cache_dir
 from engine.errors import ModelError
+from engine.sizes import format_size
 
 logger = logging.getLogger(__name__)
 
@@ -216,18 +217,6 @@ def _reason(exc: BaseException) -> str:
     reason = getattr(exc, "reason", None) or exc
     text = (str(reason).strip().splitlines() or [""])[0] or type(exc).__name__
     return text[:200]
-
-
-def format_size(num_bytes: float) -> str:
-    """E.g. ``44.7 MB`` (decimal units, as download sizes are usually shown)."""
-    if num_bytes < 1000:
-        return f"{num_bytes:.0f} bytes"
-    value, unit = num_bytes / 1000, "KB"
-    for bigger in ("MB", "GB"):
-        if value < 1000:
-            break
-        value, unit = value / 1000, bigger
-    return f"{value:.1f} {unit}"
 
 
 def import_weights(file: str | os.PathLike[str], name: str | None = None) -> Path:

@@ -27,23 +27,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from engine.sizes import format_size
 from gui.worker import Cancelled, ThreadRunner, Worker
 
 logger = logging.getLogger(__name__)
 
 WEIGHTS_FILTER = "PyTorch weights (*.pth *.pt);;All files (*)"
-
-
-def format_bytes(num_bytes: float) -> str:
-    """E.g. ``44.7 MB`` (decimal units, as download sizes are usually shown)."""
-    if num_bytes < 1000:
-        return f"{num_bytes:.0f} bytes"
-    value, unit = num_bytes / 1000, "KB"
-    for bigger in ("MB", "GB"):
-        if value < 1000:
-            break
-        value, unit = value / 1000, bigger
-    return f"{value:.1f} {unit}"
 
 
 class WeightsWorker(Worker):
@@ -205,10 +194,10 @@ class WeightsDialog(QDialog):
         if total > 0:
             self.progress.setRange(0, 1000)
             self.progress.setValue(min(1000, round(1000 * done / total)))
-            self.bytes_label.setText(f"{format_bytes(done)} of {format_bytes(total)}")
+            self.bytes_label.setText(f"{format_size(done)} of {format_size(total)}")
         else:
-            self.bytes_label.setText(f"{format_bytes(done)} downloaded")
-        self.speed_label.setText(f"{format_bytes(speed)}/s" if speed > 0 else "")
+            self.bytes_label.setText(f"{format_size(done)} downloaded")
+        self.speed_label.setText(f"{format_size(speed)}/s" if speed > 0 else "")
 
     @Slot(object)
     def _on_returned(self, result: Any) -> None:
