@@ -26,7 +26,6 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QSplitter,
-    QStackedWidget,
     QTableWidget,
     QTableWidgetItem,
     QTabWidget,
@@ -38,7 +37,7 @@ from PySide6.QtWidgets import (
 from gui.prediction_views import ProbabilityBarDelegate, confidence_item
 from gui.settings import Settings
 from gui.thumbnails import ThumbnailGrid
-from gui.widgets import MessageBanner, dropped_paths, heading, hint_label
+from gui.widgets import MessageBanner, dropped_paths, empty_state_pages, heading, hint_label
 from gui.worker import FunctionWorker, ThreadRunner
 
 logger = logging.getLogger(__name__)
@@ -171,14 +170,7 @@ class DataTab(QWidget):
         splitter.setStretchFactor(1, 5)
         splitter.setChildrenCollapsible(False)
 
-        empty = QLabel(EMPTY_HINT)
-        empty.setObjectName("dataEmptyHint")
-        empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        empty.setWordWrap(True)
-        empty.setStyleSheet("QLabel { border: 2px dashed palette(mid); border-radius: 12px; }")
-        self.pages = QStackedWidget()
-        self.pages.addWidget(empty)
-        self.pages.addWidget(splitter)
+        self.pages = empty_state_pages(EMPTY_HINT, "dataEmptyHint", splitter)
 
         layout = QVBoxLayout(self)
         layout.addLayout(top)

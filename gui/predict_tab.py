@@ -24,7 +24,6 @@ from PySide6.QtWidgets import (
     QLabel,
     QPushButton,
     QSplitter,
-    QStackedWidget,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -35,7 +34,7 @@ from gui.gradcam_view import GradCamJob
 from gui.prediction_views import ProbabilityTable, confidence_item
 from gui.settings import Settings
 from gui.thumbnails import load_thumbnail
-from gui.widgets import MessageBanner, dropped_paths, heading
+from gui.widgets import MessageBanner, dropped_paths, empty_state_pages, heading
 from gui.worker import FunctionWorker, PredictWorker, ThreadRunner, friendly_error
 
 logger = logging.getLogger(__name__)
@@ -165,14 +164,7 @@ class PredictTab(QWidget):
         splitter.setStretchFactor(0, 1)
         splitter.setStretchFactor(1, 1)
         splitter.setChildrenCollapsible(False)
-        empty = QLabel(EMPTY_HINT)
-        empty.setObjectName("predictEmptyHint")
-        empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        empty.setWordWrap(True)
-        empty.setStyleSheet("QLabel { border: 2px dashed palette(mid); border-radius: 12px; }")
-        self.pages = QStackedWidget()
-        self.pages.addWidget(empty)
-        self.pages.addWidget(splitter)
+        self.pages = empty_state_pages(EMPTY_HINT, "predictEmptyHint", splitter)
 
         layout = QVBoxLayout(self)
         layout.addLayout(top)

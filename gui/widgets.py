@@ -7,7 +7,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QMimeData, Qt, Signal, Slot
 from PySide6.QtGui import QFont, QPalette
-from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QToolButton, QWidget
+from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QStackedWidget, QToolButton, QWidget
 
 _BANNER_STYLES = {
     "error": ("#fdecea", "#8a1c12", "#e0a39b"),
@@ -104,3 +104,16 @@ def hint_label(text: str) -> QLabel:
     palette.setColor(QPalette.ColorRole.WindowText, palette.color(QPalette.ColorRole.PlaceholderText))
     label.setPalette(palette)
     return label
+
+
+def empty_state_pages(hint: str, object_name: str, content: QWidget) -> QStackedWidget:
+    """A stack whose page 0 is a dashed drop-here hint (``object_name``) and page 1 is ``content``."""
+    empty = QLabel(hint)
+    empty.setObjectName(object_name)
+    empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
+    empty.setWordWrap(True)
+    empty.setStyleSheet("QLabel { border: 2px dashed palette(mid); border-radius: 12px; }")
+    pages = QStackedWidget()
+    pages.addWidget(empty)
+    pages.addWidget(content)
+    return pages
