@@ -41,8 +41,9 @@ def run_tutorial(data: Path, model_name: str, strategy: str, epochs: int, device
     from torch import nn
     from torchvision import datasets, transforms
 
-    from engine.catalog import build_model, get_model_info
-    from engine.device import resolve_device
+    from engine.core.device import resolve_device
+    from engine.models.build import build_model
+    from engine.models.registry import get_model_info
 
     start = time.perf_counter()
     device = resolve_device(device_name)
@@ -113,10 +114,10 @@ def run_tutorial(data: Path, model_name: str, strategy: str, epochs: int, device
 
 
 def run_engine(data: Path, model_name: str, strategy: str, epochs: int, device_name: str) -> dict:
-    from engine.config import TrainConfig
-    from engine.datasets import scan_dataset
-    from engine.device import resolve_device
-    from engine.trainer import train
+    from engine.core.config import TrainConfig
+    from engine.core.device import resolve_device
+    from engine.data.datasets import scan_dataset
+    from engine.training.trainer import train
 
     start = time.perf_counter()
     device = resolve_device(device_name)

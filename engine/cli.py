@@ -1,4 +1,4 @@
-"""The headless command line: ``transfer-studio scan|models|train|predict|weights|doctor``. Never imports Qt.
+"""The headless command line: the sub-commands of :data:`engine.core.commands.COMMANDS`. Never imports Qt.
 
 Every failure the user can cause ends in one line on stderr and a non-zero exit code, never a traceback.
 """
@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
 from engine import __version__
-from engine.config import DEVICES, OPTIMIZERS, SCHEDULES, STRATEGIES
-from engine.errors import TransferStudioError
+from engine.core.commands import COMMANDS
+from engine.core.config import DEVICES, OPTIMIZERS, SCHEDULES, STRATEGIES
+from engine.core.errors import TransferStudioError
 
 PROG = "transfer-studio"
 EXIT_USAGE = 2
@@ -39,16 +40,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
-    scan = sub.add_parser("scan", help="check a dataset folder and report classes, counts and problems")
+    scan = sub.add_parser("scan", help=COMMANDS["scan"])
     scan.add_argument("data", type=Path, metavar="DATA")
     scan.add_argument("--val-fraction", type=float, default=0.2, help="val share when there is no val/ split")
     scan.add_argument("--seed", type=int, default=0)
     scan.add_argument("--json", action="store_true", help="print the report as JSON")
 
-    models = sub.add_parser("models", help="list the models you can train")
+    models = sub.add_parser("models", help=COMMANDS["models"])
     models.add_argument("--json", action="store_true")
 
-    train = sub.add_parser("train", help="train a classifier on a dataset folder")
+    train = sub.add_parser("train", help=COMMANDS["train"])
     train.add_argument("data", type=Path, nargs="?", metavar="DATA", help="dataset folder")
     train.add_argument("--model", default="efficientnet_lite0", help="model name (see `models`)")
     train.add_argument("--strategy", choices=list(STRATEGIES), default="feature-extract")
@@ -67,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue an interrupted run")
     train.add_argument("--json", action="store_true", help="end with one JSON line of results")
 
-    predict = sub.add_parser("predict", help="classify an image or every image in a folder")
+    predict = sub.add_parser("predict", help=COMMANDS["predict"])
     predict.add_argument("bundle", type=Path, metavar="BUNDLE", help="model.pt from a run")
     predict.add_argument("target", type=Path, metavar="IMAGE_OR_DIR")
     predict.add_argument("--top-k", type=int, default=3)
@@ -93,9 +94,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     logging.basicConfig(level=logging.WARNING, format=f"{PROG}: %(levelname)s: %(message)s")
-    handlers = {"scan": _scan, "models": _models, "train": _train, "predict": _predict}
-    handlers.update(weights=_weights, doctor=_doctor)
-    handlers.update(evaluate=_evaluate, export=_export)
+    handlers = {"scan": _scan, "models": _models, "train": _train, "predict": _predict, "weights": _weights}
+    handlers.update(doctor=_doctor, evaluate=_evaluate, export=_export)
+    assert handlers.keys() == COMMANDS.keys(), "engine.core.commands.COMMANDS and the handlers differ"
     try:
         return handlers[args.command](args)
     except TransferStudioError as exc:
@@ -114,7 +115,7 @@ def _print_json(payload: Any) -> None:
 
 
 def _scan(args: argparse.Namespace) -> int:
-    from engine.datasets import format_report, scan_dataset
+    from engine.data.datasets import format_report, scan_dataset
 
     report = scan_dataset(args.data, val_fraction=args.val_fraction, seed=args.seed)
     if args.json:
@@ -125,7 +126,8 @@ def _scan(args: argparse.Namespace) -> int:
 
 
 def _models(args: argparse.Namespace) -> int:
-    from engine.catalog import list_models, weights_status
+    from engine.models.registry import list_models
+    from engine.models.weights import weights_status
 
     rows = []
     for info in list_models():
@@ -150,9 +152,9 @@ def _models(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from engine.catalog import get_model_info
-    from engine.config import TrainConfig
-    from engine.trainer import resume, train
+    from engine.core.config import TrainConfig
+    from engine.models.registry import get_model_info
+    from engine.training.trainer import resume, train
 
     progress = _Progress(sys.stderr)
     stop = _StopFlag()
@@ -197,7 +199,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from engine.predict import Predictor, list_images, write_predictions_csv
+    from engine.inference.predict import Predictor, list_images, write_predictions_csv
 
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
         raise TransferStudioError(f"--threshold must be between 0 and 1, got {args.threshold}")
@@ -262,7 +264,7 @@ class _Progress:
         self.last_draw = 0.0
 
     def __call__(self, event: Any) -> None:
-        from engine import events as ev
+        from engine.training import events as ev
 
         if isinstance(event, ev.RunStarted):
             print(
@@ -310,9 +312,7 @@ class _Progress:
 
 
 def _add_evaluate_and_export_parsers(sub: Any) -> None:
-    evaluate = sub.add_parser(
-        "evaluate", help="measure a model on a labelled folder: per-class metrics, errors"
-    )
+    evaluate = sub.add_parser("evaluate", help=COMMANDS["evaluate"])
     evaluate.add_argument("bundle", type=Path, metavar="BUNDLE", help="model.pt from a run")
     evaluate.add_argument(
         "data", type=Path, metavar="DATA", help="labelled folder (its val/ split if it has one)"
@@ -326,7 +326,7 @@ def _add_evaluate_and_export_parsers(sub: Any) -> None:
     evaluate.add_argument("--device", choices=DEVICES, default="auto")
     evaluate.add_argument("--json", action="store_true", help="print the full report as JSON")
 
-    export = sub.add_parser("export", help="export a model to ONNX or TorchScript and check it matches")
+    export = sub.add_parser("export", help=COMMANDS["export"])
     export.add_argument("bundle", type=Path, metavar="BUNDLE", help="model.pt from a run")
     export.add_argument("--format", dest="fmt", choices=("onnx", "torchscript"), required=True)
     export.add_argument("--out", type=Path, required=True, metavar="FILE", help="the exported model file")
@@ -341,7 +341,7 @@ def _add_evaluate_and_export_parsers(sub: Any) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from engine.evaluate import evaluate, format_evaluation
+    from engine.inference.evaluate import evaluate, format_evaluation
 
     if args.top_k < 1:
         raise TransferStudioError(f"--top-k must be at least 1, got {args.top_k}")
@@ -354,9 +354,9 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from engine.bundle import load_bundle
-    from engine.export import export_bundle, parity_check, parity_images
-    from engine.runs import CONFIG_FILE, RunDir
+    from engine.core.rundir import CONFIG_FILE, RunDir
+    from engine.inference.export import export_bundle, parity_check, parity_images
+    from engine.models.bundle import load_bundle
 
     bundle = load_bundle(args.bundle)
     result = export_bundle(bundle, args.fmt, args.out)
@@ -402,7 +402,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _add_weights_and_doctor_parsers(sub: Any) -> None:
-    weights = sub.add_parser("weights", help="list, download or import pretrained weights files")
+    weights = sub.add_parser("weights", help=COMMANDS["weights"])
     actions = weights.add_subparsers(dest="weights_command", metavar="ACTION", required=True)
     listing = actions.add_parser("list", help="each model's weights: offline (built in), cached or download")
     listing.add_argument("--json", action="store_true")
@@ -411,7 +411,7 @@ def _add_weights_and_doctor_parsers(sub: Any) -> None:
     imports = actions.add_parser("import", help="verify a weights file from elsewhere; put it in the cache")
     imports.add_argument("file", type=Path, metavar="FILE")
     imports.add_argument("--model", metavar="NAME", help="the model it is for (default: found from the file)")
-    doctor = sub.add_parser("doctor", help="show versions, CUDA, GPUs, caches, folders and what is wrong")
+    doctor = sub.add_parser("doctor", help=COMMANDS["doctor"])
     doctor.add_argument("--json", action="store_true")
 
 
@@ -419,7 +419,7 @@ _WEIGHTS_TEXT = {"offline": "offline (built in)", "cached": "cached", "download"
 
 
 def _weights(args: argparse.Namespace) -> int:
-    from engine import weights
+    from engine.models import weights
 
     if args.weights_command == "import":
         path = weights.import_weights(args.file, args.model)
@@ -444,7 +444,7 @@ def _weights(args: argparse.Namespace) -> int:
 
 def _ensure_weights(name: str) -> Path:
     """The model's weights file, downloaded first (with a progress bar on a terminal) if needed."""
-    from engine.weights import download_weights
+    from engine.models.weights import download_weights
 
     bar = _DownloadBar(sys.stderr, name)
     try:
@@ -464,7 +464,7 @@ class _DownloadBar:
         self.last: tuple[int, int, float] | None = None
 
     def __call__(self, done: int, total: int, speed: float) -> None:
-        from engine.weights import format_size
+        from engine.models.weights import format_size
 
         if self.last is None:
             print(f"downloading {self.label} weights...", file=self.stream, flush=True)
@@ -482,7 +482,7 @@ class _DownloadBar:
         self.stream.flush()
 
     def finish(self) -> None:
-        from engine.weights import format_size
+        from engine.models.weights import format_size
 
         if self.last is None:  # nothing was downloaded: cached, built in, or failed before starting
             return

@@ -102,7 +102,7 @@ def _installed_version(dists: tuple[str, ...]) -> str | None:
 def _cuda_report() -> dict[str, Any]:
     import torch
 
-    from engine.device import cuda_unavailable_reason
+    from engine.core.device import cuda_unavailable_reason
 
     driver_cuda = cuda_driver_version()
     smi = _nvidia_smi()
@@ -214,7 +214,7 @@ def _cpu_report() -> dict[str, Any]:
 
 
 def _device_in_use() -> str:
-    from engine.device import describe_device, resolve_device
+    from engine.core.device import describe_device, resolve_device
 
     return describe_device(resolve_device("auto"))
 
@@ -249,8 +249,7 @@ def _folder_report(path: Path) -> dict[str, Any]:
 
 
 def _weights_cache_report() -> dict[str, Any]:
-    from engine.catalog import weights_cache_dir
-    from engine.weights import weights_table
+    from engine.models.weights import weights_cache_dir, weights_table
 
     report = _folder_report(weights_cache_dir())
     report["cached_models"] = [row["name"] for row in weights_table() if row["status"] == "cached"]
@@ -258,13 +257,13 @@ def _weights_cache_report() -> dict[str, Any]:
 
 
 def _feature_cache_report() -> dict[str, Any]:
-    from engine.features import default_cache_dir
+    from engine.training.features import default_cache_dir
 
     return _folder_report(default_cache_dir())
 
 
 def _runs_report() -> dict[str, Any]:
-    from engine.runs import default_runs_root
+    from engine.core.rundir import default_runs_root
 
     root = default_runs_root()
     writable, problem = folder_writable(root)
@@ -292,8 +291,8 @@ def folder_writable(path: Path) -> tuple[bool, str | None]:
 
 
 def _offline_model_report() -> dict[str, Any]:
-    from engine import lite0
-    from engine.errors import ModelError
+    from engine.core.errors import ModelError
+    from engine.models import lite0
 
     report: dict[str, Any] = {"name": lite0.NAME, "present": False, "path": None, "problem": None}
     if importlib.util.find_spec("efficientnet_lite_pytorch") is None:
@@ -317,7 +316,7 @@ def _offline_model_report() -> dict[str, Any]:
 
 def format_environment(report: dict[str, Any]) -> str:
     """``environment_report()`` as aligned ``label  value`` lines."""
-    from engine.weights import format_size
+    from engine.models.weights import format_size
 
     lines: list[tuple[str, str]] = [("Transfer Studio", str(report.get("transfer_studio")))]
     python = report.get("python", {})

@@ -53,7 +53,7 @@ EMPTY_HINT = (
 
 
 def _scan(path: str, worker: FunctionWorker) -> Any:
-    from engine.datasets import scan_dataset  # imports torch, worker thread only
+    from engine.data.datasets import scan_dataset  # imports torch, worker thread only
 
     return scan_dataset(path, on_progress=worker.report_progress)
 

@@ -43,7 +43,7 @@ def probe_environment() -> Environment:
 
     note = ""
     try:
-        from engine.device import cuda_unavailable_reason, describe_device, resolve_device
+        from engine.core.device import cuda_unavailable_reason, describe_device, resolve_device
 
         device = describe_device(resolve_device("auto"))
         note = cuda_unavailable_reason() or ""

@@ -2,7 +2,7 @@
 
 The model is the one the Predict tab holds (just trained, or opened with File → Open model…); the
 data is the dataset open on the Data tab (its ``val`` split). **Evaluate** runs
-``engine.evaluate.evaluate`` on a worker thread with a progress bar, then shows:
+``engine.inference.evaluate.evaluate`` on a worker thread with a progress bar, then shows:
 
 - ``perClassTable``: precision, recall, F1 and support per class;
 - ``confusionMatrix``: rows = true class, columns = predicted, cells coloured by their share of the
@@ -68,7 +68,7 @@ def _cell_colour(count: int, row_total: int, diagonal: bool) -> QColor:
 class EvaluateTab(QWidget):
     """Evaluate the current model on the current dataset and look at its mistakes."""
 
-    evaluated = Signal(object)  # engine.evaluate.EvaluationReport
+    evaluated = Signal(object)  # engine.inference.evaluate.EvaluationReport
 
     def __init__(self, settings: Settings, runner: ThreadRunner, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -214,7 +214,7 @@ class EvaluateTab(QWidget):
     # -- inputs ---------------------------------------------------------------------------------------------
     @Slot(object)
     def set_model(self, predictor: Any) -> None:
-        """Use this loaded ``engine.predict.Predictor`` (None: no model); clears older results."""
+        """Use this loaded ``engine.inference.predict.Predictor`` (None: no model); clears older results."""
         if predictor is self.predictor:
             return
         self.stop()
@@ -271,14 +271,14 @@ class EvaluateTab(QWidget):
         predictor, dataset, split = self.predictor, self.dataset, self._split()
 
         def run(worker: FunctionWorker) -> Any:
-            from engine.evaluate import evaluate
+            from engine.inference.evaluate import evaluate
 
             return evaluate(
                 predictor,
                 dataset,
                 split=split,
                 on_progress=worker.report_progress,
-                should_stop=lambda: worker.check_abort() or False,  # raises Cancelled: a quiet stop
+                should_stop=lambda: worker.abort_requested,
             )
 
         worker = FunctionWorker(run)

@@ -2,7 +2,7 @@
 
 The dialog (``exportDialog``) offers the format (``exportFormat``), the output file (``exportPath`` with
 a **Browse…** button using ``QFileDialog.getSaveFileName``) and **Export** (``exportButton``). On a
-worker thread it runs ``engine.export.export_bundle`` and then ``engine.export.parity_check`` on the
+worker thread it runs ``engine.inference.export.export_bundle`` and then ``engine.inference.export.parity_check`` on the
 current dataset's validation images; ``exportResult`` shows where the file went, the label agreement
 and the largest probability difference, or why the parity check could not run (e.g. onnxruntime not
 installed). Errors are shown in the dialog, never as tracebacks.
@@ -194,7 +194,7 @@ class ExportDialog(QDialog):
         fmt, bundle, images = self.fmt(), self.bundle, self.images
 
         def run(worker: FunctionWorker) -> tuple[Any, Any]:
-            from engine.export import export_bundle, parity_check
+            from engine.inference.export import export_bundle, parity_check
 
             result = export_bundle(bundle, fmt, out)
             worker.check_abort()
@@ -206,7 +206,7 @@ class ExportDialog(QDialog):
                 images,
                 fmt=fmt,
                 on_progress=worker.report_progress,
-                should_stop=lambda: worker.check_abort() or False,  # raises Cancelled: a quiet stop
+                should_stop=lambda: worker.abort_requested,
             )
             return result, parity
 

@@ -1,7 +1,7 @@
 """Grad-CAM overlays for the GUI: computed on worker threads, delivered as QImages.
 
 :func:`gradcam_overlay` runs on a worker thread: it opens the photo, computes the Grad-CAM heatmap
-with ``engine.gradcam`` and blends it over the photo, returning a QImage (safe off the GUI thread).
+with ``engine.inference.gradcam`` and blends it over the photo, returning a QImage (safe off the GUI thread).
 Grad-CAM registers hooks on the model and needs gradients, so it never shares a network with the
 prediction or evaluation workers: :class:`GradCamModels` keeps one private CPU copy per bundle and a
 lock serialises the computations.
@@ -33,9 +33,9 @@ class GradCamModels:
 
     def compute(self, bundle: Any, path: str | Path, class_index: int | None, size: int) -> QImage:
         """The photo at ``path`` with its Grad-CAM overlay, longer side at most ``size`` (worker thread)."""
-        from engine.gradcam import grad_cam_for_image, overlay
-        from engine.images import open_image
-        from engine.predict import Predictor
+        from engine.data.images import open_image
+        from engine.inference.gradcam import grad_cam_for_image, overlay
+        from engine.inference.predict import Predictor
 
         with self._lock:
             if self._bundle is not bundle:

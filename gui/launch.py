@@ -1,7 +1,7 @@
 """The ``transfer-studio`` entry point: opens the window, or hands a subcommand to the CLI.
 
 ``transfer-studio`` (optionally with Qt options such as ``-platform offscreen``, or a dataset folder)
-opens the window. ``transfer-studio scan|models|train|predict|weights|doctor …``, ``-h``/``--help``
+opens the window. ``transfer-studio COMMAND …`` (any of :data:`engine.core.commands.COMMANDS`), ``-h``/``--help``
 and ``--version`` run :func:`engine.cli.main` and return its exit code without ever importing Qt;
 ``--self-test`` runs :mod:`gui.selftest`. This module imports nothing heavy at import time.
 """
@@ -12,10 +12,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-#: The CLI's subcommands: they win over a folder of the same name. Any other word that is not a
-#: folder goes to the CLI too, which explains the usage.
-CLI_COMMANDS = frozenset({"scan", "models", "train", "predict", "weights", "doctor", "evaluate", "export"})
-CLI_FLAGS = frozenset({"-h", "--help", "--version"})
+from engine.core.commands import is_cli_call
+
 #: Qt's own command-line options that take a value (``-platform offscreen``).
 QT_VALUE_OPTIONS = frozenset({
     "-platform", "-platformpluginpath", "-platformtheme", "-plugin", "-style", "-stylesheet",
@@ -33,7 +31,7 @@ def split_arguments(argv: Sequence[str]) -> tuple[list[str], list[str]] | None:
     i = 0
     while i < len(args):
         arg = args[i]
-        if arg in CLI_FLAGS or arg in CLI_COMMANDS:
+        if is_cli_call([arg]):  # sub-commands win over a folder of the same name
             return None
         option = arg.split("=", 1)[0]
         if option in QT_VALUE_OPTIONS or option.lstrip("-") in {o.lstrip("-") for o in QT_VALUE_OPTIONS}:

@@ -36,9 +36,10 @@ def load_catalog(_worker: FunctionWorker) -> list[tuple[Any, str]]:
     Also imports the engine modules a run and a prediction need, so that importing (and, without
     .pyc files, compiling) them never holds the GIL later, while the user watches a training run.
     """
-    import engine.predict  # noqa: F401
-    import engine.trainer  # noqa: F401
-    from engine.catalog import list_models, weights_status
+    import engine.inference.predict  # noqa: F401
+    import engine.training.trainer  # noqa: F401
+    from engine.models.registry import list_models
+    from engine.models.weights import weights_status
 
     entries = []
     for info in list_models():

@@ -194,7 +194,7 @@ class PredictTab(QWidget):
         self.model_label.setText(f"Loading model {path}…")
 
         def load(_worker: FunctionWorker) -> Any:
-            from engine.predict import Predictor
+            from engine.inference.predict import Predictor
 
             return Predictor.from_bundle(path)
 
@@ -391,7 +391,7 @@ class PredictTab(QWidget):
         if not path:
             return
         try:
-            from engine.predict import write_predictions_csv
+            from engine.inference.predict import write_predictions_csv
 
             write_predictions_csv(self.predictions, path, top_k=TOP_K)
         except Exception as exc:  # noqa: BLE001 - disk full, permissions: shown inline

@@ -73,7 +73,7 @@ class ProbabilityTable(QTableWidget):
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
 
     def show_prediction(self, prediction: Any) -> None:
-        """Fill from an ``engine.predict.Prediction`` (or show why it has none)."""
+        """Fill from an ``engine.inference.predict.Prediction`` (or show why it has none)."""
         self.clear_results()
         if prediction.error:
             self.setRowCount(1)

@@ -42,6 +42,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from engine.core.commands import is_cli_call
+
 logger = logging.getLogger(__name__)
 
 FLAG = "--self-test"
@@ -53,9 +55,6 @@ STRATEGY = "feature-extract"
 #: (name, RGB) of the two synthetic classes; very different colours, so one epoch separates them.
 CLASSES = (("red", (215, 40, 35)), ("blue", (35, 70, 215)))
 TRAIN_PER_CLASS, VAL_PER_CLASS, IMAGE_SIZE = 12, 4, 64
-_CLI_WORDS = frozenset(
-    {"scan", "models", "train", "predict", "weights", "doctor", "-h", "--help", "--version"}
-)
 
 
 class SelfTestError(RuntimeError):
@@ -67,7 +66,7 @@ def requested(argv: Sequence[str]) -> bool:
     if FLAG in argv:
         return True
     flag = os.environ.get(ENV, "").strip().lower()
-    return flag in {"1", "true", "yes", "on"} and not any(arg in _CLI_WORDS for arg in argv)
+    return flag in {"1", "true", "yes", "on"} and not is_cli_call(list(argv))
 
 
 # -- the synthetic dataset -------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """The Train tab's settings panel: model, strategy with its explanation, and hyper-parameters.
 
-Choosing a strategy applies that strategy's defaults (``engine.config.TrainConfig.for_strategy``);
-:meth:`TrainForm.config` builds the ``TrainConfig`` a run uses. ``engine.config`` imports no torch, so
+Choosing a strategy applies that strategy's defaults (``engine.core.config.TrainConfig.for_strategy``);
+:meth:`TrainForm.config` builds the ``TrainConfig`` a run uses. ``engine.core.config`` imports no torch, so
 this panel is complete as soon as the window opens; the model catalog arrives later.
 """
 
@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.config import OPTIMIZERS, SCHEDULES, STRATEGIES, TrainConfig
+from engine.core.config import OPTIMIZERS, SCHEDULES, STRATEGIES, TrainConfig
 from gui.model_picker import DEFAULT_MODEL, ModelPicker
 from gui.settings import Settings
 from gui.widgets import hint_label

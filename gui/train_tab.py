@@ -6,7 +6,7 @@ all train+val batches, at its maximum when a run completes), the epoch/batch/ETA
 Start is disabled while a run is going; Stop sets the worker's abort flag (honoured within a batch).
 Before a run whose model's pretrained weights are not cached, a :class:`gui.weights_dialog.WeightsDialog`
 downloads (or imports) them; the run starts only once they are there. Resume run… continues a stopped
-or killed run from its last finished epoch (``engine.trainer.resume``), its earlier epochs drawn first.
+or killed run from its last finished epoch (``engine.training.trainer.resume``), its earlier epochs drawn first.
 """
 
 from __future__ import annotations
@@ -156,7 +156,7 @@ class TrainTab(QWidget):
         running = self.is_running()
         self.start_button.setEnabled(not running and self.report is not None)
         self.resume_button.setEnabled(not running)
-        self.stop_button.setEnabled(running and not (self.worker and self.worker.aborted))
+        self.stop_button.setEnabled(running and not (self.worker and self.worker.abort_requested))
         self.form.setEnabled(not running)
         if running:
             self.start_hint.setText("")
@@ -231,7 +231,7 @@ class TrainTab(QWidget):
             self.resume(folder)
 
     def resume(self, run_dir: str | Path) -> None:
-        """Continue the run in ``run_dir`` (engine.trainer.resume), plots pre-filled from its history."""
+        """Continue the run in ``run_dir`` (engine.training.trainer.resume), plots pre-filled from its history."""
         if self.is_running():
             return
         folder = Path(run_dir)
@@ -338,7 +338,7 @@ class TrainTab(QWidget):
         total = event.elapsed_s + event.eta_s
         if total > 0:
             self.progress.setValue(min(PROGRESS_STEPS - 1, round(PROGRESS_STEPS * event.elapsed_s / total)))
-        if self.worker is not None and self.worker.aborted:
+        if self.worker is not None and self.worker.abort_requested:
             return
         timing = f"elapsed {format_duration(event.elapsed_s)} · about {format_duration(event.eta_s)} left"
         if event.phase == "features":

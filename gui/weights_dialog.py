@@ -1,8 +1,8 @@
 """The pretrained-weights dialog: download a model's weights with progress, or import a file fetched elsewhere.
 
 Shown by the Train tab before a run whose model's weights are not on this machine, and by
-File → Import weights file…. The download (``engine.weights.download_weights``) and the import
-(``engine.weights.import_weights``) run on a worker thread; the dialog shows bytes done/total, the
+File → Import weights file…. The download (``engine.models.weights.download_weights``) and the import
+(``engine.models.weights.import_weights``) run on a worker thread; the dialog shows bytes done/total, the
 speed and a progress bar, and Cancel stops the download within a chunk (nothing partial is cached).
 When the server cannot be reached the dialog says which file is needed and from which URL, and offers
 Import weights file…. The dialog is accepted once the weights are in the cache, rejected on Cancel.
@@ -27,8 +27,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.sizes import format_size
-from gui.worker import Cancelled, ThreadRunner, Worker
+from engine.core.sizes import format_size
+from gui.worker import ThreadRunner, Worker
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ class WeightsWorker(Worker):
     """Downloads (``source`` None) or imports (``source`` a file) weights on a worker thread.
 
     ``returned`` carries the cached file's Path, or the ``WeightsError`` when it failed (so the dialog
-    can read ``.offline``, ``.url`` and ``.file_name``); a cancelled download emits nothing.
+    can read ``.offline``, ``.url`` and ``.file_name``); a cancelled download emits ``aborted``.
     """
 
     progress = Signal(object)  # (bytes_done, bytes_total, bytes_per_s)
@@ -50,17 +50,15 @@ class WeightsWorker(Worker):
         self.source = source
 
     def work(self) -> Any:
-        from engine import weights
+        from engine.models import weights
 
         try:
             if self.source is not None:
                 return weights.import_weights(self.source, self.model)
             assert self.model is not None
             return weights.download_weights(
-                self.model, on_progress=self._on_progress, should_stop=lambda: self.aborted
+                self.model, on_progress=self._on_progress, should_stop=lambda: self.abort_requested
             )
-        except weights.DownloadCancelled:
-            raise Cancelled from None
         except weights.WeightsError as exc:
             return exc
 

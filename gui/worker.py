@@ -1,8 +1,11 @@
 """Background work for the window: worker QObjects moved to QThreads, and the training worker.
 
 Pattern (after superqt's ``_qthreading``): a :class:`Worker` is a QObject with a fixed signal set
-(``returned``, ``errored``, ``done``) whose :meth:`Worker.run` slot executes on its own QThread. Abort is
-a flag the work checks between steps (between batches for training), never a thread kill. A
+(``returned``, ``errored``, ``aborted``, then always ``done``) whose :meth:`Worker.run` slot executes on
+its own QThread. Abort is a flag that the engine operation polls between steps through its
+``should_stop`` (between batches for training), never a thread kill; the operation then raises
+:class:`engine.core.errors.Cancelled` (or, for training, returns its stopped run), and the worker emits
+``aborted`` instead of ``returned``. A
 :class:`ThreadRunner` owns every running thread so the window can stop them all and wait on quit.
 
 Signals are only ever connected to bound methods of QObjects that live on the GUI thread, so Qt queues
@@ -19,12 +22,19 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
 import gui.qt_compat  # noqa: F401 - must run before heavy Qt use
-from engine.errors import TransferStudioError
+from engine.core.errors import Cancelled, TransferStudioError
+from engine.training import events as ev
+
+if TYPE_CHECKING:
+    from engine.core.config import TrainConfig
+    from engine.data.datasets import DatasetReport
+    from engine.inference.predict import Predictor
+    from engine.training.trainer import RunResult
 
 logger = logging.getLogger(__name__)
 
@@ -67,16 +77,8 @@ def freeze_gc() -> None:
     gc.freeze()
 
 
-class Cancelled(Exception):
-    """Raised inside a worker's work to unwind after :meth:`Worker.abort`."""
-
-
 def friendly_error(exc: BaseException) -> str:
     """A one-line message for the user: the engine's own message, or the exception in plain words."""
-    try:
-        from engine.errors import TransferStudioError
-    except ImportError:  # pragma: no cover - engine always importable in the app
-        TransferStudioError = ()  # type: ignore[assignment]  # noqa: N806
     if isinstance(exc, TransferStudioError):
         text = str(exc).strip()
         return text.splitlines()[0] if text else type(exc).__name__
@@ -93,10 +95,11 @@ def friendly_error(exc: BaseException) -> str:
 
 
 class Worker(QObject):
-    """Runs :meth:`work` on a QThread; emits ``returned(result)`` or ``errored(message)``, then ``done``."""
+    """Runs :meth:`work` on a QThread; emits ``returned(result)``, ``errored(message)`` or ``aborted``, then ``done``."""
 
     returned = Signal(object)
     errored = Signal(str)
+    aborted = Signal()
     done = Signal()
 
     def __init__(self) -> None:
@@ -108,13 +111,14 @@ class Worker(QObject):
         self._abort = True
 
     @property
-    def aborted(self) -> bool:
+    def abort_requested(self) -> bool:
+        """Whether :meth:`abort` was called: pass ``lambda: worker.abort_requested`` as ``should_stop``."""
         return self._abort
 
     def check_abort(self) -> None:
-        """Raise :class:`Cancelled` if :meth:`abort` was called."""
+        """Raise :class:`~engine.core.errors.Cancelled` if :meth:`abort` was called."""
         if self._abort:
-            raise Cancelled
+            raise Cancelled(f"{type(self).__name__} stopped")
 
     def work(self) -> Any:  # pragma: no cover - overridden
         raise NotImplementedError
@@ -127,12 +131,15 @@ class Worker(QObject):
             result = self.work()
         except Cancelled:
             logger.debug("%s cancelled", type(self).__name__)
+            self.aborted.emit()
         except Exception as exc:  # noqa: BLE001 - everything is reported to the user
             expected = isinstance(exc, TransferStudioError)  # bad input: its message says it all
             logger.warning("%s failed: %s", type(self).__name__, exc, exc_info=not expected)
             self.errored.emit(friendly_error(exc))
         else:
-            if not self._abort:
+            if self._abort:  # the operation ended early but cleanly (a stopped training run)
+                self.aborted.emit()
+            else:
                 self.returned.emit(result)
         finally:
             self.done.emit()
@@ -142,7 +149,8 @@ class FunctionWorker(Worker):
     """A worker that calls ``fn(worker)``; ``fn`` may call ``worker.check_abort()`` between steps.
 
     ``fn`` reports progress with :meth:`report_progress`, which is throttled (the final step always
-    goes out) and raises :class:`Cancelled` once the worker was aborted.
+    goes out) and raises :class:`~engine.core.errors.Cancelled` once the worker was aborted (for
+    operations whose only hook is a progress callback, such as the dataset scan).
     """
 
     progress = Signal(int, int)  # done, total
@@ -222,42 +230,44 @@ class ThreadRunner(QObject):
 
 
 class TrainWorker(Worker):
-    """Wraps ``engine.trainer.train`` (or ``resume`` with ``resume_dir``): engine events become Qt signals; Stop takes effect within a batch.
+    """Wraps ``engine.training.trainer.train`` (or ``resume`` with ``resume_dir``): engine events become Qt signals; Stop takes effect within a batch.
 
     ``progress`` carries the latest BatchProgress plus every (x, loss) pair since the last emission,
     where x = epoch - 1 + batch / batches, so the per-batch loss curve loses no point to throttling.
     """
 
-    runStarted = Signal(object)  # engine.events.RunStarted
+    runStarted = Signal(object)  # engine.training.events.RunStarted
     progress = Signal(object, object)  # BatchProgress, list[tuple[float, float]]
     epochEnded = Signal(object)  # EpochEnd
     message = Signal(str, str)  # level, text
-    finished = Signal(object)  # RunFinished
+    finished = Signal(object)  # RunFinished (also when stopped: it names the best epoch's bundle)
     history = Signal(object)  # list of metrics.jsonl rows, before a resumed run goes on
 
     def __init__(
         self,
-        config: Any,
-        data_root: str | Path,
+        config: TrainConfig | None,
+        data_root: str | Path | None,
         runs_root: str | Path | None = None,
-        report: Any = None,
+        report: DatasetReport | None = None,
         resume_dir: str | Path | None = None,
     ) -> None:
         super().__init__()
+        if resume_dir is None and (config is None or data_root is None):
+            raise ValueError("a new run needs a config and a dataset folder")
         self.resume_dir = Path(resume_dir) if resume_dir else None
         self.config = config
-        self.data_root = Path(data_root)
+        self.data_root = Path(data_root) if data_root is not None else None
         self.runs_root = Path(runs_root) if runs_root else None
         self.report = report
         self._pending: list[tuple[float, float]] = []
         self._last_emit = 0.0
-        self._failed = False
+        self._failure: str | None = None
 
-    def work(self) -> Any:
+    def work(self) -> RunResult:
         import torch  # heavy, imported on the worker thread only
 
-        from engine import trainer
-        from engine.runs import new_run_dir
+        from engine.core.rundir import RunDir, new_run_dir
+        from engine.training import trainer
 
         # On Linux this thread (and the threads torch and the engine start from it) runs at a lower
         # priority, so the GUI thread wins the CPU and every core can train. Elsewhere, leave one
@@ -266,53 +276,46 @@ class TrainWorker(Worker):
         threads = torch.get_num_threads()
         if not sys.platform.startswith("linux") and cores > 1 and threads > cores - 1:
             torch.set_num_threads(cores - 1)
+        stop = lambda: self._abort  # noqa: E731
         try:
-            if self.resume_dir is not None:  # continue a stopped or killed run (engine.trainer.resume)
-                from engine.runs import RunDir
-
+            if self.resume_dir is not None:  # continue a stopped or killed run
                 try:
                     rows = RunDir(self.resume_dir).read_metrics()
                 except (OSError, ValueError):  # a damaged history only loses the earlier points
                     rows = []
                 self.history.emit(rows)
-                return trainer.resume(self.resume_dir, on_event=self._on_event, should_stop=self._should_stop)
+                return trainer.resume(self.resume_dir, on_event=self._on_event, should_stop=stop)
+            assert self.config is not None and self.data_root is not None  # checked in __init__
             return trainer.train(
                 self.config,
                 self.data_root,
                 run_dir=new_run_dir(self.config.model, self.config.strategy, self.runs_root),
                 on_event=self._on_event,
-                should_stop=self._should_stop,
+                should_stop=stop,
                 report=self.report,
             )
         except Exception as exc:
-            from engine.errors import TrainingCancelled
-
-            if isinstance(exc, TrainingCancelled) or self._failed:
-                return None  # already reported (cancel -> RunFinished, failure -> RunFailed)
+            if self._failure is not None:  # the trainer said why (RunFailed) and logged the traceback
+                raise TransferStudioError(self._failure) from exc
             raise
         finally:
             torch.set_num_threads(threads)
 
-    def _should_stop(self) -> bool:
-        return self._abort
-
-    def _on_event(self, event: Any) -> None:
-        kind = type(event).__name__
-        if kind == "BatchProgress":
+    def _on_event(self, event: ev.Event) -> None:
+        if isinstance(event, ev.BatchProgress):
             self._on_batch(event)
-        elif kind == "EpochEnd":
+        elif isinstance(event, ev.EpochEnd):
             self.epochEnded.emit(event)
-        elif kind == "RunStarted":
+        elif isinstance(event, ev.RunStarted):
             self.runStarted.emit(event)
-        elif kind == "Message":
+        elif isinstance(event, ev.Message):
             self.message.emit(event.level, event.text)
-        elif kind == "RunFinished":
+        elif isinstance(event, ev.RunFinished):
             self.finished.emit(event)
-        elif kind == "RunFailed":
-            self._failed = True
-            self.errored.emit(event.message)
+        elif isinstance(event, ev.RunFailed):
+            self._failure = event.message
 
-    def _on_batch(self, event: Any) -> None:
+    def _on_batch(self, event: ev.BatchProgress) -> None:
         if event.phase == "train" and event.batches:
             self._pending.append((event.epoch - 1 + event.batch / event.batches, float(event.loss)))
         now = time.monotonic()
@@ -324,7 +327,7 @@ class TrainWorker(Worker):
 
 
 class PredictWorker(Worker):
-    """Classifies files with a loaded ``engine.predict.Predictor``, streaming results in chunks.
+    """Classifies files with a loaded ``engine.inference.predict.Predictor``, streaming results in chunks.
 
     ``sources`` may mix image files and folders (searched recursively). ``chunk(list[Prediction])``
     is emitted after every batch; abort is checked between batches.
@@ -333,7 +336,9 @@ class PredictWorker(Worker):
     chunk = Signal(object)
     found = Signal(int)  # number of images to classify
 
-    def __init__(self, predictor: Any, sources: list[Path], top_k: int = 5, batch_size: int = 16) -> None:
+    def __init__(
+        self, predictor: Predictor, sources: list[Path], top_k: int = 5, batch_size: int = 16
+    ) -> None:
         super().__init__()
         self.predictor = predictor
         self.sources = sources
@@ -341,7 +346,7 @@ class PredictWorker(Worker):
         self.batch_size = batch_size
 
     def work(self) -> int:
-        from engine.predict import list_images
+        from engine.inference.predict import list_images
 
         paths: list[Path] = []
         for source in self.sources:

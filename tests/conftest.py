@@ -175,8 +175,8 @@ def synthetic_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def trained_bundle(synthetic_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A model bundle trained (2 epochs, efficientnet_lite0 feature extraction) on synthetic_dataset."""
-    from engine.config import TrainConfig
-    from engine.trainer import train
+    from engine.core.config import TrainConfig
+    from engine.training.trainer import train
 
     config = TrainConfig.for_strategy(
         "feature-extract", epochs=2, batch_size=8, lr=1e-2, device="cpu", workers=0

@@ -9,12 +9,13 @@ import pytest
 import torch
 from helpers_images import make_image_folder
 
-from engine.bundle import Bundle, load_bundle, save_bundle
-from engine.catalog import build_model, get_model_info
-from engine.config import TrainConfig
-from engine.errors import BundleError
-from engine.predict import Predictor, list_images, write_predictions_csv
-from engine.trainer import train
+from engine.core.config import TrainConfig
+from engine.core.errors import BundleError
+from engine.inference.predict import Predictor, list_images, write_predictions_csv
+from engine.models.build import build_model
+from engine.models.bundle import Bundle, load_bundle, save_bundle
+from engine.models.registry import get_model_info
+from engine.training.trainer import train
 
 
 @pytest.fixture(scope="module")

@@ -14,21 +14,21 @@ from PIL import Image
 from torch import nn
 from torchvision import transforms as T
 
-from engine import catalog, lite0
-from engine import weights as weights_files
-from engine.catalog import (
+from engine.core.config import TrainConfig
+from engine.core.errors import ModelError
+from engine.models import lite0
+from engine.models import registry as catalog
+from engine.models import weights as weights_files
+from engine.models.build import build_model
+from engine.models.heads import find_head_modules
+from engine.models.preprocessing import Preprocessing
+from engine.models.registry import (
     ModelInfo,
-    Preprocessing,
-    build_model,
-    find_head_modules,
     get_model_info,
-    head_parameter_names,
     list_models,
-    split_head_backbone_params,
-    trainable_head_parameters,
-    weights_status,
 )
-from engine.errors import ModelError
+from engine.models.weights import weights_status
+from engine.training.strategies import is_head_parameter, parameter_groups
 
 HYMENOPTERA = Path(__file__).resolve().parents[2] / "shared/data/hymenoptera"
 IMAGENET_BEE = 309  # ImageNet class "bee"
@@ -141,7 +141,7 @@ def test_failed_download_is_a_one_line_model_error(torch_home, monkeypatch):
         raise urllib.error.URLError("no network")
 
     monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
-    monkeypatch.setattr(urllib.request, "urlopen", offline)  # what engine.weights downloads with
+    monkeypatch.setattr(urllib.request, "urlopen", offline)  # what engine.models.weights downloads with
     with pytest.raises(ModelError) as err:
         build_model("resnet18", 3, pretrained=True)
     message = str(err.value)
@@ -173,7 +173,7 @@ def test_pretrained_and_scratch_models_are_the_same_network(name, torch_home, mo
     reference = torchvision.models.get_model(name, weights=None, **_BUILT_FOR_WEIGHTS[name])
     downloads = []
 
-    def fake_download(model_name, **kwargs):  # engine.weights.download_weights, minus the network
+    def fake_download(model_name, **kwargs):  # engine.models.weights.download_weights, minus the network
         url = get_model_info(model_name).weights_url
         downloads.append(url)
         torch_home.mkdir(parents=True, exist_ok=True)
@@ -234,13 +234,17 @@ def test_head_names(name, expected):
         assert isinstance(conv, nn.Conv2d) and conv.kernel_size == (1, 1)
 
 
-def test_head_and_backbone_parameters_partition_the_model():
+def test_strategies_split_head_and_backbone_parameters():
     model, heads = build_model("mobilenet_v3_small", 4, pretrained=False)
-    head, backbone = split_head_backbone_params(model, heads)
+    head_names = {n for n, _ in model.named_parameters() if is_head_parameter(n, heads)}
+    assert head_names == {"classifier.3.weight", "classifier.3.bias"}
+    groups = parameter_groups(model, heads, TrainConfig(strategy="fine-tune"))
+    head, backbone = (g["params"] for g in groups)
     assert {id(p) for p in head}.isdisjoint(id(p) for p in backbone)
     assert len(head) + len(backbone) == len(list(model.parameters()))
-    assert [id(p) for p in trainable_head_parameters(model, heads)] == [id(p) for p in head]
-    assert head_parameter_names(model, heads) == {"classifier.3.weight", "classifier.3.bias"}
+    frozen = parameter_groups(model, heads, TrainConfig(strategy="feature-extract"))
+    assert [id(p) for p in frozen[0]["params"]] == [id(p) for p in head]
+    assert all(not p.requires_grad for p in backbone)
 
 
 def test_bad_class_counts_are_model_errors():

@@ -2,7 +2,7 @@
 
 import pytest
 
-from engine.config import STRATEGIES, ConfigError, TrainConfig
+from engine.core.config import STRATEGIES, ConfigError, TrainConfig
 
 
 def test_each_strategy_has_explanation_and_defaults():

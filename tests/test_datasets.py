@@ -1,4 +1,4 @@
-"""Tests for engine.datasets: layouts, splitting, errors, skipped files, the report."""
+"""Tests for engine.data.datasets: layouts, splitting, errors, skipped files, the report."""
 
 from __future__ import annotations
 
@@ -10,15 +10,9 @@ from pathlib import Path
 import pytest
 from helpers_images import make_image, make_image_folder
 
-from engine.datasets import (
-    DatasetReport,
-    Sample,
-    SkippedFile,
-    format_report,
-    scan_dataset,
-)
-from engine.errors import DatasetError
-from engine.images import open_image
+from engine.core.errors import DatasetError
+from engine.data.datasets import DatasetReport, Sample, SkippedFile, format_report, scan_dataset
+from engine.data.images import open_image
 
 HYMENOPTERA = Path(__file__).resolve().parents[2] / "shared/data/hymenoptera"
 

@@ -86,12 +86,12 @@ def test_unwritable_runs_folder(isolated, monkeypatch, capsys):
 
 
 def test_a_failing_probe_is_reported_not_raised(isolated, monkeypatch):
-    import engine.features
+    import engine.training.features
 
     def broken() -> Path:
         raise RuntimeError("disk on fire\nsecond line")
 
-    monkeypatch.setattr(engine.features, "default_cache_dir", broken)
+    monkeypatch.setattr(engine.training.features, "default_cache_dir", broken)
     report = environment_report()
     assert report["feature_cache"] == {"error": "disk on fire"}
     assert "Feature cache" in format_environment(report)

@@ -16,10 +16,14 @@ import pytest
 import torch
 from helpers_images import make_image_folder
 
-from engine.bundle import load_bundle
 from engine.cli import main
-from engine.errors import TransferStudioError
-from engine.evaluate import EvaluationCancelled, evaluate, format_evaluation, metrics_from_predictions
+from engine.core.errors import Cancelled, TransferStudioError
+from engine.inference.evaluate import (
+    evaluate,
+    format_evaluation,
+    metrics_from_predictions,
+)
+from engine.models.bundle import load_bundle
 
 HYMENOPTERA = Path(__file__).resolve().parents[2] / "shared" / "data" / "hymenoptera"
 
@@ -127,7 +131,7 @@ def test_a_class_the_model_does_not_know_is_a_clear_error(trained_bundle, tmp_pa
 
 
 def test_stops_when_asked_and_skips_unreadable_images(trained_bundle, synthetic_dataset, tmp_path):
-    with pytest.raises(EvaluationCancelled):
+    with pytest.raises(Cancelled):
         evaluate(trained_bundle, synthetic_dataset, device="cpu", should_stop=lambda: True)
     data = tmp_path / "data"
     shutil.copytree(synthetic_dataset, data)
@@ -203,8 +207,8 @@ def test_cli_predict_threshold_marks_unsure(trained_bundle, synthetic_dataset, t
 
 @pytest.mark.skipif(not HYMENOPTERA.is_dir(), reason="hymenoptera dataset not present")
 def test_evaluate_json_equals_the_runs_val_accuracy(tmp_path, monkeypatch, capsys):
-    from engine.config import TrainConfig
-    from engine.trainer import train
+    from engine.core.config import TrainConfig
+    from engine.training.trainer import train
 
     monkeypatch.setenv("TRANSFER_STUDIO_CACHE", str(tmp_path / "cache"))
     config = TrainConfig.for_strategy("feature-extract", epochs=3, device="cpu", augment=False)

@@ -17,10 +17,8 @@ import torch
 from helpers_images import make_image_folder
 from torch import nn
 
-from engine.bundle import Bundle, save_bundle
-from engine.catalog import build_model, get_model_info
 from engine.cli import main
-from engine.export import (
+from engine.inference.export import (
     ExportError,
     _export_onnx,
     export_bundle,
@@ -29,7 +27,10 @@ from engine.export import (
     prepare_for_export,
     read_export_metadata,
 )
-from engine.predict import list_images
+from engine.inference.predict import list_images
+from engine.models.build import build_model
+from engine.models.bundle import Bundle, save_bundle
+from engine.models.registry import get_model_info
 
 HYMENOPTERA = Path(__file__).resolve().parents[2] / "shared" / "data" / "hymenoptera"
 CLASSES = ["ants", "bees"]

@@ -8,14 +8,15 @@ import time
 import torch
 from helpers_images import make_image_folder
 
-from engine.catalog import build_model, get_model_info
-from engine.config import TrainConfig
-from engine.datasets import scan_dataset
-from engine.features import FeatureExtractor, FeatureStore, compute_features, head_is_last
-from engine.image_cache import DecodedImageCache
-from engine.pipeline import augment, center_crop, crop_boxes
-from engine.trainer import train
-from engine.transforms import eval_transform
+from engine.core.config import TrainConfig
+from engine.data.datasets import scan_dataset
+from engine.models.build import build_model
+from engine.models.preprocessing import eval_transform
+from engine.models.registry import get_model_info
+from engine.training.features import FeatureExtractor, FeatureStore, compute_features, head_is_last
+from engine.training.image_cache import DecodedImageCache
+from engine.training.pipeline import augment, center_crop, crop_boxes
+from engine.training.trainer import train
 
 PRE = get_model_info("efficientnet_lite0").preprocessing
 
@@ -40,7 +41,7 @@ def test_cached_eval_view_matches_the_eval_transform(tmp_path):
     samples = scan_dataset(data).splits["train"]
     cache = DecodedImageCache(samples, PRE)
     images, _ = cache.batch([0])
-    from engine.images import open_image
+    from engine.data.images import open_image
 
     expected = eval_transform(PRE)(open_image(samples[0].path))
     mean = torch.tensor(PRE.mean).view(3, 1, 1)
@@ -128,8 +129,8 @@ def test_cached_features_match_the_full_forward_pass(tmp_path, monkeypatch):
 
 def test_out_of_memory_halves_the_batch_and_goes_on(tmp_path, monkeypatch):
     monkeypatch.setenv("TRANSFER_STUDIO_CACHE", str(tmp_path / "cache"))
-    from engine import events as ev
-    from engine.trainer import _Training
+    from engine.training import events as ev
+    from engine.training.trainer import _Training
 
     data = make_image_folder(tmp_path / "d", {"a": 6, "b": 6})
     real_step = _Training._step

@@ -15,9 +15,7 @@ import torch
 from helpers_images import make_image
 from PIL import Image
 
-from engine.bundle import Bundle
-from engine.catalog import Preprocessing, build_model, get_model_info
-from engine.gradcam import (
+from engine.inference.gradcam import (
     GradCamUnavailable,
     find_target_layer,
     grad_cam,
@@ -26,7 +24,11 @@ from engine.gradcam import (
     overlay,
     to_original_size,
 )
-from engine.predict import Predictor
+from engine.inference.predict import Predictor
+from engine.models.build import build_model
+from engine.models.bundle import Bundle
+from engine.models.preprocessing import Preprocessing
+from engine.models.registry import get_model_info
 
 SIZE, SQUARE, MARGIN = 96, 36, 6  # the eval centre crop drops 6 px on each side of a 96 px image
 COLOURS = {"blue": (0, 0, 255), "red": (255, 0, 0)}
@@ -143,8 +145,8 @@ def _inside(point: tuple[int, int], corner: tuple[int, int]) -> bool:
 
 
 def test_heatmap_peak_falls_inside_the_coloured_square(tmp_path, monkeypatch):
-    from engine.config import TrainConfig
-    from engine.trainer import train
+    from engine.core.config import TrainConfig
+    from engine.training.trainer import train
 
     monkeypatch.setenv("TRANSFER_STUDIO_CACHE", str(tmp_path / "cache"))
     corners = _square_dataset(tmp_path / "squares", {"train": 24, "val": 20}, seed=SEED)

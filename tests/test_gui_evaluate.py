@@ -22,8 +22,9 @@ def untrained_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A randomly initialised 2-class mobilenet_v3_small bundle (cats, dogs): it makes mistakes."""
     import torch
 
-    from engine.bundle import Bundle, save_bundle
-    from engine.catalog import build_model, get_model_info
+    from engine.models.build import build_model
+    from engine.models.bundle import Bundle, save_bundle
+    from engine.models.registry import get_model_info
 
     torch.manual_seed(3)
     model, _ = build_model(ARCH, 2, pretrained=False)
@@ -183,7 +184,7 @@ def test_gradcam_toggle_overlays_the_preview(window, qtbot, synthetic_dataset, t
 
 
 def test_gradcam_unavailable_is_shown_as_text(window, qtbot, monkeypatch, synthetic_dataset, trained_bundle):
-    from engine.gradcam import GradCamUnavailable
+    from engine.inference.gradcam import GradCamUnavailable
     from gui.gradcam_view import GradCamModels
 
     def unavailable(*_args: Any) -> Any:
@@ -216,7 +217,7 @@ def test_a_just_trained_model_can_be_evaluated(window, qtbot, synthetic_dataset,
 def test_gallery_shows_why_grad_cam_is_unavailable(
     window, qtbot, monkeypatch, synthetic_dataset, untrained_bundle
 ):
-    from engine.gradcam import GradCamUnavailable
+    from engine.inference.gradcam import GradCamUnavailable
     from gui.gradcam_view import GradCamModels
 
     def unavailable(*_args: Any) -> Any:

@@ -62,8 +62,8 @@ def test_start_while_a_run_is_going_starts_no_second_run(window, qtbot, monkeypa
 
 def _stopped_run(data: Path, runs: Path, stop_after: int, epochs: int) -> Path:
     """A seeded CPU feature-extraction run of ``epochs`` stopped after epoch ``stop_after``."""
-    from engine.config import TrainConfig
-    from engine.trainer import train
+    from engine.core.config import TrainConfig
+    from engine.training.trainer import train
 
     config = TrainConfig.for_strategy(
         "feature-extract", epochs=epochs, batch_size=8, lr=1e-2, device="cpu", workers=0, seed=3
@@ -85,7 +85,7 @@ def _stopped_run(data: Path, runs: Path, stop_after: int, epochs: int) -> Path:
 def test_resume_continues_a_stopped_run_to_completion(
     window, qtbot, monkeypatch, synthetic_dataset, tmp_path
 ):
-    from engine.runs import RunDir
+    from engine.core.rundir import RunDir
 
     run = _stopped_run(synthetic_dataset, tmp_path / "runs" / "stopped", stop_after=2, epochs=4)
     reference = _stopped_run(synthetic_dataset, tmp_path / "runs" / "whole", stop_after=99, epochs=4)

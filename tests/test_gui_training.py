@@ -136,12 +136,12 @@ def test_stop_ends_the_run_and_allows_a_new_one(window, qtbot, monkeypatch, synt
 
 
 def test_trainer_crash_shows_a_readable_message(window, qtbot, monkeypatch, synthetic_dataset):
-    import engine.trainer
+    import engine.training.trainer
 
     def broken_train(*_args, **_kwargs):
         raise RuntimeError("simulated failure\nwith a second line")
 
-    monkeypatch.setattr(engine.trainer, "train", broken_train)
+    monkeypatch.setattr(engine.training.trainer, "train", broken_train)
     open_dataset(window, qtbot, monkeypatch, synthetic_dataset)
     configure(window)
     start(window, qtbot)

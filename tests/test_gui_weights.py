@@ -2,7 +2,7 @@
 
 Every test points torch hub at an empty temporary folder, so no torchvision model's weights are
 cached, and never touches the network: urllib is made to fail (offline) or ``download_weights`` is
-replaced by a fake that reports progress and writes the file. ``engine.trainer.train`` is replaced
+replaced by a fake that reports progress and writes the file. ``engine.training.trainer.train`` is replaced
 by a recorder where a test only needs to see that training started.
 """
 
@@ -18,6 +18,8 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication, QComboBox, QFileDialog, QPushButton
 from test_gui_training import open_dataset
+
+from engine.core.errors import Cancelled
 
 MODEL = "resnet18"
 
@@ -39,7 +41,7 @@ def empty_hub(tmp_path: Path) -> Iterator[Path]:
 @pytest.fixture
 def no_network(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """urllib.request.urlopen fails as with no network; returns the URLs it was asked for."""
-    import engine.weights
+    import engine.models.weights
 
     asked: list[str] = []
 
@@ -47,21 +49,21 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         asked.append(getattr(request, "full_url", str(request)))
         raise urllib.error.URLError(ConnectionRefusedError(111, "Connection refused"))
 
-    monkeypatch.setattr(engine.weights.urllib.request, "urlopen", refuse)
+    monkeypatch.setattr(engine.models.weights.urllib.request, "urlopen", refuse)
     return asked
 
 
 @pytest.fixture
 def train_calls(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
-    """engine.trainer.train records its config and returns at once (the run "starts")."""
-    import engine.trainer
+    """engine.training.trainer.train records its config and returns at once (the run "starts")."""
+    import engine.training.trainer
 
     calls: list[Any] = []
 
     def fake_train(config: Any, *_args: Any, **_kwargs: Any) -> None:
         calls.append(config)
 
-    monkeypatch.setattr(engine.trainer, "train", fake_train)
+    monkeypatch.setattr(engine.training.trainer, "train", fake_train)
     return calls
 
 
@@ -92,8 +94,8 @@ def runs_made(window: Any) -> list[Path]:
 def test_offline_shows_file_url_and_import_and_starts_nothing(
     window, qtbot, monkeypatch, synthetic_dataset, empty_hub, no_network, train_calls, tmp_path
 ):
-    from engine.catalog import get_model_info
-    from engine.weights import file_name_of
+    from engine.models.registry import get_model_info
+    from engine.models.weights import file_name_of
 
     url = get_model_info(MODEL).weights_url
     file_name = file_name_of(url)
@@ -130,16 +132,18 @@ def test_offline_shows_file_url_and_import_and_starts_nothing(
 def test_offline_then_import_makes_the_model_usable_and_starts_training(
     window, qtbot, monkeypatch, synthetic_dataset, empty_hub, no_network, train_calls, tmp_path
 ):
-    import engine.weights
+    import engine.models.weights
 
     def fake_import(file: Any, name: str | None = None) -> Path:
         assert name == MODEL
         empty_hub.mkdir(parents=True, exist_ok=True)
-        target = empty_hub / engine.weights.file_name_of(engine.weights.get_model_info(MODEL).weights_url)
+        target = empty_hub / engine.models.weights.file_name_of(
+            engine.models.weights.get_model_info(MODEL).weights_url
+        )
         target.write_bytes(Path(file).read_bytes())
         return target
 
-    monkeypatch.setattr(engine.weights, "import_weights", fake_import)
+    monkeypatch.setattr(engine.models.weights, "import_weights", fake_import)
     fetched = tmp_path / "resnet18-from-usb.pth"
     fetched.write_bytes(b"weights fetched elsewhere")
     monkeypatch.setattr(QFileDialog, "getOpenFileName", staticmethod(lambda *a, **k: (str(fetched), "")))
@@ -161,7 +165,7 @@ def test_offline_then_import_makes_the_model_usable_and_starts_training(
 def test_download_shows_progress_then_starts_training(
     window, qtbot, monkeypatch, synthetic_dataset, empty_hub, train_calls
 ):
-    import engine.weights
+    import engine.models.weights
 
     seen: list[tuple[str, str]] = []
 
@@ -175,7 +179,7 @@ def test_download_shows_progress_then_starts_training(
         target.write_bytes(b"x")
         return target
 
-    monkeypatch.setattr(engine.weights, "download_weights", fake_download)
+    monkeypatch.setattr(engine.models.weights, "download_weights", fake_download)
     open_dataset(window, qtbot, monkeypatch, synthetic_dataset)
     choose_torchvision_model(window, qtbot)
     dialog = press_start(window, qtbot)
@@ -196,7 +200,7 @@ def test_download_shows_progress_then_starts_training(
 def test_cancel_stops_the_download_and_starts_nothing(
     window, qtbot, monkeypatch, synthetic_dataset, empty_hub, train_calls
 ):
-    import engine.weights
+    import engine.models.weights
 
     stopped: list[bool] = []
 
@@ -205,11 +209,11 @@ def test_cancel_stops_the_download_and_starts_nothing(
             on_progress(done * 1000, 1_000_000, 10_000.0)
             if should_stop():
                 stopped.append(True)
-                raise engine.weights.DownloadCancelled("cancelled")
+                raise Cancelled("the download was cancelled")
             time.sleep(0.02)
         raise AssertionError("the download was never cancelled")
 
-    monkeypatch.setattr(engine.weights, "download_weights", slow_download)
+    monkeypatch.setattr(engine.models.weights, "download_weights", slow_download)
     open_dataset(window, qtbot, monkeypatch, synthetic_dataset)
     choose_torchvision_model(window, qtbot)
     dialog = press_start(window, qtbot)
@@ -260,19 +264,19 @@ def test_real_download_code_against_a_closed_local_port_shows_the_offline_messag
     import dataclasses
     import socket
 
-    import engine.weights
+    import engine.models.weights
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]  # closed again when the block ends: connections are refused
     url = f"http://127.0.0.1:{port}/resnet18-f37072fd.pth"
-    real_info = engine.weights.get_model_info
+    real_info = engine.models.weights.get_model_info
 
     def info_with_local_url(name: str) -> Any:
         info = real_info(name)
         return dataclasses.replace(info, weights_url=url) if info.name == MODEL else info
 
-    monkeypatch.setattr(engine.weights, "get_model_info", info_with_local_url)
+    monkeypatch.setattr(engine.models.weights, "get_model_info", info_with_local_url)
     open_dataset(window, qtbot, monkeypatch, synthetic_dataset)
     choose_torchvision_model(window, qtbot)
     dialog = press_start(window, qtbot)

@@ -101,7 +101,7 @@ def test_model_picker_is_searchable(window, qtbot):
 
 
 def test_strategy_change_applies_its_defaults(window):
-    from engine.config import STRATEGIES, TrainConfig
+    from engine.core.config import STRATEGIES, TrainConfig
 
     strategy = window.findChild(QComboBox, "strategyPicker")
     epochs = window.findChild(QSpinBox, "epochsSpin")

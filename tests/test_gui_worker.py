@@ -8,9 +8,9 @@ import time
 import pytest
 from PySide6.QtCore import QObject, Slot
 
-from engine import events as ev
-from engine.config import TrainConfig
-from engine.errors import DatasetError
+from engine.core.config import TrainConfig
+from engine.core.errors import DatasetError
+from engine.training import events as ev
 from gui.worker import FunctionWorker, ThreadRunner, TrainWorker, friendly_error
 
 
@@ -57,7 +57,7 @@ class Recorder(QObject):
 
 
 def fake_train(batches: int = 200, epochs: int = 2, delay: float = 0.0, fail: Exception | None = None):
-    """A stand-in for engine.trainer.train that emits real engine events."""
+    """A stand-in for engine.training.trainer.train that emits real engine events."""
     seen_stops: list[int] = []
 
     def train(config, data_root, *, run_dir=None, on_event=None, should_stop=None, report=None):
@@ -84,9 +84,9 @@ def fake_train(batches: int = 200, epochs: int = 2, delay: float = 0.0, fail: Ex
 
 
 def start_train_worker(qtbot, monkeypatch, tmp_path, train):
-    import engine.trainer
+    import engine.training.trainer
 
-    monkeypatch.setattr(engine.trainer, "train", train)
+    monkeypatch.setattr(engine.training.trainer, "train", train)
     runner = ThreadRunner()
     recorder = Recorder()
     worker = TrainWorker(TrainConfig(), tmp_path, tmp_path / "runs")

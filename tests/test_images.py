@@ -1,4 +1,4 @@
-"""Tests for engine.images: robust opening, colour modes, EXIF orientation, formats, failures."""
+"""Tests for engine.data.images: robust opening, colour modes, EXIF orientation, formats, failures."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import pytest
 from helpers_images import make_image
 from PIL import Image, features
 
-from engine import images
-from engine.errors import UnreadableImageError
-from engine.images import IMAGE_EXTENSIONS, open_image, verify_image
+from engine.core.errors import UnreadableImageError
+from engine.data import images
+from engine.data.images import IMAGE_EXTENSIONS, open_image, verify_image
 
 RED = (220, 40, 40)
 

@@ -17,17 +17,18 @@ import torch
 from helpers_hostile import make_hostile_dataset
 from helpers_images import make_image, make_image_folder
 
-from engine import events as ev
-from engine.bundle import Bundle, load_bundle, save_bundle
-from engine.catalog import build_model, get_model_info
 from engine.cli import main
-from engine.config import TrainConfig
-from engine.datasets import scan_dataset
-from engine.errors import BundleError, TransferStudioError, UnreadableImageError
-from engine.images import open_image
-from engine.predict import Predictor
-from engine.runs import RunDir
-from engine.trainer import resume, train
+from engine.core.config import TrainConfig
+from engine.core.errors import BundleError, TransferStudioError, UnreadableImageError
+from engine.core.rundir import RunDir
+from engine.data.datasets import scan_dataset
+from engine.data.images import open_image
+from engine.inference.predict import Predictor
+from engine.models.build import build_model
+from engine.models.bundle import Bundle, load_bundle, save_bundle
+from engine.models.registry import get_model_info
+from engine.training import events as ev
+from engine.training.trainer import resume, train
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = {"model": "mobilenet_v3_small", "batch_size": 8, "device": "cpu", "workers": 1}
@@ -184,7 +185,7 @@ def test_cli_predict_with_bad_bundle_is_one_line(tmp_path, name):
 # -- faults during training ------------------------------------------------------------------------
 def test_disk_full_while_writing_a_checkpoint_keeps_the_previous_one(tmp_path, monkeypatch):
     data = make_image_folder(tmp_path / "d", {"a": 6, "b": 6})
-    import engine.runs as runs
+    import engine.core.rundir as runs
 
     real_save = torch.save
     calls = {"n": 0}

@@ -6,13 +6,14 @@ import pytest
 import torch
 from helpers_images import make_image_folder
 
-from engine import events as ev
-from engine.bundle import load_bundle
-from engine.catalog import build_model
-from engine.config import TrainConfig
-from engine.runs import RunDir
-from engine.strategies import parameter_groups
-from engine.trainer import resume, split_outputs, train
+from engine.core.config import TrainConfig
+from engine.core.rundir import RunDir
+from engine.models.build import build_model
+from engine.models.bundle import load_bundle
+from engine.models.heads import split_outputs
+from engine.training import events as ev
+from engine.training.strategies import parameter_groups
+from engine.training.trainer import resume, train
 
 FAST = {"batch_size": 8, "workers": 0, "device": "cpu", "lr": 1e-2}
 
@@ -161,7 +162,7 @@ def test_undecodable_image_is_skipped_not_fatal(tmp_path):
 
 
 def test_eta_rates_feature_batches_and_epoch_batches_separately():
-    from engine.trainer import _Eta
+    from engine.training.trainer import _Eta
 
     eta = _Eta()
     eta.planned = {"features": 2, "epoch": 10}

@@ -22,11 +22,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine import weights as weights_mod
-from engine.catalog import get_model_info
 from engine.cli import _DownloadBar, main
-from engine.weights import (
-    DownloadCancelled,
+from engine.core.errors import Cancelled
+from engine.models import weights as weights_mod
+from engine.models.registry import get_model_info
+from engine.models.weights import (
     WeightsError,
     download_weights,
     file_name_of,
@@ -116,7 +116,7 @@ def hub(tmp_path, monkeypatch) -> Path:
 
 @pytest.fixture
 def fake_catalog(monkeypatch):
-    """Make engine.weights see a catalog of the offline model plus "testnet" at a settable URL."""
+    """Make engine.models.weights see a catalog of the offline model plus "testnet" at a settable URL."""
     lite0_info = get_model_info("efficientnet_lite0")
     models = {"efficientnet_lite0": lite0_info}
 
@@ -201,10 +201,10 @@ def test_cancel_stops_the_download_and_leaves_nothing(server, hub):
     name, payload = _make_weights(6)
     url = _serve(server, name, payload)
     stop = threading.Event()
-    with pytest.raises(DownloadCancelled):
+    with pytest.raises(Cancelled):
         download_weights(url, on_progress=lambda *a: stop.set(), should_stop=stop.is_set)
     assert _leftovers(hub) == []
-    with pytest.raises(DownloadCancelled):  # already cancelled: not even a connection
+    with pytest.raises(Cancelled):  # already cancelled: not even a connection
         download_weights(url, should_stop=lambda: True)
     assert _leftovers(hub) == []
 

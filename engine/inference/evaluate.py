@@ -23,12 +23,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from engine.bundle import Bundle, load_bundle
-from engine.datasets import DatasetReport, Sample, scan_dataset
-from engine.errors import TransferStudioError, UnreadableImageError
-from engine.images import open_image
-from engine.predict import Predictor
-from engine.trainer import split_outputs
+from engine.core.errors import TransferStudioError, UnreadableImageError, raise_if_stopped
+from engine.data.datasets import DatasetReport, Sample, scan_dataset
+from engine.data.images import open_image
+from engine.inference.predict import Predictor
+from engine.models.bundle import Bundle, load_bundle
+from engine.models.heads import split_outputs
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +37,6 @@ BATCH_SIZE = 32
 _LOAD_THREADS = 4
 _MIN_PROB = 1e-12  # loss of a probability that underflowed to 0 is -log(1e-12), not infinity
 EVALUATION_SPLITS = ("val", "train", "test", "all")
-
-
-class EvaluationCancelled(TransferStudioError):
-    """The caller's ``should_stop`` asked evaluation to stop."""
 
 
 @dataclass(frozen=True)
@@ -254,7 +250,7 @@ def evaluate(
 
     ``data`` is a dataset folder (either layout, see :func:`select_samples`) or a scanned report. The
     folder's classes are matched to the model's by name. ``on_progress(done, total)`` counts images;
-    ``should_stop()`` is polled between batches and raises :class:`EvaluationCancelled`.
+    ``should_stop()`` is polled between batches and raises :class:`~engine.core.errors.Cancelled`.
     """
     predictor = _as_predictor(model, device)
     bundle = predictor.bundle
@@ -280,8 +276,7 @@ def evaluate(
     predictor.model.eval()
     with ThreadPoolExecutor(_LOAD_THREADS, thread_name_prefix="evaluate") as pool:
         for start in range(0, total, batch_size):
-            if should_stop and should_stop():
-                raise EvaluationCancelled("evaluation stopped")
+            raise_if_stopped(should_stop, "evaluation")
             chunk = samples[start : start + batch_size]
             loaded = list(pool.map(lambda s: _load(s.path, predictor), chunk))
             tensors = []

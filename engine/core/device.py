@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from engine.config import ConfigError
+from engine.core.config import ConfigError
 
 
 def cuda_unavailable_reason() -> str | None:

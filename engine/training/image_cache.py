@@ -18,11 +18,10 @@ import numpy as np
 import torch
 from torchvision.transforms import functional as TF
 
-from engine.catalog import Preprocessing
-from engine.datasets import Sample
-from engine.errors import UnreadableImageError
-from engine.images import open_image
-from engine.transforms import interpolation_mode
+from engine.core.errors import UnreadableImageError
+from engine.data.datasets import Sample
+from engine.data.images import open_image
+from engine.models.preprocessing import Preprocessing, interpolation_mode
 
 log = logging.getLogger(__name__)
 

@@ -4,11 +4,11 @@ Owns :func:`export_bundle` (the model file, plus a ``<out>.json`` sidecar holdin
 preprocessing and architecture; TorchScript also embeds it as the extra file ``transfer_studio.json``
 and ONNX as the model property ``transfer_studio`` when the ``onnx`` package is installed), and
 :func:`parity_check`, which runs images through the exported file (onnxruntime for ONNX, ``torch.jit``
-for TorchScript) and through the in-app :class:`~engine.predict.Predictor`, with the same preprocessed
+for TorchScript) and through the in-app :class:`~engine.inference.predict.Predictor`, with the same preprocessed
 tensors, and reports top-1 agreement and the largest probability difference.
 
 The exported model takes a float32 ``[batch, 3, crop, crop]`` tensor, preprocessed exactly as
-``engine.transforms.eval_transform`` does, and returns raw logits ``[batch, classes]``; the batch size
+``engine.models.preprocessing.eval_transform`` does, and returns raw logits ``[batch, classes]``; the batch size
 is free. Both exports trace the model, so the image size is fixed to the bundle's crop size.
 """
 
@@ -32,12 +32,12 @@ import torch
 from torch import nn
 
 from engine import __version__
-from engine.bundle import Bundle, load_bundle
-from engine.datasets import scan_dataset
-from engine.errors import DatasetError, TransferStudioError, UnreadableImageError
-from engine.images import open_image
-from engine.predict import Predictor, list_images
-from engine.trainer import split_outputs
+from engine.core.errors import DatasetError, TransferStudioError, UnreadableImageError, raise_if_stopped
+from engine.data.datasets import DatasetReport, scan_dataset
+from engine.data.images import open_image
+from engine.inference.predict import Predictor, list_images
+from engine.models.bundle import Bundle, load_bundle
+from engine.models.heads import split_outputs
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +55,6 @@ _LOAD_THREADS = 4
 
 class ExportError(TransferStudioError):
     """The model could not be exported in the asked format."""
-
-
-class ParityCancelled(TransferStudioError):
-    """The caller's ``should_stop`` asked the parity check to stop."""
 
 
 @dataclass(frozen=True)
@@ -382,8 +378,7 @@ def parity_check(
         on_progress(0, total)
     with ThreadPoolExecutor(_LOAD_THREADS, thread_name_prefix="parity") as pool:
         for start in range(0, total, batch_size):
-            if should_stop and should_stop():
-                raise ParityCancelled("parity check stopped")
+            raise_if_stopped(should_stop, "the parity check")
             chunk = paths[start : start + batch_size]
             loaded = list(pool.map(lambda p: _load(p, predictor), chunk))
             kept = [(p, t) for p, t in zip(chunk, loaded) if t is not None]
@@ -419,12 +414,22 @@ def _load(path: Path, predictor: Predictor) -> torch.Tensor | None:
         return None
 
 
-def parity_images(data: str | Path, max_images: int | None = None) -> list[Path]:
-    """Images for a parity check: the val/ images of a dataset folder that has one, else every image in ``data``."""
-    data = Path(data)
-    try:
-        report = scan_dataset(data, verify=False)
-        paths = list_images(data) if report.auto_split else [s.path for s in report.splits["val"]]
-    except DatasetError:
-        paths = list_images(data)
+def parity_images(data: str | Path | DatasetReport, max_images: int | None = None) -> list[Path]:
+    """Images for a parity check: the val/ images of a dataset that has one, else every image in it.
+
+    ``data`` is a dataset folder or an already scanned :class:`DatasetReport` (the window's).
+    """
+    if isinstance(data, DatasetReport):
+        report: DatasetReport | None = data
+    else:
+        try:
+            report = scan_dataset(Path(data), verify=False)
+        except DatasetError:
+            report = None
+    if report is None:
+        paths = list_images(Path(data))  # type: ignore[arg-type]  # only a path fails to scan
+    elif report.auto_split:
+        paths = [s.path for part in report.splits.values() for s in part]
+    else:
+        paths = [s.path for s in report.splits["val"]]
     return paths[:max_images] if max_images else paths

@@ -2,7 +2,7 @@
 
 This module owns how a folder of photos becomes a :class:`DatasetReport` (classes, samples per
 split, skipped files with reasons, warnings) via :func:`scan_dataset`, and the human-readable report
-(:func:`format_report`). Decoding for training lives in ``engine.image_cache``.
+(:func:`format_report`). Decoding for training lives in ``engine.training.image_cache``.
 
 Two layouts are accepted: ``root/train/<class>/...`` + ``root/val/<class>/...`` (optionally
 ``root/test/<class>/...``), or ``root/<class>/...``, which gets a stratified, seeded train/val
@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.errors import DatasetError, UnreadableImageError
-from engine.images import IMAGE_EXTENSIONS, verify_image
+from engine.core.errors import DatasetError, UnreadableImageError
+from engine.data.images import IMAGE_EXTENSIONS, verify_image
 
 logger = logging.getLogger(__name__)
 
@@ -226,7 +226,7 @@ def scan_dataset(
 ) -> DatasetReport:
     """Scan a dataset folder into a :class:`DatasetReport`; raise DatasetError if it is unusable.
 
-    ``verify=True`` checks each image cheaply (see :func:`engine.images.verify_image`);
+    ``verify=True`` checks each image cheaply (see :func:`engine.data.images.verify_image`);
     ``verify=False`` only checks file extensions. ``on_progress(done, total)`` is called as files
     are checked (it may raise, e.g. to cancel, and the exception propagates).
     """

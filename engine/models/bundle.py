@@ -16,9 +16,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from engine.catalog import Preprocessing, build_model
-from engine.errors import BundleError, TransferStudioError
-from engine.runs import atomic_torch_save
+from engine.core.errors import BundleError, TransferStudioError
+from engine.core.files import atomic_torch_save
+from engine.models.build import build_model
+from engine.models.preprocessing import Preprocessing
 
 BUNDLE_FORMAT = "transfer-studio-bundle"
 BUNDLE_VERSION = 1

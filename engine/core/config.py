@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from engine.errors import TransferStudioError
+from engine.core.errors import TransferStudioError
 
 STRATEGIES: dict[str, str] = {
     "feature-extract": "Freeze the pretrained backbone and train only a new head: fastest, best for small datasets.",

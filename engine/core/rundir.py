@@ -16,16 +16,14 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 import time
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from engine.errors import TransferStudioError
+from engine.core.errors import TransferStudioError
+from engine.core.files import atomic_torch_save, atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -53,30 +51,6 @@ def new_run_dir(model: str, strategy: str, root: Path | None = None) -> Path:
     return candidate
 
 
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp_path)`` then rename the temporary file onto ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def atomic_torch_save(obj: Any, path: Path) -> None:
-    """``torch.save`` that never leaves a partial file at ``path``."""
-    atomic_write(path, lambda tmp: torch.save(obj, tmp))
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically."""
-    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
-
-
 class RunDir:
     """Reads and writes the files of one run directory."""
 
@@ -98,6 +72,10 @@ class RunDir:
     @property
     def bundle_path(self) -> Path:
         return self.path / BUNDLE_FILE
+
+    def is_resumable(self) -> bool:
+        """Whether the folder holds a run that ``resume`` can continue (a config and a checkpoint)."""
+        return self.config_path.is_file() and self.checkpoint_path.is_file()
 
     def write_config(self, config: dict[str, Any], data_root: Path) -> None:
         payload = {"config": config, "data_root": str(data_root)}
@@ -142,47 +120,17 @@ class RunDir:
             raise TransferStudioError(f"cannot read {self.checkpoint_path}: {exc}") from None
 
 
-def cpu_copy(obj: Any) -> Any:
-    """A deep copy of nested dicts/lists whose tensors are detached CPU copies (safe to save later)."""
-    if isinstance(obj, torch.Tensor):
-        return obj.detach().to("cpu", copy=True)
-    if isinstance(obj, dict):
-        return {k: cpu_copy(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(cpu_copy(v) for v in obj)
-    return obj
+def best_epoch(history: list[dict[str, Any]]) -> tuple[int, float]:
+    """``(epoch, val_acc)`` of the best row of a run's metrics (the first of equals), ``(0, -1.0)`` if none.
 
-
-class CheckpointWriter:
-    """Writes checkpoints on a background thread, one at a time, so training never waits on the disk.
-
-    ``submit`` first waits for the previous write, so at most one is in flight and each epoch's
-    checkpoint lands in order. A failed write (a full disk, say) leaves the previous checkpoint in place
-    and is reported by the next ``submit`` or ``close`` through ``on_error``.
+    The same rule the trainer uses to pick the epoch whose weights go into the bundle.
     """
-
-    def __init__(self, run: RunDir, on_error: Callable[[str], None]) -> None:
-        self.run = run
-        self.on_error = on_error
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint")
-        self._pending: Future | None = None
-
-    def submit(self, state: dict[str, Any]) -> None:
-        """Queue ``state`` (already copied to the CPU) to be written atomically."""
-        self._wait()
-        self._pending = self._pool.submit(self.run.save_checkpoint, state)
-
-    def close(self) -> None:
-        self._wait()
-        self._pool.shutdown(wait=True)
-
-    def _wait(self) -> None:
-        if self._pending is None:
-            return
+    best, best_acc = 0, -1.0
+    for row in history:
         try:
-            self._pending.result()
-        except OSError as exc:
-            log.warning("checkpoint not written: %s", exc)
-            self.on_error(f"could not write the checkpoint ({exc}); the previous one is kept")
-        finally:
-            self._pending = None
+            epoch, acc = int(row["epoch"]), float(row["val_acc"])
+        except (KeyError, TypeError, ValueError):
+            continue
+        if acc > best_acc:
+            best, best_acc = epoch, acc
+    return best, best_acc

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from engine.errors import UnreadableImageError
+from engine.core.errors import UnreadableImageError
 
 logger = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from engine.errors import ModelError
+from engine.core.errors import ModelError
 
 logger = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from torch import nn
 
-from engine.config import TrainConfig
+from engine.core.config import TrainConfig
 
 
 def is_head_parameter(param_name: str, head_names: list[str]) -> bool:

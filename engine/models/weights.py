@@ -10,7 +10,7 @@ corrupt download, a cancel or a full disk never leaves something that counts as 
 
 The functions are plain and blocking, meant to run on a worker thread: ``download_weights`` reports
 progress through ``on_progress(bytes_done, bytes_total, bytes_per_s)`` (``bytes_total`` is 0 when the
-server does not say) and stops, raising ``DownloadCancelled``, soon after ``should_stop()`` is true.
+server does not say) and stops, raising :class:`~engine.core.errors.Cancelled`, soon after ``should_stop()`` is true.
 """
 
 from __future__ import annotations
@@ -30,9 +30,10 @@ from typing import IO, Any
 
 import torch
 
-from engine.catalog import get_model_info, list_models, weights_cache_dir
-from engine.errors import ModelError
-from engine.sizes import format_size
+from engine.core.errors import Cancelled, ModelError
+from engine.core.sizes import format_size
+from engine.models import lite0
+from engine.models.registry import get_model_info, list_models
 
 logger = logging.getLogger(__name__)
 
@@ -60,8 +61,19 @@ class WeightsError(ModelError):
         self.offline = offline
 
 
-class DownloadCancelled(WeightsError):
-    """``should_stop()`` became true during a download; nothing was left in the cache."""
+def weights_cache_dir() -> Path:
+    """Where torch hub keeps downloaded weights (``$TORCH_HOME/hub/checkpoints`` by default)."""
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def weights_status(name: str) -> str:
+    """ "offline" (built in), "cached" (already downloaded) or "download" (needs the internet)."""
+    info = get_model_info(name)
+    if info.offline:
+        return "offline"
+    if info.weights_url and (weights_cache_dir() / file_name_of(info.weights_url)).is_file():
+        return "cached"
+    return "download"
 
 
 def file_name_of(url: str) -> str:
@@ -88,7 +100,7 @@ def download_weights(
     A file already in the cache is returned as is, and so is the built-in offline model's file. Otherwise the file is streamed with urllib into
     a temporary file next to its final place, its SHA-256 is checked against the hash prefix of its
     name, and only then is it renamed into place. Raises ``WeightsError`` (``offline=True`` when the
-    server cannot be reached), ``DownloadCancelled`` when ``should_stop()`` turns true, and
+    server cannot be reached), ``Cancelled`` when ``should_stop()`` turns true, and
     ``ModelError`` for an unknown model name. ``timeout`` is per network operation, in seconds.
     """
     model: str | None = None
@@ -96,8 +108,6 @@ def download_weights(
     if "://" not in name_or_url:
         info = get_model_info(name_or_url)
         if info.offline or not info.weights_url:  # built in: nothing to download
-            from engine import lite0
-
             return lite0.weights_file()
         url, model = info.weights_url, info.name
     folder = Path(cache_dir) if cache_dir is not None else weights_cache_dir()
@@ -159,7 +169,7 @@ def _fetch(
 
     def stop_requested() -> None:
         if should_stop is not None and should_stop():
-            raise DownloadCancelled(f"The download of {what} was cancelled", url=url, file_name=file_name)
+            raise Cancelled(f"the download of {what} was cancelled")
 
     stop_requested()
     request = urllib.request.Request(url, headers={"User-Agent": "transfer-studio"})
@@ -313,8 +323,6 @@ def weights_table() -> list[dict[str, Any]]:
     ``status`` is "offline" (built in), "cached" (in the cache) or "download" (needs the internet);
     ``path``/``size`` are None unless the file is on this machine.
     """
-    from engine import lite0
-
     folder = weights_cache_dir()
     rows = []
     for info in list_models():

@@ -11,12 +11,12 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from engine.bundle import Bundle, load_bundle
-from engine.device import resolve_device
-from engine.errors import TransferStudioError, UnreadableImageError
-from engine.images import IMAGE_EXTENSIONS, open_image
-from engine.trainer import split_outputs
-from engine.transforms import eval_transform
+from engine.core.device import resolve_device
+from engine.core.errors import TransferStudioError, UnreadableImageError
+from engine.data.images import IMAGE_EXTENSIONS, open_image
+from engine.models.bundle import Bundle, load_bundle
+from engine.models.heads import split_outputs
+from engine.models.preprocessing import eval_transform
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The training loop: a train and a val phase per epoch, best-epoch tracking, checkpoints, cancellation.
 
-Callers drive it through two plain callables: ``on_event`` receives the events of ``engine.events``
+Callers drive it through two plain callables: ``on_event`` receives the events of ``engine.training.events``
 and ``should_stop`` is polled between batches, so a Stop takes effect within one batch. The CLI and
 the GUI's QThread worker are both thin adapters over :func:`train` and :func:`resume`.
 """
@@ -19,18 +19,21 @@ from typing import Any
 import torch
 from torch import nn
 
-from engine import events as ev
-from engine.bundle import Bundle, save_bundle
-from engine.catalog import build_model, get_model_info
-from engine.config import TrainConfig
-from engine.datasets import DatasetReport, scan_dataset
-from engine.device import describe_device, resolve_device
-from engine.errors import TrainingCancelled, TransferStudioError
-from engine.features import FeatureExtractor, FeatureStore, compute_features, head_is_last
-from engine.image_cache import DecodedImageCache
-from engine.pipeline import FeatureBatches, ImageBatches
-from engine.runs import CheckpointWriter, RunDir, cpu_copy, new_run_dir
-from engine.strategies import is_head_parameter, parameter_groups, set_mode
+from engine.core.config import TrainConfig
+from engine.core.device import describe_device, resolve_device
+from engine.core.errors import TrainingCancelled, TransferStudioError
+from engine.core.files import cpu_copy
+from engine.core.rundir import RunDir, new_run_dir
+from engine.data.datasets import DatasetReport, scan_dataset
+from engine.models.build import build_model
+from engine.models.bundle import Bundle, save_bundle
+from engine.models.registry import get_model_info
+from engine.training import events as ev
+from engine.training.checkpoints import CheckpointWriter
+from engine.training.features import FeatureExtractor, FeatureStore, compute_features, head_is_last
+from engine.training.image_cache import DecodedImageCache
+from engine.training.pipeline import FeatureBatches, ImageBatches
+from engine.training.strategies import is_head_parameter, parameter_groups, set_mode
 
 log = logging.getLogger(__name__)
 

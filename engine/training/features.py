@@ -3,8 +3,8 @@
 With a frozen backbone in eval mode, the head's input for a given image view never changes, so it
 is computed once per image and view (view 0 is the plain eval view; views 1.. are seeded random crops
 and flips) and every epoch then costs only the head. Features also persist on disk, keyed by the
-model, its weights, its preprocessing, the augmentation settings and each file's path, size and
-modification time: changing any of those recomputes exactly the entries it affects.
+model, its weights, its preprocessing, every augmentation setting (:data:`AUGMENTATION`), the seed,
+the compute precision and each file's path, size and modification time: changing any of those recomputes exactly the entries it affects.
 
 This applies whenever the head's output *is* the model's output (true across the catalog except
 squeezenet, whose head is followed by pooling); other models train on cached images instead.
@@ -22,12 +22,18 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from engine.catalog import ModelInfo
-from engine.datasets import Sample
-from engine.image_cache import DecodedImageCache
-from engine.pipeline import Normalizer, augment, center_crop, crop_boxes
-from engine.runs import atomic_torch_save
-from engine.transforms import AUGMENT_SCALE
+from engine.core.files import atomic_torch_save
+from engine.data.datasets import Sample
+from engine.models.registry import ModelInfo
+from engine.training.image_cache import DecodedImageCache
+from engine.training.pipeline import (
+    AUGMENTATION,
+    HFLIP_PROBABILITY,
+    Normalizer,
+    augment,
+    center_crop,
+    crop_boxes,
+)
 
 log = logging.getLogger(__name__)
 
@@ -93,14 +99,17 @@ def head_is_last(model: nn.Module, head_name: str, input_size: int) -> bool:
 class FeatureStore:
     """A dict ``entry key -> feature tensor`` for one model/weights/preprocessing, saved on disk."""
 
-    def __init__(self, info: ModelInfo, seed: int, cache_dir: Path | None = None) -> None:
+    def __init__(
+        self, info: ModelInfo, seed: int, cache_dir: Path | None = None, *, precision: str = "float32"
+    ) -> None:
         spec = {
             "version": FEATURE_CACHE_VERSION,
             "model": info.name,
             "weights": info.weights_name or info.weights_url or "built-in",
             "preprocessing": info.preprocessing.to_dict(),
-            "augment_scale": list(AUGMENT_SCALE),
+            "augmentation": {k: list(v) if isinstance(v, tuple) else v for k, v in AUGMENTATION.items()},
             "seed": seed,
+            "precision": precision,  # the backbone's compute dtype (bf16/fp16 autocast on a GPU)
         }
         digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:24]
         self.path = (cache_dir or default_cache_dir()) / f"{info.name}-{digest}.pt"
@@ -130,7 +139,7 @@ def view_draw(sample_key: str, view: int, seed: int) -> tuple[torch.Tensor, torc
     """The crop box and flip of augmented ``view`` of one image: fixed by the seed and the file."""
     digest = hashlib.sha256(f"{seed}|{view}|{sample_key}".encode()).digest()
     generator = torch.Generator().manual_seed(int.from_bytes(digest[:8], "little"))
-    return crop_boxes(1, generator)[0], torch.rand(1, generator=generator)[0] < 0.5
+    return crop_boxes(1, generator)[0], torch.rand(1, generator=generator)[0] < HFLIP_PROBABILITY
 
 
 def compute_features(
@@ -160,7 +169,7 @@ def compute_features(
     chunks = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
     for n, chunk in enumerate(chunks, start=1):
         if should_stop and should_stop():
-            from engine.errors import TrainingCancelled
+            from engine.core.errors import TrainingCancelled
 
             store.save()
             raise TrainingCancelled("stopped by the user")

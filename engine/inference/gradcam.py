@@ -28,12 +28,12 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from engine.bundle import Bundle, load_bundle
-from engine.catalog import Preprocessing, find_head_modules
-from engine.errors import TransferStudioError
-from engine.images import open_image
-from engine.predict import Predictor
-from engine.trainer import split_outputs
+from engine.core.errors import TransferStudioError
+from engine.data.images import open_image
+from engine.inference.predict import Predictor
+from engine.models.bundle import Bundle, load_bundle
+from engine.models.heads import find_head_modules, split_outputs
+from engine.models.preprocessing import Preprocessing
 
 log = logging.getLogger(__name__)
 

@@ -15,11 +15,24 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import torch
 import torch.nn.functional as F
 
-from engine.catalog import Preprocessing
-from engine.image_cache import DecodedImageCache
-from engine.transforms import AUGMENT_SCALE
+from engine.models.preprocessing import Preprocessing
+from engine.training.image_cache import DecodedImageCache
 
+# Random-resized-crop scale range: milder than ImageNet's (0.08, 1), which throws away too much of
+# the object on the small, photo-like datasets this app is for.
+AUGMENT_SCALE = (0.35, 1.0)
 AUGMENT_RATIO = (3 / 4, 4 / 3)
+HFLIP_PROBABILITY = 0.5
+#: Every setting that decides an augmented view's pixels. The feature cache's key includes all of it,
+#: so changing any of them (or the version, when the crop code itself changes) recomputes the features.
+AUGMENTATION: dict[str, object] = {
+    "version": 1,
+    "scale": AUGMENT_SCALE,
+    "ratio": AUGMENT_RATIO,
+    "hflip_probability": HFLIP_PROBABILITY,
+    "resample": "bilinear",
+    "padding": "reflection",
+}
 Batch = tuple[torch.Tensor, torch.Tensor]  # inputs and labels, on the training device
 
 
@@ -50,7 +63,9 @@ def augment(images: torch.Tensor, crop_size: int, boxes: torch.Tensor, flips: to
     theta[:, 1, 2] = boxes[:, 3]
     grid = F.affine_grid(theta, [b, 3, crop_size, crop_size], align_corners=False)
     pixels = images.float().div_(255)
-    return F.grid_sample(pixels, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+    return F.grid_sample(
+        pixels, grid, mode=AUGMENTATION["resample"], padding_mode=AUGMENTATION["padding"], align_corners=False
+    )
 
 
 def center_crop(images: torch.Tensor, crop_size: int) -> torch.Tensor:
@@ -106,7 +121,7 @@ class ImageBatches:
         for chunk in self.chunks:
             if self.augment:
                 boxes = crop_boxes(len(chunk), self.generator)
-                flips = torch.rand(len(chunk), generator=self.generator) < 0.5
+                flips = torch.rand(len(chunk), generator=self.generator) < HFLIP_PROBABILITY
                 draws.append((boxes, flips))
             else:
                 draws.append(None)

@@ -1,0 +1,97 @@
+"""Building a catalog model with a fresh classification head, pretrained or from scratch."""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+import torchvision
+from torch import nn
+
+from engine.core.errors import ModelError
+from engine.models import lite0
+from engine.models import weights as weights_files
+from engine.models.heads import find_head_modules, replace_head_module
+from engine.models.registry import PRETRAINED_NUM_CLASSES, ModelInfo, get_model_info
+
+logger = logging.getLogger(__name__)
+
+
+def build_model(
+    name: str, num_classes: int, *, pretrained: bool, replace_head: bool = True
+) -> tuple[nn.Module, list[str]]:
+    """Build ``name`` and give it a fresh ``num_classes``-way head.
+
+    ``pretrained`` loads the ImageNet weights (torchvision's download/cache, or the built-in
+    file for the offline model). Every classification head -- any ``nn.Linear`` or 1x1
+    ``nn.Conv2d`` with 1000 outputs, auxiliary heads included -- is replaced by a freshly
+    initialised layer of the same kind. Returns the model and the heads' qualified module names.
+    ``replace_head=False`` keeps the original 1000-class ImageNet heads (``num_classes`` must
+    then be 1000), e.g. to check what the pretrained model recognises.
+    """
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ModelError(f"A model needs at least one class, got num_classes={num_classes!r}")
+    info = get_model_info(name)
+    if info.offline:
+        model = lite0.build(pretrained=pretrained)
+    elif pretrained:
+        model = _build_pretrained(info)
+    else:
+        model = _build_scratch(info)
+    heads = find_head_modules(model, PRETRAINED_NUM_CLASSES)
+    if not heads:
+        raise ModelError(f"Cannot find the classification head of {name}")
+    if replace_head:
+        for head in heads:
+            replace_head_module(model, head, num_classes)
+    elif num_classes != PRETRAINED_NUM_CLASSES:
+        raise ModelError(
+            f"Keeping the ImageNet head of {name} means {PRETRAINED_NUM_CLASSES} classes, not {num_classes}"
+        )
+    logger.debug("Built %s (pretrained=%s), heads %s", name, pretrained, heads)
+    return model, heads
+
+
+def _build_pretrained(info: ModelInfo) -> nn.Module:
+    weights = torchvision.models.get_model_weights(info.name).DEFAULT
+    # The cached file, or a verified atomic download (WeightsError, one line, if neither); torchvision
+    # then loads it from the cache without downloading again.
+    weights_files.download_weights(info.name)
+    try:
+        return torchvision.models.get_model(info.name, weights=weights, progress=False)
+    except Exception as exc:  # noqa: BLE001 - no network, HTTP error, bad/partial/corrupt file
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise ModelError(
+            f"Cannot get the pretrained weights of {info.name} from {info.weights_url} "
+            f"(cache folder {weights_files.weights_cache_dir()}): {reason}. Connect to the internet once, "
+            "copy the file into that folder, or train from scratch."
+        ) from None
+
+
+# A from-scratch model must be the same network as the pretrained one -- same state-dict keys,
+# same forward() -- because bundles are rebuilt with pretrained=False and then loaded strictly.
+# Generic builder keywords: explicit weight init (GoogLeNet/Inception warn without it) and the
+# default weights' input size for fixed-size models (vit_h_14 is 518 px). A builder that does not
+# take one raises TypeError naming it, and it is dropped.
+_UNEXPECTED_KWARG = re.compile(r"unexpected keyword argument '(\w+)'")
+# Builders that change the network when they load ImageNet weights (their `if weights is not
+# None:` blocks): both switch on transform_input (re-normalise ImageNet-normalised input the way
+# the ported weights expect) and googlenet drops its aux heads, which are not pretrained.
+_AS_PRETRAINED: dict[str, dict[str, Any]] = {
+    "googlenet": {"transform_input": True, "aux_logits": False},
+    "inception_v3": {"transform_input": True},
+}
+
+
+def _build_scratch(info: ModelInfo) -> nn.Module:
+    optional: dict[str, Any] = {"init_weights": True, "image_size": info.input_size}
+    required = _AS_PRETRAINED.get(info.name, {})
+    while True:
+        try:
+            return torchvision.models.get_model(info.name, weights=None, **optional, **required)
+        except TypeError as exc:
+            match = _UNEXPECTED_KWARG.search(str(exc))
+            if not match or match.group(1) not in optional:
+                raise
+            del optional[match.group(1)]
