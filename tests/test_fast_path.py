@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 
+import pytest
 import torch
 from helpers_images import make_image_folder
 
@@ -130,22 +131,56 @@ def test_cached_features_match_the_full_forward_pass(tmp_path, monkeypatch):
 def test_out_of_memory_halves_the_batch_and_goes_on(tmp_path, monkeypatch):
     monkeypatch.setenv("TRANSFER_STUDIO_CACHE", str(tmp_path / "cache"))
     from engine.training import events as ev
-    from engine.training.trainer import _Training
+    from engine.training import trainer
 
     data = make_image_folder(tmp_path / "d", {"a": 6, "b": 6})
-    real_step = _Training._step
+    real_step = trainer._step
     state = {"raised": False}
 
-    def flaky_step(self, inputs, labels, training):
+    def flaky_step(run_state, forward, inputs, labels, training):
         if training and not state["raised"] and labels.numel() > 2:
             state["raised"] = True
             raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
-        return real_step(self, inputs, labels, training)
+        return real_step(run_state, forward, inputs, labels, training)
 
-    monkeypatch.setattr(_Training, "_step", flaky_step)
+    monkeypatch.setattr(trainer, "_step", flaky_step)
     events: list = []
     config = TrainConfig.for_strategy("feature-extract", epochs=2, batch_size=8, device="cpu")
     result = train(config, data, run_dir=tmp_path / "run", on_event=events.append)
     assert state["raised"] and result.epochs_completed == 2
     messages = [e.text for e in events if isinstance(e, ev.Message)]
     assert any("batch size halved to 4" in m for m in messages)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"scale": (0.5, 1.0)},
+        {"ratio": (0.5, 2.0)},
+        {"hflip_probability": 0.0},
+        {"padding": "zeros"},
+        {"version": 99},
+    ],
+)
+def test_feature_cache_key_covers_every_augmentation_setting(tmp_path, monkeypatch, change):
+    from engine.models.registry import get_model_info
+    from engine.training import pipeline
+
+    info = get_model_info("efficientnet_lite0")
+    before = FeatureStore(info, seed=0, cache_dir=tmp_path).path
+    monkeypatch.setattr(pipeline, "AUGMENTATION", pipeline.AUGMENTATION | change)
+    monkeypatch.setattr("engine.training.features.AUGMENTATION", pipeline.AUGMENTATION)
+    assert FeatureStore(info, seed=0, cache_dir=tmp_path).path != before
+
+
+def test_feature_cache_key_covers_precision_and_preprocessing(tmp_path):
+    import dataclasses
+
+    from engine.models.registry import get_model_info
+
+    info = get_model_info("efficientnet_lite0")
+    base = FeatureStore(info, seed=0, cache_dir=tmp_path).path
+    assert FeatureStore(info, seed=0, cache_dir=tmp_path, precision="bfloat16").path != base
+    for change in ({"interpolation": "bicubic"}, {"resize_size": 300}, {"crop_size": 240}):
+        other = dataclasses.replace(info, preprocessing=dataclasses.replace(info.preprocessing, **change))
+        assert FeatureStore(other, seed=0, cache_dir=tmp_path).path != base, change

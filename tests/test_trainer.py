@@ -33,7 +33,9 @@ def test_feature_extract_run_writes_everything_and_keeps_backbone(tmp_path):
     result = train(_config(), data, run_dir=tmp_path / "run", on_event=events.append)
 
     kinds = [type(e) for e in events]
-    assert kinds[0] is ev.RunStarted or ev.RunStarted in kinds
+    assert kinds.count(ev.RunStarted) == 1 and kinds.count(ev.RunFinished) == 1
+    assert kinds.index(ev.RunStarted) < kinds.index(ev.BatchProgress)  # only dataset messages come before
+    assert set(kinds[: kinds.index(ev.RunStarted)]) <= {ev.Message}
     assert kinds[-1] is ev.RunFinished
     epoch_ends = [e for e in events if isinstance(e, ev.EpochEnd)]
     assert [e.epoch for e in epoch_ends] == [1, 2]
@@ -159,12 +161,16 @@ def test_undecodable_image_is_skipped_not_fatal(tmp_path):
     events: list = []
     result = train(_config(epochs=1), data, run_dir=tmp_path / "run", on_event=events.append, report=None)
     assert result.epochs_completed == 1
+    warnings = [e.text for e in events if isinstance(e, ev.Message) and e.level == "warning"]
+    assert [w for w in warnings if "decoded" in w] == ["1 image(s) could not be decoded and were skipped"]
+    finished = events[-1]
+    assert isinstance(finished, ev.RunFinished) and finished.bundle_path and not finished.cancelled
 
 
 def test_eta_rates_feature_batches_and_epoch_batches_separately():
-    from engine.training.trainer import _Eta
+    from engine.training.eta import Eta
 
-    eta = _Eta()
+    eta = Eta()
     eta.planned = {"features": 2, "epoch": 10}
     eta.last = 0.0
     eta.record("features", 1.0)
@@ -172,3 +178,39 @@ def test_eta_rates_feature_batches_and_epoch_batches_separately():
     eta.record("features", 2.0)
     eta.record("epoch", 2.1)
     assert eta.seconds_left() == pytest.approx(9 * 0.1)  # cheap epochs no longer priced like features
+
+
+def test_head_snapshot_loading_is_strict():
+    from engine.core.errors import TransferStudioError
+    from engine.training.checkpoints import load_weights_snapshot, weights_snapshot
+
+    model, heads = build_model("mobilenet_v3_small", 3, pretrained=False)
+    snapshot = weights_snapshot(model, heads, head_only=True)
+    assert set(snapshot) == {"classifier.3.weight", "classifier.3.bias"}
+    load_weights_snapshot(model, snapshot, heads, head_only=True)  # fits exactly
+
+    other, other_heads = build_model("mobilenet_v3_small", 5, pretrained=False)
+    with pytest.raises(TransferStudioError, match="other shape: classifier.3.bias, classifier.3.weight"):
+        load_weights_snapshot(other, snapshot, other_heads, head_only=True)
+    with pytest.raises(TransferStudioError, match="missing: classifier.3.bias"):
+        load_weights_snapshot(model, {"classifier.3.weight": snapshot["classifier.3.weight"]}, heads, True)
+    extra = snapshot | {"features.0.0.weight": torch.zeros(1)}
+    with pytest.raises(TransferStudioError, match="unexpected: features.0.0.weight"):
+        load_weights_snapshot(model, extra, heads, head_only=True)
+    with pytest.raises(TransferStudioError, match="missing"):  # a head-only snapshot is not a whole model
+        load_weights_snapshot(model, snapshot, heads, head_only=False)
+
+
+def test_resuming_with_a_checkpoint_for_another_head_fails_clearly(tmp_path):
+    data = _data(tmp_path)
+    train(_config(epochs=1), data, run_dir=tmp_path / "run")
+    run = RunDir(tmp_path / "run")
+    checkpoint = run.load_checkpoint()
+    checkpoint["model"] = {k: v[:1] for k, v in checkpoint["model"].items()}  # a one-class head
+    run.save_checkpoint(checkpoint)
+    events: list = []
+    from engine.core.errors import TransferStudioError
+
+    with pytest.raises(TransferStudioError, match="do not fit this model"):
+        resume(tmp_path / "run", epochs=2, on_event=events.append)
+    assert isinstance(events[-1], ev.RunFailed)

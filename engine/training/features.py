@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from engine.core.errors import Cancelled
 from engine.core.files import atomic_torch_save
 from engine.data.datasets import Sample
 from engine.models.registry import ModelInfo
@@ -169,10 +170,8 @@ def compute_features(
     chunks = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
     for n, chunk in enumerate(chunks, start=1):
         if should_stop and should_stop():
-            from engine.core.errors import TrainingCancelled
-
-            store.save()
-            raise TrainingCancelled("stopped by the user")
+            store.save()  # keep what was computed: the next run starts from there
+            raise Cancelled("the feature pass stopped")
         images, kept = cache.batch(chunk)
         if kept:
             images = images.to(device)

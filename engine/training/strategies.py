@@ -22,7 +22,8 @@ def is_head_parameter(param_name: str, head_names: list[str]) -> bool:
 
 def parameter_groups(model: nn.Module, head_names: list[str], config: TrainConfig) -> list[dict[str, Any]]:
     """Set ``requires_grad`` per the strategy and return optimizer parameter groups."""
-    head, backbone = [], []
+    head: list[nn.Parameter] = []
+    backbone: list[nn.Parameter] = []
     for name, param in model.named_parameters():
         (head if is_head_parameter(name, head_names) else backbone).append(param)
     if config.strategy == "feature-extract":
@@ -34,7 +35,7 @@ def parameter_groups(model: nn.Module, head_names: list[str], config: TrainConfi
     for p in model.parameters():
         p.requires_grad_(True)
     backbone_lr = config.lr * (config.backbone_lr_scale if config.strategy == "fine-tune" else 1.0)
-    groups = [{"params": head, "lr": config.lr, "name": "head"}]
+    groups: list[dict[str, Any]] = [{"params": head, "lr": config.lr, "name": "head"}]
     if backbone:
         groups.append({"params": backbone, "lr": backbone_lr, "name": "backbone"})
     return groups

@@ -1,0 +1,104 @@
+"""What one training run holds, declared in one place, and the hooks it reports through.
+
+:class:`TrainingState` is built once by :func:`engine.training.trainer.set_up` and then passed to the
+trainer's small functions (one epoch of training, one evaluation pass, checkpoint save and restore).
+:class:`Hooks` carries the caller's two callables (``on_event`` and ``should_stop``) and the ETA.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from engine.core.config import TrainConfig
+from engine.core.errors import Cancelled, StopCheck
+from engine.core.rundir import RunDir
+from engine.models.preprocessing import Preprocessing
+from engine.training import events as ev
+from engine.training.eta import Eta
+
+EventCallback = Callable[[ev.Event], None]
+
+
+@dataclass
+class TrainingState:
+    """Everything a run trains with and everything that changes while it trains."""
+
+    config: TrainConfig
+    run: RunDir
+    classes: list[str]
+    device: torch.device
+    model: nn.Module
+    head_names: list[str]
+    preprocessing: Preprocessing
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    criterion: nn.Module
+    amp_dtype: torch.dtype | None  # None: full precision
+    batch_size: int  # training batches; halved on CUDA out-of-memory
+    inference_batch: int  # batches without gradients (features, validation); halved likewise
+    history: list[dict[str, Any]] = field(default_factory=list)  # one metrics row per finished epoch
+    best_val_acc: float = -1.0
+    best_epoch: int = 0
+    best_state: dict[str, torch.Tensor] | None = None  # the best epoch's weights snapshot
+    failed_images: int = 0  # images that could not be decoded so far
+
+    @property
+    def head_only(self) -> bool:
+        """Whether only the heads learn (the backbone is frozen), so snapshots hold the heads alone."""
+        return self.config.strategy == "feature-extract"
+
+    @property
+    def precision(self) -> str:
+        """The compute dtype's name: ``float32``, or the autocast dtype on a GPU."""
+        return str(self.amp_dtype or torch.float32).removeprefix("torch.")
+
+    def autocast(self) -> torch.autocast:
+        """Mixed precision on CUDA (bf16 where supported, else fp16); a no-op elsewhere."""
+        return torch.autocast(
+            self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None
+        )
+
+
+class Hooks:
+    """The caller's event callback and stop check, plus the ETA that every batch updates."""
+
+    def __init__(self, on_event: EventCallback | None, should_stop: StopCheck | None) -> None:
+        self.emit: EventCallback = on_event or (lambda _event: None)
+        self.should_stop: StopCheck = should_stop or (lambda: False)
+        self.eta = Eta()
+        self.start_time = time.perf_counter()
+
+    def check_stop(self) -> None:
+        """Raise :class:`~engine.core.errors.Cancelled` when the caller asked to stop."""
+        if self.should_stop():
+            raise Cancelled("training stopped")
+
+    def warn(self, text: str) -> None:
+        self.emit(ev.Message("warning", text))
+
+    def info(self, text: str) -> None:
+        self.emit(ev.Message("info", text))
+
+    def batch_done(self, epoch: int, phase: str, index: int, count: int, loss: float = math.nan) -> None:
+        """Record one finished batch of ``phase`` ("features", "train" or "val") and report it."""
+        now = time.perf_counter()
+        self.eta.record("features" if phase == "features" else "epoch", now)
+        self.emit(
+            ev.BatchProgress(
+                epoch=epoch,
+                phase=phase,
+                batch=index,
+                batches=count,
+                loss=loss,
+                elapsed_s=now - self.start_time,
+                eta_s=self.eta.seconds_left(),
+            )
+        )
