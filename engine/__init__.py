@@ -1,6 +1,6 @@
-"""Transfer Studio's training engine: datasets, model catalog, trainer, bundles, prediction.
-
-Pure torch/torchvision/PIL. Nothing in this package imports Qt or the ``gui`` package.
+"""Transfer Studio's engine, in layers (top to bottom): ``cli``, ``doctor``, ``training`` | ``inference``,
+``models``, ``data``, ``core``. A layer imports only the layers below it (import-linter contracts in
+pyproject.toml; docs/architecture.md). Pure torch/torchvision/PIL: nothing here imports Qt or ``gui``.
 """
 
 from importlib.metadata import PackageNotFoundError, version

@@ -64,7 +64,7 @@ class CheckpointWriter:
         self.run = run
         self.on_error = on_error
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint")
-        self._pending: Future | None = None
+        self._pending: Future[None] | None = None
 
     def submit(self, state: dict[str, Any]) -> None:
         """Queue ``state`` (already copied to the CPU) to be written atomically."""

@@ -15,6 +15,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
+from typing import TypeVar
 
 import torch
 from torch import nn
@@ -29,6 +30,7 @@ from engine.training.state import Hooks, TrainingState
 from engine.training.strategies import set_mode
 
 SPLITS = ("train", "val")
+_Path = TypeVar("_Path", bound="_DataPathBase")
 
 
 def decode_threads(workers: int) -> int:
@@ -77,7 +79,7 @@ class _DataPathBase:
         for split in self.splits.values():
             split.cache.close()
 
-    def __enter__(self) -> _DataPathBase:
+    def __enter__(self: _Path) -> _Path:
         return self
 
     def __exit__(

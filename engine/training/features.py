@@ -60,7 +60,7 @@ class FeatureExtractor:
         self.head: nn.Module = dict(model.named_modules())[head_name]
         self._captured: torch.Tensor | None = None
 
-    def _grab(self, _module: nn.Module, args: tuple) -> None:
+    def _grab(self, _module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
         self._captured = args[0]
         raise _HeadReached
 
@@ -159,12 +159,13 @@ def compute_features(
     Entries already in ``store`` are reused; missing ones are computed in batches and added.
     """
     samples: Sequence[Sample] = cache.samples
-    keys = []
+    keys: list[list[str] | None] = []
     for s in samples:
         try:
             keys.append([FeatureStore.key(s.path, v) for v in range(views)])
         except OSError:
             keys.append(None)  # vanished file: decoding will fail and report it
+    key_of = {i: k for i, k in enumerate(keys) if k is not None}
     todo = [i for i, k in enumerate(keys) if k is None or any(x not in store.entries for x in k)]
     normalize = Normalizer(cache.pre, device)
     chunks = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
@@ -179,7 +180,10 @@ def compute_features(
                 if view == 0:
                     pixels = center_crop(images, cache.pre.crop_size)
                 else:
-                    draws = [view_draw(keys[i][0], view, seed) for i in kept]
+                    draws = [
+                        view_draw(key_of[i][0] if i in key_of else str(samples[i].path), view, seed)
+                        for i in kept
+                    ]
                     boxes = torch.stack([d[0] for d in draws])
                     flips = torch.stack([d[1] for d in draws])
                     pixels = augment(images, cache.pre.crop_size, boxes, flips)
@@ -188,13 +192,14 @@ def compute_features(
                     batch = batch.contiguous(memory_format=torch.channels_last)
                 feats = extractor(batch).flatten(1).cpu()
                 for row, i in enumerate(kept):
-                    store.entries[keys[i][view]] = feats[row].clone()
+                    if i in key_of:  # a file that could not be stat'ed has no key: nothing to store
+                        store.entries[key_of[i][view]] = feats[row].clone()
             store.dirty = True
         if on_batch:
             on_batch(n, len(chunks))
     store.save()
-    ok = [i for i, k in enumerate(keys) if k is not None and i not in cache.failed and k[0] in store.entries]
+    ok = [i for i, k in key_of.items() if i not in cache.failed and k[0] in store.entries]
     if not ok:
         return torch.empty(views, 0, 0), []
-    stacked = torch.stack([torch.stack([store.entries[keys[i][v]] for i in ok]) for v in range(views)])
+    stacked = torch.stack([torch.stack([store.entries[key_of[i][v]] for i in ok]) for v in range(views)])
     return stacked, ok

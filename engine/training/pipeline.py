@@ -23,6 +23,8 @@ from engine.training.image_cache import DecodedImageCache
 AUGMENT_SCALE = (0.35, 1.0)
 AUGMENT_RATIO = (3 / 4, 4 / 3)
 HFLIP_PROBABILITY = 0.5
+AUGMENT_RESAMPLE = "bilinear"
+AUGMENT_PADDING = "reflection"
 #: Every setting that decides an augmented view's pixels. The feature cache's key includes all of it,
 #: so changing any of them (or the version, when the crop code itself changes) recomputes the features.
 AUGMENTATION: dict[str, object] = {
@@ -30,13 +32,13 @@ AUGMENTATION: dict[str, object] = {
     "scale": AUGMENT_SCALE,
     "ratio": AUGMENT_RATIO,
     "hflip_probability": HFLIP_PROBABILITY,
-    "resample": "bilinear",
-    "padding": "reflection",
+    "resample": AUGMENT_RESAMPLE,
+    "padding": AUGMENT_PADDING,
 }
 Batch = tuple[torch.Tensor, torch.Tensor]  # inputs and labels, on the training device
 
 
-def crop_boxes(count: int, generator: torch.Generator) -> torch.Tensor:
+def crop_boxes(count: int, generator: torch.Generator | None) -> torch.Tensor:
     """Random-resized-crop boxes as affine parameters ``[count, 4]``: (half width, half height, cx, cy).
 
     Sizes and centres are in ``affine_grid``'s normalised coordinates ([-1, 1] across the image).
@@ -64,7 +66,7 @@ def augment(images: torch.Tensor, crop_size: int, boxes: torch.Tensor, flips: to
     grid = F.affine_grid(theta, [b, 3, crop_size, crop_size], align_corners=False)
     pixels = images.float().div_(255)
     return F.grid_sample(
-        pixels, grid, mode=AUGMENTATION["resample"], padding_mode=AUGMENTATION["padding"], align_corners=False
+        pixels, grid, mode=AUGMENT_RESAMPLE, padding_mode=AUGMENT_PADDING, align_corners=False
     )
 
 
@@ -117,7 +119,7 @@ class ImageBatches:
 
     def __iter__(self) -> Iterator[Batch | None]:
         # Draw every random number up front, in batch order, so results never depend on timing.
-        draws = []
+        draws: list[tuple[torch.Tensor, torch.Tensor] | None] = []
         for chunk in self.chunks:
             if self.augment:
                 boxes = crop_boxes(len(chunk), self.generator)
@@ -126,10 +128,11 @@ class ImageBatches:
             else:
                 draws.append(None)
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch") as prefetch:
-            pending: Future | None = (
+            pending: Future[tuple[torch.Tensor, list[int]]] | None = (
                 prefetch.submit(self.cache.batch, self.chunks[0]) if self.chunks else None
             )
             for n, chunk in enumerate(self.chunks):
+                assert pending is not None  # submitted for every chunk before it is reached
                 images, kept = pending.result()
                 pending = (
                     prefetch.submit(self.cache.batch, self.chunks[n + 1])

@@ -183,7 +183,7 @@ def set_up(config: TrainConfig, report: DatasetReport, run: RunDir) -> TrainingS
     model, head_names = build_model(config.model, len(classes), pretrained=config.pretrained)
     model.to(device)
     if device.type == "cuda":
-        model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # nn.Module.to takes memory_format; the stub lacks it
+        model.to(memory_format=torch.channels_last)
         torch.backends.cudnn.benchmark = True
     optimizer = make_optimizer(model, head_names, config)
     amp_dtype = autocast_dtype(device)
