@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtGui import QAction, QBrush, QColor, QDragEnterEvent, QDropEvent
@@ -34,28 +34,35 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from engine.core.config import TrainConfig
 from gui.prediction_views import ProbabilityBarDelegate, confidence_item
 from gui.settings import Settings
 from gui.thumbnails import ThumbnailGrid
 from gui.widgets import MessageBanner, dropped_paths, empty_state_pages, heading, hint_label
 from gui.worker import FunctionWorker, ThreadRunner
 
+if TYPE_CHECKING:
+    from engine.data.datasets import DatasetReport
+
 logger = logging.getLogger(__name__)
 
-TINY_CLASS = 10
 EMPTY_HINT = (
     "<p style='font-size:15pt'><b>Drop a folder of photos here</b></p>"
     "<p>or click <b>Open folder…</b> above.</p>"
     "<p>Put each class in its own sub-folder — <i>photos/cats</i>, <i>photos/dogs</i> — or use "
     "<i>train/</i> and <i>val/</i> folders that each hold the class folders.<br>"
-    "Without a <i>val/</i> folder, 20% of each class is set aside for validation.</p>"
+    f"Without a <i>val/</i> folder, {TrainConfig.val_fraction:.0%} of each class is set aside for "
+    "validation.</p>"
 )
 
 
-def _scan(path: str, worker: FunctionWorker) -> Any:
-    from engine.data.datasets import scan_dataset  # imports torch, worker thread only
+def _scan(path: str, worker: FunctionWorker) -> DatasetReport:
+    from engine.data.datasets import scan_dataset  # imports PIL, worker thread only
 
-    return scan_dataset(path, on_progress=worker.report_progress)
+    config = TrainConfig()  # the split a run makes of a folder without val/ (the trainer's defaults)
+    return scan_dataset(
+        path, val_fraction=config.val_fraction, seed=config.seed, on_progress=worker.report_progress
+    )
 
 
 class DataTab(QWidget):
@@ -68,7 +75,7 @@ class DataTab(QWidget):
         self.setObjectName("dataTab")
         self.settings = settings
         self.runner = runner
-        self.report: Any = None
+        self.report: DatasetReport | None = None
         self._scan_worker: FunctionWorker | None = None
         self._scanning_path = ""
         self.setAcceptDrops(True)
@@ -227,7 +234,7 @@ class DataTab(QWidget):
         self.progress.setValue(done)
 
     @Slot(object)
-    def _on_scanned(self, report: Any) -> None:
+    def _on_scanned(self, report: DatasetReport) -> None:
         if self.sender() is not self._scan_worker:
             return  # a newer scan superseded this one
         self._scan_worker = None
@@ -254,9 +261,11 @@ class DataTab(QWidget):
         self.datasetChanged.emit(None)
 
     # -- showing the report ------------------------------------------------------------------------
-    def _show_report(self, report: Any) -> None:
+    def _show_report(self, report: DatasetReport) -> None:
+        from engine.data.datasets import SPLITS, TINY_CLASS_TRAIN_IMAGES  # loaded by the scan already
+
         counts = report.counts()
-        splits = [s for s in ("train", "val", "test") if s in report.splits]
+        splits = [s for s in SPLITS if s in report.splits]
         headers = ["Class"] + [
             f"{s} (auto)" if s == "val" and report.auto_split else s for s in splits
         ] + ["Total", "Share"]  # fmt: skip
@@ -274,7 +283,7 @@ class DataTab(QWidget):
                 n = per_split.get(split, 0)
                 item = QTableWidgetItem(str(n))
                 item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-                if split == "train" and n < TINY_CLASS:
+                if split == "train" and n < TINY_CLASS_TRAIN_IMAGES:
                     item.setForeground(QBrush(QColor("#b35900")))
                     item.setToolTip("Very few training images: results will be unreliable")
                 table.setItem(row, col, item)
@@ -294,13 +303,13 @@ class DataTab(QWidget):
         self.warnings.clear()
         self.warnings.addItems(report.warnings or ["No warnings: the dataset looks fine."])
         self.skipped.setRowCount(len(report.skipped))
-        for row, item in enumerate(report.skipped):
+        for row, entry in enumerate(report.skipped):
             try:
-                shown = str(Path(item.path).relative_to(report.root))
+                shown = str(Path(entry.path).relative_to(report.root))
             except ValueError:
-                shown = str(item.path)
+                shown = str(entry.path)
             self.skipped.setItem(row, 0, QTableWidgetItem(shown))
-            self.skipped.setItem(row, 1, QTableWidgetItem(item.reason))
+            self.skipped.setItem(row, 1, QTableWidgetItem(entry.reason))
         self.skipped.resizeColumnToContents(0)
         self.issues.setTabText(0, f"Warnings ({len(report.warnings)})")
         self.issues.setTabText(1, f"Skipped files ({len(report.skipped)})")

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, QSize, Qt, QThreadPool, Signal, Slot
 from PySide6.QtGui import QBrush, QColor, QIcon, QImage, QPixmap
@@ -44,6 +44,11 @@ from gui.settings import Settings
 from gui.thumbnails import load_thumbnail
 from gui.widgets import MessageBanner, heading, hint_label
 from gui.worker import FunctionWorker, ThreadRunner, lower_thread_priority
+
+if TYPE_CHECKING:
+    from engine.data.datasets import DatasetReport
+    from engine.inference.evaluate import EvaluationReport, ImageResult
+    from engine.inference.predict import Predictor
 
 logger = logging.getLogger(__name__)
 
@@ -76,9 +81,9 @@ class EvaluateTab(QWidget):
         self.setAccessibleName("Evaluate")
         self.settings = settings
         self.runner = runner
-        self.predictor: Any = None
-        self.dataset: Any = None
-        self.report: Any = None
+        self.predictor: Predictor | None = None
+        self.dataset: DatasetReport | None = None
+        self.report: EvaluationReport | None = None
         self.cell: tuple[int, int] | None = None
         self._job: FunctionWorker | None = None
         self._generation = 0
@@ -213,7 +218,7 @@ class EvaluateTab(QWidget):
 
     # -- inputs ---------------------------------------------------------------------------------------------
     @Slot(object)
-    def set_model(self, predictor: Any) -> None:
+    def set_model(self, predictor: Predictor | None) -> None:
         """Use this loaded ``engine.inference.predict.Predictor`` (None: no model); clears older results."""
         if predictor is self.predictor:
             return
@@ -223,7 +228,7 @@ class EvaluateTab(QWidget):
         self._update_state()
 
     @Slot(object)
-    def set_dataset(self, report: Any) -> None:
+    def set_dataset(self, report: DatasetReport | None) -> None:
         """Evaluate on this scanned ``DatasetReport`` (None: no dataset); clears older results."""
         if report is self.dataset:
             return
@@ -270,7 +275,7 @@ class EvaluateTab(QWidget):
         self.clear_results()
         predictor, dataset, split = self.predictor, self.dataset, self._split()
 
-        def run(worker: FunctionWorker) -> Any:
+        def run(worker: FunctionWorker) -> EvaluationReport:
             from engine.inference.evaluate import evaluate
 
             return evaluate(
@@ -285,6 +290,7 @@ class EvaluateTab(QWidget):
         worker.progress.connect(self._on_progress)
         worker.returned.connect(self._on_evaluated)
         worker.errored.connect(self._on_failed)
+        worker.aborted.connect(self._on_aborted)
         worker.done.connect(self._on_done)
         self._job = worker
         self.progress.setRange(0, 0)
@@ -318,6 +324,11 @@ class EvaluateTab(QWidget):
             self.error.show_message("<b>Evaluation failed:</b>", "error", detail=message)
 
     @Slot()
+    def _on_aborted(self) -> None:
+        if self.sender() is self._job:  # stopped from elsewhere (the window shutting down)
+            self.summary.setText("Evaluation stopped.")
+
+    @Slot()
     def _on_done(self) -> None:
         if self.sender() is not self._job:
             return
@@ -326,7 +337,7 @@ class EvaluateTab(QWidget):
         self._update_state()
 
     @Slot(object)
-    def _on_evaluated(self, report: Any) -> None:
+    def _on_evaluated(self, report: EvaluationReport) -> None:
         if self.sender() is not self._job:
             return
         self.report = report
@@ -357,7 +368,7 @@ class EvaluateTab(QWidget):
         self._set_gallery([], "Misclassified images")
         self._update_state()
 
-    def _fill_per_class(self, report: Any) -> None:
+    def _fill_per_class(self, report: EvaluationReport) -> None:
         self.per_class.setRowCount(len(report.per_class))
         for row, metrics in enumerate(report.per_class):
             self.per_class.setItem(row, 0, QTableWidgetItem(metrics.name))
@@ -370,7 +381,7 @@ class EvaluateTab(QWidget):
             support.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
             self.per_class.setItem(row, 4, support)
 
-    def _fill_matrix(self, report: Any) -> None:
+    def _fill_matrix(self, report: EvaluationReport) -> None:
         names = report.class_names
         self.matrix.setRowCount(len(names))
         self.matrix.setColumnCount(len(names))
@@ -419,7 +430,7 @@ class EvaluateTab(QWidget):
             self._set_gallery(wrong, title + " (highest loss first)" if wrong else title)
         self._update_state()
 
-    def _set_gallery(self, results: list[Any], title: str) -> None:
+    def _set_gallery(self, results: list[ImageResult], title: str) -> None:
         self._generation += 1
         self._pool.clear()
         self.gradcam.cancel()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt, Slot
 from PySide6.QtGui import QCloseEvent
@@ -34,6 +34,11 @@ from PySide6.QtWidgets import (
 from gui.settings import Settings
 from gui.worker import FunctionWorker, ThreadRunner
 
+if TYPE_CHECKING:
+    from engine.data.datasets import DatasetReport
+    from engine.inference.export import ExportResult, ParityReport
+    from engine.models.bundle import Bundle
+
 logger = logging.getLogger(__name__)
 
 FORMATS = {"onnx": ("ONNX (.onnx)", ".onnx"), "torchscript": ("TorchScript (.pt)", ".pt")}
@@ -41,15 +46,16 @@ FORMATS = {"onnx": ("ONNX (.onnx)", ".onnx"), "torchscript": ("TorchScript (.pt)
 PARITY_MAX_IMAGES = 256
 
 
-def val_images(dataset: Any, limit: int = PARITY_MAX_IMAGES) -> list[Path]:
-    """The validation image paths of a scanned ``DatasetReport`` (every image when it has no val split)."""
+def val_images(dataset: DatasetReport | None, limit: int = PARITY_MAX_IMAGES) -> list[Path]:
+    """The parity-check images of a scanned ``DatasetReport`` (``engine.inference.export.parity_images``)."""
     if dataset is None:
         return []
-    samples = dataset.splits.get("val") or [s for part in dataset.splits.values() for s in part]
-    return [s.path for s in samples][:limit]
+    from engine.inference.export import parity_images  # imports torch: only once a model is loaded
+
+    return parity_images(dataset, limit)
 
 
-def describe_parity(parity: Any) -> str:
+def describe_parity(parity: ParityReport) -> str:
     """One line for a ``ParityReport``: agreement and largest difference, or why it is unavailable."""
     if not parity.available:
         return f"parity unavailable: {parity.reason}"
@@ -68,7 +74,7 @@ class ExportDialog(QDialog):
 
     def __init__(
         self,
-        bundle: Any,
+        bundle: Bundle,
         images: list[Path],
         runner: ThreadRunner,
         settings: Settings,
@@ -82,8 +88,8 @@ class ExportDialog(QDialog):
         self.images = list(images)
         self.runner = runner
         self.settings = settings
-        self.result: Any = None
-        self.parity: Any = None
+        self.export_result: ExportResult | None = None
+        self.parity: ParityReport | None = None
         self._job: FunctionWorker | None = None
 
         self.format_box = QComboBox()
@@ -193,7 +199,7 @@ class ExportDialog(QDialog):
         out = Path(self.path_edit.text().strip()).expanduser()
         fmt, bundle, images = self.fmt(), self.bundle, self.images
 
-        def run(worker: FunctionWorker) -> tuple[Any, Any]:
+        def run(worker: FunctionWorker) -> tuple[ExportResult, ParityReport | None]:
             from engine.inference.export import export_bundle, parity_check
 
             result = export_bundle(bundle, fmt, out)
@@ -214,9 +220,11 @@ class ExportDialog(QDialog):
         worker.progress.connect(self._on_progress)
         worker.returned.connect(self._on_exported)
         worker.errored.connect(self._on_failed)
+        worker.aborted.connect(self._on_aborted)
         worker.done.connect(self._on_done)
         self._job = worker
-        self.result = self.parity = None
+        self.export_result = None
+        self.parity = None
         self.progress.setRange(0, 0)
         self.progress.show()
         self.result_label.setText(f"Exporting to {out.name}…")
@@ -232,11 +240,11 @@ class ExportDialog(QDialog):
             self.progress.setValue(done)
 
     @Slot(object)
-    def _on_exported(self, answer: tuple[Any, Any]) -> None:
+    def _on_exported(self, answer: tuple[ExportResult, ParityReport | None]) -> None:
         if self.sender() is not self._job:
             return
-        self.result, self.parity = answer
-        lines = [f"<b>Exported</b> to {self.result.path} (+ {self.result.sidecar.name})."]
+        self.export_result, self.parity = answer
+        lines = [f"<b>Exported</b> to {self.export_result.path} (+ {self.export_result.sidecar.name})."]
         if self.parity is None:
             lines.append("Parity check skipped: open a dataset on the Data tab to check the file.")
         else:
@@ -247,6 +255,11 @@ class ExportDialog(QDialog):
     def _on_failed(self, message: str) -> None:
         if self.sender() is self._job:
             self.result_label.setText(f"<b>Export failed:</b> {message}")
+
+    @Slot()
+    def _on_aborted(self) -> None:
+        if self.sender() is self._job:  # stopped from elsewhere (the window shutting down)
+            self.result_label.setText("Export stopped.")
 
     @Slot()
     def _on_done(self) -> None:

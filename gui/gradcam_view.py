@@ -15,12 +15,16 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, Signal, Slot
 from PySide6.QtGui import QImage
 
 from gui.worker import FunctionWorker, ThreadRunner
+
+if TYPE_CHECKING:
+    from engine.inference.predict import Predictor
+    from engine.models.bundle import Bundle
 
 
 class GradCamModels:
@@ -28,17 +32,17 @@ class GradCamModels:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._bundle: Any = None
-        self._predictor: Any = None
+        self._bundle: Bundle | None = None
+        self._predictor: Predictor | None = None
 
-    def compute(self, bundle: Any, path: str | Path, class_index: int | None, size: int) -> QImage:
+    def compute(self, bundle: Bundle, path: str | Path, class_index: int | None, size: int) -> QImage:
         """The photo at ``path`` with its Grad-CAM overlay, longer side at most ``size`` (worker thread)."""
         from engine.data.images import open_image
         from engine.inference.gradcam import grad_cam_for_image, overlay
         from engine.inference.predict import Predictor
 
         with self._lock:
-            if self._bundle is not bundle:
+            if self._predictor is None or self._bundle is not bundle:
                 self._predictor = Predictor(bundle, device="cpu")
                 self._bundle = bundle
             image = open_image(path).convert("RGB")
@@ -65,7 +69,7 @@ class GradCamJob(QObject):
         self._worker: FunctionWorker | None = None
         self._path = ""
 
-    def request(self, bundle: Any, path: str | Path, class_index: int | None = None) -> None:
+    def request(self, bundle: Bundle, path: str | Path, class_index: int | None = None) -> None:
         """Compute the overlay of ``path`` for ``class_index`` (None: the predicted class)."""
         if self._worker is not None:
             self._worker.abort()

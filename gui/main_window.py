@@ -11,8 +11,9 @@ model catalog is reloaded so the picker shows which models work without a networ
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QTimer, Signal, Slot
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence, QShowEvent
@@ -27,10 +28,18 @@ from gui.settings import Settings
 from gui.train_tab import TrainTab
 from gui.worker import FunctionWorker, ThreadRunner, freeze_gc
 
+if TYPE_CHECKING:
+    from engine.data.datasets import DatasetReport
+    from engine.inference.predict import Predictor
+    from engine.models.registry import ModelInfo
+    from gui.environment_dialog import EnvironmentDialog
+    from gui.export_dialog import ExportDialog
+    from gui.weights_dialog import WeightsDialog
+
 logger = logging.getLogger(__name__)
 
 
-def load_catalog(_worker: FunctionWorker) -> list[tuple[Any, str]]:
+def load_catalog(_worker: FunctionWorker) -> list[tuple[ModelInfo, str]]:
     """Every model with its weights status (runs on a worker thread).
 
     Also imports the engine modules a run and a prediction need, so that importing (and, without
@@ -67,17 +76,17 @@ class MainWindow(QMainWindow):
         self.settings = settings or Settings()
         self.runner = ThreadRunner(self)
         self.environment: Environment | None = None
-        self.catalog: list[tuple[Any, str]] = []
+        self.catalog: list[tuple[ModelInfo, str]] = []
         self._shown = False
         self._shut_down = False
-        self._weights_dialog: Any = None
-        self._environment_dialog: Any = None
+        self._weights_dialog: WeightsDialog | None = None
+        self._environment_dialog: EnvironmentDialog | None = None
 
         self.data_tab = DataTab(self.settings, self.runner)
         self.train_tab = TrainTab(self.settings, self.runner)
         self.predict_tab = PredictTab(self.settings, self.runner)
         self.evaluate_tab = EvaluateTab(self.settings, self.runner)
-        self._export_dialog: Any = None
+        self._export_dialog: ExportDialog | None = None
         self.tabs = QTabWidget()
         self.tabs.setObjectName("tabs")
         self.tabs.setDocumentMode(True)
@@ -107,7 +116,13 @@ class MainWindow(QMainWindow):
         self._restore_geometry()
 
     # -- menus -----------------------------------------------------------------------------------------
-    def _action(self, text: str, name: str, slot: Any, shortcut: Any = None) -> QAction:
+    def _action(
+        self,
+        text: str,
+        name: str,
+        slot: Callable[[], object],
+        shortcut: QKeySequence | QKeySequence.StandardKey | str | None = None,
+    ) -> QAction:
         action = QAction(text, self)
         action.setObjectName(name)
         if shortcut is not None:
@@ -211,7 +226,7 @@ class MainWindow(QMainWindow):
         self._export_dialog.open()
 
     @Slot(object)
-    def _on_model_loaded(self, predictor: Any) -> None:
+    def _on_model_loaded(self, predictor: Predictor | None) -> None:
         self.evaluate_tab.set_model(predictor)
         self.export_action.setEnabled(predictor is not None)
         self.export_action.setToolTip("Export the model to ONNX or TorchScript")
@@ -254,7 +269,7 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(f"PyTorch could not be loaded: {message}")
 
     @Slot(object)
-    def _on_catalog(self, entries: list[tuple[Any, str]]) -> None:
+    def _on_catalog(self, entries: list[tuple[ModelInfo, str]]) -> None:
         freeze_gc()  # torch and the catalog are loaded: keep full collections short from now on
         self.catalog = entries
         self.train_tab.form.set_catalog(entries)
@@ -266,7 +281,7 @@ class MainWindow(QMainWindow):
 
     # -- tab interplay --------------------------------------------------------------------------------------
     @Slot(object)
-    def _on_dataset_changed(self, report: Any) -> None:
+    def _on_dataset_changed(self, report: DatasetReport | None) -> None:
         self.train_tab.set_dataset(report)
         if report is not None:
             self.statusBar().showMessage(

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtGui import QBrush, QColor, QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import QAbstractItemView, QComboBox, QCompleter, QTreeView, QWidget
+
+if TYPE_CHECKING:
+    from engine.models.registry import ModelInfo
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +39,7 @@ def format_params(n: int) -> str:
     return f"{n / 1e3:.0f} k"
 
 
-def describe_model(info: Any, status: str) -> str:
+def describe_model(info: ModelInfo, status: str) -> str:
     """One line for the label under the picker."""
     return (
         f"{info.family} · {format_params(info.num_params)} parameters · "
@@ -99,7 +102,7 @@ class ModelPicker(QComboBox):
         cells[0].setToolTip(self._details.get(name, name))
         self._model.appendRow(cells)
 
-    def set_catalog(self, entries: Iterable[tuple[Any, str]]) -> None:
+    def set_catalog(self, entries: Iterable[tuple[ModelInfo, str]]) -> None:
         """Fill from ``(ModelInfo, weights_status)`` pairs, keeping the current choice."""
         current = self.current_model()
         self.blockSignals(True)

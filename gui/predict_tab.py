@@ -10,8 +10,9 @@ heatmap on the preview (computed on a worker thread).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, Qt, QThreadPool, Signal, Slot
 from PySide6.QtGui import QDragEnterEvent, QDropEvent, QImage, QPixmap
@@ -36,6 +37,9 @@ from gui.settings import Settings
 from gui.thumbnails import load_thumbnail
 from gui.widgets import MessageBanner, dropped_paths, empty_state_pages, heading
 from gui.worker import FunctionWorker, PredictWorker, ThreadRunner, friendly_error
+
+if TYPE_CHECKING:
+    from engine.inference.predict import Prediction, Predictor
 
 logger = logging.getLogger(__name__)
 
@@ -65,9 +69,9 @@ class PredictTab(QWidget):
         self.setObjectName("predictTab")
         self.settings = settings
         self.runner = runner
-        self.predictor: Any = None
+        self.predictor: Predictor | None = None
         self.model_path = ""
-        self.predictions: list[Any] = []
+        self.predictions: list[Prediction] = []
         self._queued: list[Path] = []
         self._loader: FunctionWorker | None = None
         self._job: PredictWorker | None = None
@@ -84,7 +88,7 @@ class PredictTab(QWidget):
         self._build()
         self._update_buttons()
 
-    def _button(self, text: str, name: str, accessible: str, slot: Any) -> QPushButton:
+    def _button(self, text: str, name: str, accessible: str, slot: Callable[[], object]) -> QPushButton:
         button = QPushButton(text)
         button.setObjectName(name)
         button.setAccessibleName(accessible)
@@ -193,7 +197,7 @@ class PredictTab(QWidget):
         self.error.hide()
         self.model_label.setText(f"Loading model {path}…")
 
-        def load(_worker: FunctionWorker) -> Any:
+        def load(_worker: FunctionWorker) -> Predictor:
             from engine.inference.predict import Predictor
 
             return Predictor.from_bundle(path)
@@ -209,7 +213,7 @@ class PredictTab(QWidget):
         return self.predictor is not None
 
     @Slot(object)
-    def _on_model_loaded(self, predictor: Any) -> None:
+    def _on_model_loaded(self, predictor: Predictor) -> None:
         if self.sender() is not self._loader:
             return
         self._loader = None
@@ -295,7 +299,7 @@ class PredictTab(QWidget):
             self.status.setText(f"Classifying {count} image(s)…" if count else "No images found.")
 
     @Slot(object)
-    def _on_chunk(self, predictions: list[Any]) -> None:
+    def _on_chunk(self, predictions: list[Prediction]) -> None:
         if self.sender() is not self._job:
             return
         first_row = self.table.rowCount()
@@ -306,7 +310,7 @@ class PredictTab(QWidget):
             name = QTableWidgetItem(prediction.path.name)
             name.setToolTip(str(prediction.path))
             self.table.setItem(row, 0, name)
-            label = prediction.label if prediction.error is None else "unreadable"
+            label = prediction.label if prediction.error is None and prediction.label else "unreadable"
             label_item = QTableWidgetItem(label)
             if prediction.error:
                 label_item.setToolTip(prediction.error)
@@ -346,7 +350,7 @@ class PredictTab(QWidget):
         self._overlay_path = ""
         self._request_gradcam(prediction)
 
-    def _request_gradcam(self, prediction: Any) -> None:
+    def _request_gradcam(self, prediction: Prediction) -> None:
         if not self.gradcam_toggle.isChecked() or self.predictor is None or prediction.error:
             self.gradcam.cancel()
             self.gradcam_status.setText("")

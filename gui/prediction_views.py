@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QSize, Qt
+from PySide6.QtGui import QPainter
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QApplication,
@@ -18,6 +19,9 @@ from PySide6.QtWidgets import (
     QTableWidgetItem,
     QWidget,
 )
+
+if TYPE_CHECKING:
+    from engine.inference.predict import Prediction
 
 PROBABILITY_ROLE = Qt.ItemDataRole.UserRole + 7
 
@@ -34,7 +38,7 @@ def confidence_item(probability: float | None) -> QTableWidgetItem:
 class ProbabilityBarDelegate(QStyledItemDelegate):
     """Paints a cell's probability as a progress bar with the percentage on it."""
 
-    def paint(self, painter: Any, option: QStyleOptionViewItem,
+    def paint(self, painter: QPainter, option: QStyleOptionViewItem,
               index: QModelIndex | QPersistentModelIndex) -> None:  # fmt: skip
         value = index.data(PROBABILITY_ROLE)
         if value is None:
@@ -72,7 +76,7 @@ class ProbabilityTable(QTableWidget):
         self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
 
-    def show_prediction(self, prediction: Any) -> None:
+    def show_prediction(self, prediction: Prediction) -> None:
         """Fill from an ``engine.inference.predict.Prediction`` (or show why it has none)."""
         self.clear_results()
         if prediction.error:

@@ -141,4 +141,8 @@ class Settings:
         if env:
             return Path(env).expanduser()
         saved = self.get_str("train/runs_root")
-        return Path(saved).expanduser() if saved else Path.home() / "TransferStudio" / "runs"
+        if saved:
+            return Path(saved).expanduser()
+        from engine.core.rundir import default_runs_root  # torch-free
+
+        return default_runs_root()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, TypeVar
 
 from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtWidgets import (
@@ -32,13 +32,19 @@ from gui.model_picker import DEFAULT_MODEL, ModelPicker
 from gui.settings import Settings
 from gui.widgets import hint_label
 
+if TYPE_CHECKING:
+    from engine.models.registry import ModelInfo
+
 logger = logging.getLogger(__name__)
 
 OPTIMIZER_TEXT = {"sgd": "SGD with momentum", "adam": "Adam", "adamw": "AdamW"}
 SCHEDULE_TEXT = {"none": "constant", "step": "step decay", "cosine": "cosine decay"}
 
 
-def _named(widget: QWidget, name: str, accessible: str) -> QWidget:
+W = TypeVar("W", bound=QWidget)
+
+
+def _named(widget: W, name: str, accessible: str) -> W:
     widget.setObjectName(name)
     widget.setAccessibleName(accessible)
     return widget
@@ -128,7 +134,7 @@ class TrainForm(QWidget):
     def strategy(self) -> str:
         return str(self.strategy_picker.currentData())
 
-    def config(self) -> Any:
+    def config(self) -> TrainConfig:
         """The TrainConfig for the current choices (ConfigError if a value is unusable)."""
         return TrainConfig.for_strategy(
             self.strategy(),
@@ -142,7 +148,7 @@ class TrainForm(QWidget):
             weight_decay=self._weight_decay,
         )
 
-    def apply_config(self, config: Any) -> None:
+    def apply_config(self, config: TrainConfig) -> None:
         """Show the values of ``config`` (strategy included) without applying strategy defaults."""
         self.strategy_picker.blockSignals(True)
         self.strategy_picker.setCurrentIndex(max(0, self.strategy_picker.findData(config.strategy)))
@@ -171,7 +177,7 @@ class TrainForm(QWidget):
     def _emit_changed(self) -> None:
         self.changed.emit()
 
-    def set_catalog(self, entries: list[tuple[Any, str]]) -> None:
+    def set_catalog(self, entries: list[tuple[ModelInfo, str]]) -> None:
         """Fill the model picker, then re-select the model chosen last time if it exists."""
         self.model_picker.set_catalog(entries)
         self.model_picker.select_model(self.saved_model())

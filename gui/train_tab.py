@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import Qt, QUrl, Signal, Slot
 from PySide6.QtGui import QDesktopServices, QFontDatabase
@@ -32,11 +32,17 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from engine.training import events as ev
 from gui.plots import TrainingPlots
 from gui.settings import Settings
 from gui.train_form import TrainForm
 from gui.widgets import MessageBanner, format_duration
 from gui.worker import ThreadRunner, TrainWorker, freeze_gc, friendly_error
+
+if TYPE_CHECKING:
+    from engine.core.config import TrainConfig
+    from engine.data.datasets import DatasetReport
+    from gui.weights_dialog import WeightsDialog
 
 logger = logging.getLogger(__name__)
 
@@ -57,14 +63,14 @@ class TrainTab(QWidget):
         self.setObjectName("trainTab")
         self.settings = settings
         self.runner = runner
-        self.report: Any = None
+        self.report: DatasetReport | None = None
         self.worker: TrainWorker | None = None
         self.run_dir = ""
         self.bundle_path = ""
         self._epochs = 0
         self._started_at = 0.0
-        self.weights_dialog: Any = None
-        self._pending_config: Any = None
+        self.weights_dialog: WeightsDialog | None = None
+        self._pending_config: TrainConfig | None = None
         self._build()
         self._update_buttons()
         self.plots.set_planned_epochs(self.form.epochs.value())
@@ -145,7 +151,7 @@ class TrainTab(QWidget):
         layout.addLayout(main, 1)
 
     # -- state ------------------------------------------------------------------------------------------
-    def set_dataset(self, report: Any) -> None:
+    def set_dataset(self, report: DatasetReport | None) -> None:
         self.report = report
         self._update_buttons()
 
@@ -188,7 +194,7 @@ class TrainTab(QWidget):
             return
         self._start_run(config)
 
-    def _get_weights_then_start(self, config: Any) -> None:
+    def _get_weights_then_start(self, config: TrainConfig) -> None:
         """Download (or import) the pretrained weights first; the run starts once they are cached."""
         from gui.weights_dialog import WeightsDialog
 
@@ -234,8 +240,10 @@ class TrainTab(QWidget):
         """Continue the run in ``run_dir`` (engine.training.trainer.resume), plots pre-filled from its history."""
         if self.is_running():
             return
+        from engine.core.rundir import RunDir  # imports torch: only when a run is resumed
+
         folder = Path(run_dir)
-        if not (folder / "checkpoint.pt").is_file() or not (folder / "config.json").is_file():
+        if not RunDir(folder).is_resumable():
             self.error.show_message(
                 "<b>Cannot resume:</b>",
                 "error",
@@ -259,23 +267,26 @@ class TrainTab(QWidget):
 
     @Slot(object)
     def _on_history(self, rows: list[dict[str, Any]]) -> None:
-        best_epoch, best_acc = 0, -1.0
+        from engine.core.rundir import best_epoch  # already imported by the worker that sent the rows
+
         for row in rows:
             try:
-                epoch, val_acc = int(row["epoch"]), float(row["val_acc"])
                 self.plots.add_epoch(
-                    epoch, float(row["train_loss"]), float(row["val_loss"]), float(row["train_acc"]), val_acc
+                    int(row["epoch"]),
+                    float(row["train_loss"]),
+                    float(row["val_loss"]),
+                    float(row["train_acc"]),
+                    float(row["val_acc"]),
                 )
             except (KeyError, TypeError, ValueError):
                 continue
-            if val_acc > best_acc:
-                best_epoch, best_acc = epoch, val_acc
-        if best_epoch:
-            self.plots.mark_best(best_epoch)
+        best, _best_acc = best_epoch(rows)
+        if best:
+            self.plots.mark_best(best)
         if rows:
             self._log(f"{len(rows)} finished epoch(s) restored from the run's history.")
 
-    def _start_run(self, config: Any) -> None:
+    def _start_run(self, config: TrainConfig) -> None:
         if self.is_running() or self.report is None:
             return
         self.run_dir = ""
@@ -317,7 +328,7 @@ class TrainTab(QWidget):
 
     # -- worker signals -----------------------------------------------------------------------------------
     @Slot(object)
-    def _on_run_started(self, event: Any) -> None:
+    def _on_run_started(self, event: ev.RunStarted) -> None:
         self.run_dir = event.run_dir
         self._epochs = event.epochs
         self.plots.set_planned_epochs(event.epochs)
@@ -333,7 +344,7 @@ class TrainTab(QWidget):
         self._log(f"Run folder: {event.run_dir}")
 
     @Slot(object, object)
-    def _on_progress(self, event: Any, points: list[tuple[float, float]]) -> None:
+    def _on_progress(self, event: ev.BatchProgress, points: list[tuple[float, float]]) -> None:
         self.plots.add_batches(points)
         total = event.elapsed_s + event.eta_s
         if total > 0:
@@ -349,7 +360,7 @@ class TrainTab(QWidget):
         self.status.setText(f"{where} · {timing}")
 
     @Slot(object)
-    def _on_epoch(self, event: Any) -> None:
+    def _on_epoch(self, event: ev.EpochEnd) -> None:
         self.plots.add_epoch(event.epoch, event.train_loss, event.val_loss, event.train_acc, event.val_acc)
         if event.is_best:
             self.plots.mark_best(event.epoch)
@@ -364,7 +375,7 @@ class TrainTab(QWidget):
         self._log(f"{'Warning: ' if level == 'warning' else ''}{text}")
 
     @Slot(object)
-    def _on_finished(self, event: Any) -> None:
+    def _on_finished(self, event: ev.RunFinished) -> None:
         self.bundle_path = event.bundle_path or ""
         took = format_duration(event.seconds)
         if event.cancelled:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import html
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtWidgets import (
@@ -29,6 +29,9 @@ from PySide6.QtWidgets import (
 
 from engine.core.sizes import format_size
 from gui.worker import ThreadRunner, Worker
+
+if TYPE_CHECKING:
+    from engine.models.weights import WeightsError
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +52,7 @@ class WeightsWorker(Worker):
         self.model = model
         self.source = source
 
-    def work(self) -> Any:
+    def work(self) -> Path | WeightsError:
         from engine.models import weights
 
         try:
@@ -198,7 +201,7 @@ class WeightsDialog(QDialog):
         self.speed_label.setText(f"{format_size(speed)}/s" if speed > 0 else "")
 
     @Slot(object)
-    def _on_returned(self, result: Any) -> None:
+    def _on_returned(self, result: Path | WeightsError) -> None:
         if isinstance(result, Path):
             self.progress.setRange(0, 1000)
             self.progress.setValue(1000)
@@ -212,7 +215,7 @@ class WeightsDialog(QDialog):
             return
         self._show_failure(result)
 
-    def _show_failure(self, exc: Any) -> None:
+    def _show_failure(self, exc: WeightsError) -> None:
         self.progress.setRange(0, 1000)
         self.progress.setValue(0)
         self.progress.hide()
@@ -221,7 +224,7 @@ class WeightsDialog(QDialog):
         self.import_button.setEnabled(True)
         self.import_button.show()
         text = html.escape(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
-        if getattr(exc, "offline", False):
+        if exc.offline:
             self.offline = True
             file_name = html.escape(exc.file_name or "the weights file")
             url = html.escape(exc.url or "")

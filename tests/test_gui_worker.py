@@ -48,6 +48,14 @@ class Recorder(QObject):
     def errored(self, message: str) -> None:
         self._add("errored", message)
 
+    @Slot(object)
+    def returned(self, value: object) -> None:
+        self._add("returned", value)
+
+    @Slot()
+    def aborted(self) -> None:
+        self._add("aborted")
+
     @Slot()
     def done(self) -> None:
         self._add("done")
@@ -95,6 +103,8 @@ def start_train_worker(qtbot, monkeypatch, tmp_path, train):
     worker.epochEnded.connect(recorder.epoch)
     worker.finished.connect(recorder.finished)
     worker.errored.connect(recorder.errored)
+    worker.returned.connect(recorder.returned)
+    worker.aborted.connect(recorder.aborted)
     worker.done.connect(recorder.done)
     return runner, recorder, worker
 
@@ -105,7 +115,7 @@ def test_events_arrive_in_order_on_the_gui_thread_with_throttled_progress(qtbot,
         runner.start(worker)
     qtbot.waitUntil(lambda: "done" in recorder.names())
     names = recorder.names()
-    assert names[0] == "started" and names[-2:] == ["finished", "done"]
+    assert names[0] == "started" and names[-3:] == ["finished", "returned", "done"]
     assert names.count("epoch") == 2
     assert recorder.threads == {threading.get_ident()}
     # 1000 batches, but far fewer progress signals; every per-batch loss still arrives.
@@ -127,7 +137,8 @@ def test_abort_is_seen_at_the_next_batch(qtbot, monkeypatch, tmp_path):
     qtbot.waitUntil(lambda: "done" in recorder.names(), timeout=30_000)
     finished = [v for n, v in recorder.seen if n == "finished"]
     assert finished and finished[0].cancelled
-    assert "errored" not in recorder.names()
+    assert recorder.names()[-3:] == ["finished", "aborted", "done"]  # a stopped run is not "returned"
+    assert "errored" not in recorder.names() and "returned" not in recorder.names()
     # The flag was read before the very next batch: at most one batch ran after abort() returned
     # (plus the ones already queued on the way to the GUI thread).
     assert train.stops and train.stops[0] <= aborted_at + 20
@@ -141,6 +152,7 @@ def test_engine_failure_is_reported_once_as_its_message(qtbot, monkeypatch, tmp_
     qtbot.waitUntil(lambda: "done" in recorder.names(), timeout=30_000)
     errors = [v for n, v in recorder.seen if n == "errored"]
     assert errors == ["no val image could be read; check the dataset"]
+    assert recorder.names()[-2:] == ["errored", "done"] and "returned" not in recorder.names()
     runner.wait_all(5)
 
 
@@ -153,6 +165,7 @@ def test_unexpected_exception_becomes_one_readable_line(qtbot, monkeypatch, tmp_
     qtbot.waitUntil(lambda: "done" in recorder.names(), timeout=30_000)
     errors = [v for n, v in recorder.seen if n == "errored"]
     assert errors == ["Unexpected error (ValueError): shapes do not match"]
+    assert recorder.names()[-2:] == ["errored", "done"] and "returned" not in recorder.names()
     runner.wait_all(5)
 
 

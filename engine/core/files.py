@@ -8,11 +8,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import torch
 
-
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp_path)`` then rename the temporary file onto ``path``."""
+def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
+    """Call ``write(tmp_path)`` (its return value is ignored) then rename the temporary file onto ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
@@ -27,6 +25,8 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
     """``torch.save`` that never leaves a partial file at ``path``."""
+    import torch  # lazily: this module is read at window start-up, before torch is loaded
+
     atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
@@ -37,6 +37,8 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 def cpu_copy(obj: Any) -> Any:
     """A deep copy of nested dicts/lists whose tensors are detached CPU copies (safe to save later)."""
+    import torch
+
     if isinstance(obj, torch.Tensor):
         return obj.detach().to("cpu", copy=True)
     if isinstance(obj, dict):

@@ -8,7 +8,7 @@ Layout::
     RUN_DIR/model.pt         the bundle with the best epoch's weights
 
 Every file is written atomically (temporary file + rename), so a crash or a full disk never leaves a
-half-written checkpoint in place of the previous good one.
+half-written checkpoint in place of the previous good one. Importing this module does not import torch.
 """
 
 from __future__ import annotations
@@ -19,8 +19,6 @@ import os
 import time
 from pathlib import Path
 from typing import Any
-
-import torch
 
 from engine.core.errors import TransferStudioError
 from engine.core.files import atomic_torch_save, atomic_write_text
@@ -115,6 +113,8 @@ class RunDir:
         if not self.checkpoint_path.exists():
             raise TransferStudioError(f"{self.path} has no checkpoint to resume from")
         try:
+            import torch  # lazily: listing and reading run folders needs no torch
+
             return torch.load(self.checkpoint_path, map_location="cpu", weights_only=True)
         except Exception as exc:  # noqa: BLE001 - any failure means the file is unusable
             raise TransferStudioError(f"cannot read {self.checkpoint_path}: {exc}") from None
