@@ -129,7 +129,7 @@ def _models(args: argparse.Namespace) -> int:
     from engine.models.registry import list_models
     from engine.models.weights import weights_status
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     for info in list_models():
         rows.append(
             {
@@ -419,6 +419,7 @@ _WEIGHTS_TEXT = {"offline": "offline (built in)", "cached": "cached", "download"
 
 
 def _weights(args: argparse.Namespace) -> int:
+    from engine.core.sizes import format_size
     from engine.models import weights
 
     if args.weights_command == "import":
@@ -435,7 +436,7 @@ def _weights(args: argparse.Namespace) -> int:
         return 0
     print(f"{'model':<28} {'weights':<19} {'size':>9}  file")
     for r in rows:
-        size = weights.format_size(r["size"]) if r["size"] is not None else ""
+        size = format_size(r["size"]) if r["size"] is not None else ""
         status = _WEIGHTS_TEXT.get(r["status"], r["status"])
         print(f"{r['name']:<28} {status:<19} {size:>9}  {r['file'] or ''}")
     print(f"cache folder: {weights.weights_cache_dir()}")
@@ -464,7 +465,7 @@ class _DownloadBar:
         self.last: tuple[int, int, float] | None = None
 
     def __call__(self, done: int, total: int, speed: float) -> None:
-        from engine.models.weights import format_size
+        from engine.core.sizes import format_size
 
         if self.last is None:
             print(f"downloading {self.label} weights...", file=self.stream, flush=True)
@@ -482,7 +483,7 @@ class _DownloadBar:
         self.stream.flush()
 
     def finish(self) -> None:
-        from engine.models.weights import format_size
+        from engine.core.sizes import format_size
 
         if self.last is None:  # nothing was downloaded: cached, built in, or failed before starting
             return

@@ -316,7 +316,7 @@ def _offline_model_report() -> dict[str, Any]:
 
 def format_environment(report: dict[str, Any]) -> str:
     """``environment_report()`` as aligned ``label  value`` lines."""
-    from engine.models.weights import format_size
+    from engine.core.sizes import format_size
 
     lines: list[tuple[str, str]] = [("Transfer Studio", str(report.get("transfer_studio")))]
     python = report.get("python", {})

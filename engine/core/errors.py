@@ -22,7 +22,11 @@ class DatasetError(TransferStudioError):
 
 
 class UnreadableImageError(TransferStudioError):
-    """An image file cannot be decoded."""
+    """An image file cannot be decoded; ``reason`` is the cause without the file name."""
+
+    def __init__(self, message: str, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = message if reason is None else reason
 
 
 class ModelError(TransferStudioError):

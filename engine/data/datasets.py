@@ -212,7 +212,7 @@ def _check_file(path: Path, verify: bool) -> str | None:
         try:
             verify_image(path)
         except UnreadableImageError as exc:
-            return str(getattr(exc, "reason", exc))
+            return exc.reason
     return None
 
 
@@ -247,9 +247,9 @@ def scan_dataset(
     if "train" in split_dirs:
         for split, folder in split_dirs.items():
             raw[split] = _collect(folder, skipped)
-        for d in top_dirs:
-            if d not in split_dirs.values():
-                warnings.append(f"Folder '{d.name}' next to train/ is not a split; ignored")
+        for top in top_dirs:
+            if top not in split_dirs.values():
+                warnings.append(f"Folder '{top.name}' next to train/ is not a split; ignored")
         for f in (Path(e.path) for e in _visible_entries(root) if not _is_dir(e)):
             if f.suffix.lower() in IMAGE_EXTENSIONS:
                 skipped.append(SkippedFile(f, "not inside a class folder"))
@@ -260,11 +260,13 @@ def scan_dataset(
         raw["train"] = _collect(root, skipped)
 
     # Check every candidate file (decoding releases the GIL, so threads help).
-    jobs = [(split, name, path) for split, d in raw.items() for name, ps in d.items() for path in ps]
+    jobs = [(split, name, path) for split, found in raw.items() for name, ps in found.items() for path in ps]
     total = len(jobs)
     if on_progress is not None:
         on_progress(0, total)
-    usable = {split: {name: [] for name in d} for split, d in raw.items()}
+    usable: dict[str, dict[str, list[Path]]] = {
+        split: {name: [] for name in found} for split, found in raw.items()
+    }
     workers = min(_VERIFY_THREADS, os.cpu_count() or 1) if verify else 1
     pool = ThreadPoolExecutor(workers) if workers > 1 else None
     try:
@@ -283,9 +285,9 @@ def scan_dataset(
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
-    for split, d in usable.items():
-        for name in [n for n, ps in d.items() if not ps]:
-            del d[name]
+    for split, by_class in usable.items():
+        for name in [n for n, ps in by_class.items() if not ps]:
+            del by_class[name]
             where = f" in {split_dirs[split].name}/" if split in split_dirs else ""
             warnings.append(f"Class folder '{name}'{where} has no usable images; ignored")
     if "val" in usable and not usable["val"]:

@@ -36,9 +36,7 @@ _WHITE = (255, 255, 255)
 
 
 def _error(path: Path, reason: str) -> UnreadableImageError:
-    err = UnreadableImageError(f"{path.name}: {reason}")
-    err.reason = reason  # type: ignore[attr-defined]
-    return err
+    return UnreadableImageError(f"{path.name}: {reason}", reason)
 
 
 def _reason_for(exc: BaseException) -> str:

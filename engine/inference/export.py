@@ -427,9 +427,10 @@ def parity_images(data: str | Path | DatasetReport, max_images: int | None = Non
         except DatasetError:
             report = None
     if report is None:
-        paths = list_images(Path(data))  # type: ignore[arg-type]  # only a path fails to scan
+        assert not isinstance(data, DatasetReport)  # only a folder fails to scan
+        paths = list_images(Path(data))
     elif report.auto_split:
-        paths = [s.path for part in report.splits.values() for s in part]
+        paths = sorted(s.path for part in report.splits.values() for s in part)
     else:
         paths = [s.path for s in report.splits["val"]]
     return paths[:max_images] if max_images else paths

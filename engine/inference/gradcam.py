@@ -19,8 +19,10 @@ from __future__ import annotations
 import logging
 import threading
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -74,15 +76,15 @@ def find_target_layer(model: nn.Module, image_size: int = 224, model_name: str |
 
     me = threading.get_ident()  # hooks ignore forward passes other threads run on the same model
 
-    def on_enter(qname: str):
-        def hook(_module: nn.Module, _args: tuple) -> None:
+    def on_enter(qname: str) -> Callable[[nn.Module, tuple[Any, ...]], None]:
+        def hook(_module: nn.Module, _args: tuple[Any, ...]) -> None:
             if threading.get_ident() == me:
                 entered.setdefault(qname, len(events))
 
         return hook
 
-    def on_output(qname: str):
-        def hook(_module: nn.Module, _args: tuple, output: object) -> None:
+    def on_output(qname: str) -> Callable[[nn.Module, tuple[Any, ...], object], None]:
+        def hook(_module: nn.Module, _args: tuple[Any, ...], output: object) -> None:
             if threading.get_ident() != me:
                 return
             call = calls.get(qname, 0)
@@ -158,7 +160,7 @@ def grad_cam(
     seen = [0]
     me = threading.get_ident()
 
-    def capture(_module: nn.Module, _args: tuple, output: torch.Tensor) -> None:
+    def capture(_module: nn.Module, _args: tuple[Any, ...], output: torch.Tensor) -> None:
         if threading.get_ident() != me:
             return
         if seen[0] == target.call:

@@ -99,11 +99,12 @@ class Predictor:
         on_progress: Callable[[int, int], None] | None = None,
     ) -> list[Prediction]:
         """Classify many files; an unreadable file gets a Prediction with ``error`` set, never an exception."""
-        paths = [Path(p) for p in paths]
+        files = [Path(p) for p in paths]
         results: list[Prediction] = []
-        for start in range(0, len(paths), batch_size):
-            chunk = paths[start : start + batch_size]
-            images, readable = [], []
+        for start in range(0, len(files), batch_size):
+            chunk = files[start : start + batch_size]
+            images: list[Image.Image] = []
+            readable: list[Path] = []
             errors: dict[Path, str] = {}
             for p in chunk:
                 try:
@@ -119,7 +120,7 @@ class Predictor:
                 else:
                     results.append(Prediction(p, tuple(by_path[p])))
             if on_progress:
-                on_progress(len(results), len(paths))
+                on_progress(len(results), len(files))
         return results
 
     def _top(self, probs: torch.Tensor, top_k: int) -> list[tuple[str, float]]:

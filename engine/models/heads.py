@@ -23,23 +23,36 @@ def _is_head(module: nn.Module, num_outputs: int) -> bool:
     return False
 
 
+def _pair(values: tuple[int, ...]) -> tuple[int, int]:
+    """A ``Conv2d``'s stored size (typed ``tuple[int, ...]``, always two values) as ``(int, int)``."""
+    first, second = values
+    return first, second
+
+
 def replace_head_module(model: nn.Module, qname: str, num_classes: int) -> None:
+    """Replace the head module ``qname`` by a fresh one with ``num_classes`` outputs (same device, dtype)."""
     old = model.get_submodule(qname)
-    factory = {"device": old.weight.device, "dtype": old.weight.dtype}
     new: nn.Module
     if isinstance(old, nn.Linear):
-        new = nn.Linear(old.in_features, num_classes, bias=old.bias is not None, **factory)
+        new = nn.Linear(
+            old.in_features,
+            num_classes,
+            bias=old.bias is not None,
+            device=old.weight.device,
+            dtype=old.weight.dtype,
+        )
     else:
         assert isinstance(old, nn.Conv2d)
         new = nn.Conv2d(
             old.in_channels,
             num_classes,
-            kernel_size=old.kernel_size,  # type: ignore[arg-type]
-            stride=old.stride,  # type: ignore[arg-type]
-            padding=old.padding,  # type: ignore[arg-type]
-            dilation=old.dilation,  # type: ignore[arg-type]
+            kernel_size=_pair(old.kernel_size),
+            stride=_pair(old.stride),
+            padding=old.padding if isinstance(old.padding, str) else _pair(old.padding),
+            dilation=_pair(old.dilation),
             bias=old.bias is not None,
-            **factory,
+            device=old.weight.device,
+            dtype=old.weight.dtype,
         )
     parent_name, _, attr = qname.rpartition(".")
     parent = model.get_submodule(parent_name) if parent_name else model

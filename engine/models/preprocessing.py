@@ -46,7 +46,7 @@ class Preprocessing:
             raise ValueError("mean and std need 3 values")
         if interpolation not in INTERPOLATIONS:
             raise ValueError(f"unknown interpolation {interpolation!r}")
-        pre = cls(int(data["resize_size"]), int(data["crop_size"]), mean, std, interpolation)  # type: ignore[arg-type]
+        pre = cls(int(data["resize_size"]), int(data["crop_size"]), mean, std, interpolation)
         if pre.resize_size < 1 or pre.crop_size < 1 or min(std) <= 0:
             raise ValueError("sizes and std must be positive")
         return pre

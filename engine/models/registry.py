@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import functools
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torchvision
@@ -70,6 +71,12 @@ def _family(module_name: str) -> str:
     return _FAMILY_NAMES.get(key, key.replace("_", " ").title())
 
 
+def _three_floats(values: Iterable[float]) -> tuple[float, float, float]:
+    """Per-channel (R, G, B) values, e.g. a torchvision transform's ``mean`` list, as floats."""
+    red, green, blue = (float(v) for v in values)
+    return red, green, blue
+
+
 def _torchvision_info(name: str) -> ModelInfo:
     weights = torchvision.models.get_model_weights(name).DEFAULT
     transform = weights.transforms()
@@ -83,8 +90,8 @@ def _torchvision_info(name: str) -> ModelInfo:
         preprocessing=Preprocessing(
             resize_size=int(resize[0] if isinstance(resize, (list, tuple)) else resize),
             crop_size=int(crop[0] if isinstance(crop, (list, tuple)) else crop),
-            mean=tuple(float(v) for v in transform.mean),  # type: ignore[arg-type]
-            std=tuple(float(v) for v in transform.std),  # type: ignore[arg-type]
+            mean=_three_floats(transform.mean),
+            std=_three_floats(transform.std),
             interpolation=transform.interpolation.value,
         ),
         weights_name=str(weights),
