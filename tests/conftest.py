@@ -7,11 +7,20 @@ For those GUI tests:
   message boxes answer "Yes" and are recorded in ``dialogs``; file dialogs return "cancelled"
   unless the test patches them itself;
 - a test fails if it leaves a QThread running or a visible top-level widget behind.
+
+For every test:
+- network connections to anything but the loopback interface (127.0.0.1, localhost, ::1) raise
+  :class:`NetworkAccessBlocked` before any packet is sent, and the test fails even if the code under
+  test swallowed that error (the suite must pass offline: it may talk only to local test servers);
+- tests marked ``needs_cuda`` are skipped, with a reason, when ``torch.cuda.is_available()`` is false
+  (torch is imported only when such a test was collected).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +31,100 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("QT_LOGGING_RULES", "qt.qpa.*=false")
 
 THREAD_GRACE_MS = 10_000
+
+pytest_plugins = ["pytester"]  # tests/test_conftest_guards.py runs inner sessions with this conftest
+
+
+# -- needs_cuda -----------------------------------------------------------------------------------
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip ``needs_cuda`` tests without a usable CUDA device (torch is imported only if one is collected)."""
+    marked = [item for item in items if item.get_closest_marker("needs_cuda") is not None]
+    if not marked:
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    reason = "needs an NVIDIA GPU: torch.cuda.is_available() is False"
+    for item in marked:
+        item.add_marker(pytest.mark.skip(reason=reason))
+
+
+# -- no network -----------------------------------------------------------------------------------
+
+
+class NetworkAccessBlocked(RuntimeError):
+    """A test tried to reach a host other than the loopback interface."""
+
+
+_LOCAL_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
+_INET_FAMILIES = (socket.AF_INET, socket.AF_INET6)
+
+
+def _is_local(host: object) -> bool:
+    if isinstance(host, bytes):
+        host = host.decode("ascii", "replace")
+    if not isinstance(host, str):
+        return False
+    if host.lower() in _LOCAL_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.split("%", 1)[0]).is_loopback
+    except ValueError:
+        return False  # a host name: resolving it would already be network access
+
+
+class NetworkGuard:
+    """Patches socket connects for one test; remembers what was blocked so the test fails anyway."""
+
+    def __init__(self) -> None:
+        self.blocked: list[str] = []
+
+    def check(self, family: int, address: object) -> None:
+        if family not in _INET_FAMILIES:
+            return  # AF_UNIX (multiprocessing, DataLoader workers) and the like never leave the machine
+        host = address[0] if isinstance(address, tuple) and address else address
+        if _is_local(host):
+            return
+        where = ":".join(str(part) for part in address[:2]) if isinstance(address, tuple) else repr(address)
+        self.blocked.append(where)
+        raise NetworkAccessBlocked(
+            f"tests must not use the network: blocked a connection to {where} "
+            "(only 127.0.0.1, localhost and ::1 are allowed)"
+        )
+
+    def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        real_connect, real_connect_ex = socket.socket.connect, socket.socket.connect_ex
+        real_create_connection = socket.create_connection
+        guard = self
+
+        def connect(self: socket.socket, address: Any) -> None:
+            guard.check(self.family, address)
+            return real_connect(self, address)
+
+        def connect_ex(self: socket.socket, address: Any) -> int:
+            guard.check(self.family, address)
+            return real_connect_ex(self, address)
+
+        def create_connection(address: tuple[str, int], *args: Any, **kwargs: Any) -> socket.socket:
+            guard.check(socket.AF_INET, address)  # before the host name is resolved
+            return real_create_connection(address, *args, **kwargs)
+
+        monkeypatch.setattr(socket.socket, "connect", connect)
+        monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
+        monkeypatch.setattr(socket, "create_connection", create_connection)
+
+
+@pytest.fixture(autouse=True)
+def network_guard(monkeypatch: pytest.MonkeyPatch) -> Iterator[NetworkGuard]:
+    """Every test: connections beyond the loopback interface raise, and fail the test at teardown."""
+    guard = NetworkGuard()
+    guard.install(monkeypatch)
+    yield guard
+    if guard.blocked:
+        pytest.fail(f"the test tried to use the network: {', '.join(guard.blocked)}", pytrace=False)
 
 
 class DialogRecorder:

@@ -3,6 +3,7 @@
 The bundle tests run only when ``packaging/build.sh`` has produced ``dist/TransferStudio/TransferStudio``;
 they use ``xvfb-run`` when it is installed (a real X server, as on a desktop) and Qt's offscreen platform
 otherwise. The source test runs the same self-test through ``python -m gui.launch --self-test``.
+Every test that starts a process is marked ``slow``.
 """
 
 from __future__ import annotations
@@ -78,6 +79,7 @@ def test_synthetic_dataset_layout(tmp_path):
     assert probe.is_file() and expected == selftest.CLASSES[0][0]
 
 
+@pytest.mark.slow
 def test_self_test_from_source():
     """``python -m gui.launch --self-test`` trains 1 epoch through the real window and exits 0."""
     proc = subprocess.run(
@@ -92,6 +94,7 @@ def test_self_test_from_source():
     assert summary["frozen"] is False
 
 
+@pytest.mark.slow
 def test_self_test_reports_a_failure(tmp_path):
     """A hard limit too short to train ends the process with exit code 3 and a message, not a hang."""
     proc = subprocess.run(
@@ -115,6 +118,7 @@ def _bundle_command(*args: str) -> tuple[list[str], dict[str, str]]:
     return [str(EXECUTABLE), *args], _env(QT_QPA_PLATFORM="offscreen")
 
 
+@pytest.mark.slow
 @needs_bundle
 def test_bundle_cli_version():
     """The bundled executable also runs the CLI: ``TransferStudio --version``."""
@@ -127,6 +131,7 @@ def test_bundle_cli_version():
     assert __version__ in proc.stdout + proc.stderr
 
 
+@pytest.mark.slow
 @needs_bundle
 def test_bundle_self_test():
     """The built app opens its window, trains 1 epoch, classifies an image and exits 0."""

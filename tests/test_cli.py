@@ -1,9 +1,14 @@
-"""The headless CLI: every command, JSON output, CSV output, and one-line errors for bad input."""
+"""The headless CLI: every command, JSON output, CSV output, and one-line errors for bad input.
+
+The bad-input cases run in-process and again in a real ``python -m engine.cli`` process (``slow``).
+"""
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +16,8 @@ from pathlib import Path
 import pytest
 from helpers_images import make_image_folder
 
-from engine.cli import main
+from engine.cli import build_parser, main
+from engine.core.commands import COMMANDS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,8 +46,19 @@ def test_scan_json(dataset, capsys):
 
 def test_scan_text(dataset, capsys):
     assert main(["scan", str(dataset)]) == 0
-    out = capsys.readouterr().out
-    assert "green" in out and "red" in out
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"Dataset: {dataset.resolve()}"
+    for name in ("green", "red"):  # one table row per class: name, train count, val count
+        assert any(re.fullmatch(rf"\s+{name}\s+8\s+8", line) for line in lines), lines
+
+
+def test_the_parser_has_exactly_the_commands_of_the_table():
+    """engine.core.commands.COMMANDS is the one list of sub-commands (the launcher relies on it)."""
+    parser = build_parser()
+    subparsers = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    assert len(subparsers) == 1
+    assert sorted(subparsers[0].choices) == sorted(COMMANDS)
+    assert {a.dest: a.help for a in subparsers[0]._choices_actions} == COMMANDS
 
 
 def test_models_json(capsys):
@@ -88,19 +105,24 @@ def test_resume_finished_run_adds_epochs(dataset, tmp_path, capsys):
     assert summary["epochs"] == 2
 
 
-@pytest.mark.parametrize(
-    "args, message",
-    [
-        (["scan", "/no/such/folder"], "does not exist"),
-        (["train", "{empty}", "--epochs", "1"], "no class"),
-        (["train", "{single}", "--epochs", "1"], "class"),
-        (["train", "{data}", "--model", "resnet9000"], "unknown model"),
-        (["train", "{data}", "--strategy", "yolo"], "invalid choice"),
-        (["predict", "{notbundle}", "{data}"], "not a Transfer Studio model bundle"),
-        (["train", "{data}", "--device", "cuda", "--epochs", "1"], "cuda"),
-    ],
-)
-def test_bad_input_is_one_line_without_traceback(args, message, tmp_path, dataset):
+# (arguments, exit code, what the one line on stderr says); {name} is a path made by _bad_input_args.
+BAD_INPUT = [
+    (["scan", "/no/such/folder"], 1, "does not exist"),
+    (["train", "{empty}", "--epochs", "1"], 1, "no class"),
+    (["train", "{single}", "--epochs", "1"], 1, "only one class"),
+    (["train", "{data}", "--model", "resnet9000"], 1, "unknown model"),
+    (["train", "{data}", "--strategy", "yolo"], 2, "invalid choice"),
+    (["predict", "{notbundle}", "{data}"], 1, "not a Transfer Studio model bundle"),
+    (["train", "{data}", "--device", "cuda", "--epochs", "1"], 1, "cuda"),
+]
+
+
+def _bad_input_args(args: list[str], tmp_path: Path, dataset: Path) -> list[str]:
+    if "cuda" in args:
+        import torch
+
+        if torch.cuda.is_available():
+            pytest.skip("this machine has CUDA")
     (tmp_path / "empty").mkdir()
     make_image_folder(tmp_path / "single", {"only": 3}, splits=None)
     not_bundle = tmp_path / "not_a_bundle.pt"
@@ -111,14 +133,28 @@ def test_bad_input_is_one_line_without_traceback(args, message, tmp_path, datase
         "data": dataset,
         "notbundle": not_bundle,
     }
-    args = [a.format(**{k: str(v) for k, v in paths.items()}) for a in args]
-    if "cuda" in args:
-        import torch
+    return [a.format(**{k: str(v) for k, v in paths.items()}) for a in args]
 
-        if torch.cuda.is_available():
-            pytest.skip("this machine has CUDA")
-    proc = _cli(*args)
-    assert proc.returncode != 0
+
+@pytest.mark.parametrize("args, code, message", BAD_INPUT)
+def test_bad_input_is_one_line(args, code, message, tmp_path, dataset, capsys):
+    args = _bad_input_args(args, tmp_path, dataset)
+    try:
+        returned = main(args)
+    except SystemExit as exc:  # argparse's usage errors
+        returned = exc.code
+    assert returned == code
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("transfer-studio")
+    assert message.lower() in lines[0].lower()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("args, code, message", BAD_INPUT)
+def test_bad_input_is_one_line_without_traceback(args, code, message, tmp_path, dataset):
+    proc = _cli(*_bad_input_args(args, tmp_path, dataset))
+    assert proc.returncode == code
     assert "Traceback" not in proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, proc.stderr

@@ -150,8 +150,7 @@ def test_text_for_a_cpu_only_report():
         assert expected in text, expected
 
 
-@pytest.mark.needs_cuda
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs an NVIDIA GPU")
+@pytest.mark.needs_cuda  # skipped without a GPU by tests/conftest.py
 def test_gpu_report():
     cuda = environment_report()["cuda"]
     assert cuda["usable"] and cuda["driver_cuda"]
@@ -177,6 +176,7 @@ def test_cli_doctor_json_and_text(isolated, capsys):
         assert label in out
 
 
+@pytest.mark.slow
 def test_doctor_runs_without_qt(isolated):
     """PySide6/pyqtgraph versions come from metadata: the doctor never imports Qt."""
     code = textwrap.dedent(

@@ -14,7 +14,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 HYMENOPTERA = ROOT.parent / "shared" / "data" / "hymenoptera"
 
-pytestmark = pytest.mark.skipif(not HYMENOPTERA.is_dir(), reason="hymenoptera dataset not present")
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not HYMENOPTERA.is_dir(), reason="hymenoptera dataset not present"),
+]
 
 
 def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:

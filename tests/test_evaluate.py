@@ -205,6 +205,7 @@ def test_cli_predict_threshold_marks_unsure(trained_bundle, synthetic_dataset, t
 # -- acceptance: the same accuracy as the run's validation ------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not HYMENOPTERA.is_dir(), reason="hymenoptera dataset not present")
 def test_evaluate_json_equals_the_runs_val_accuracy(tmp_path, monkeypatch, capsys):
     from engine.core.config import TrainConfig

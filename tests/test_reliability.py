@@ -159,6 +159,7 @@ def test_truncated_bundle_and_onnx_file_are_clear_errors(tmp_path):
         load_bundle(tmp_path / "model.onnx")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["truncated.pt", "model.onnx", "lying.pt"])
 def test_cli_predict_with_bad_bundle_is_one_line(tmp_path, name):
     path = _bundle(tmp_path)
@@ -256,6 +257,7 @@ def _cli_train(*args: str, env: dict[str, str]) -> subprocess.Popen:
     )
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_the_same_result(tmp_path):
     data = make_image_folder(tmp_path / "d", {"a": 16, "b": 16}, size=(64, 64))
     env = {"TRANSFER_STUDIO_CACHE": str(tmp_path / "cache")}
