@@ -126,12 +126,13 @@ def _run(
     """The whole lifecycle: set up, (restore), epochs; a Stop ends it like a finished run."""
     state: TrainingState | None = None
     try:
+        device = resolve_device(config.device)  # first: an unusable device is the one error to report
         if report is None:
             # No per-file decode check here: every image is decoded in the first epoch anyway, and one
             # that fails then is skipped and reported. (The Data tab and `scan` show the full check.)
             report = scan_dataset(data_root, val_fraction=config.val_fraction, seed=config.seed, verify=False)
         _report_dataset_warnings(report, hooks)
-        state = set_up(config, report, run)
+        state = set_up(config, report, run, device)
         start_epoch = restore_checkpoint(state, checkpoint, hooks) if checkpoint is not None else 1
         _plan_eta(state, report, start_epoch, hooks)
         hooks.emit(
@@ -175,9 +176,8 @@ def _report_dataset_warnings(report: DatasetReport, hooks: Hooks) -> None:
 # -- set-up ---------------------------------------------------------------------------------------
 
 
-def set_up(config: TrainConfig, report: DatasetReport, run: RunDir) -> TrainingState:
-    """Device, model with its new head, optimizer, schedule, precision and loss for one run."""
-    device = resolve_device(config.device)
+def set_up(config: TrainConfig, report: DatasetReport, run: RunDir, device: torch.device) -> TrainingState:
+    """The model with its new head on ``device``, its optimizer, schedule, precision and loss."""
     classes = list(report.classes)
     torch.manual_seed(config.seed)  # the new head's (and a scratch model's) initial weights
     model, head_names = build_model(config.model, len(classes), pretrained=config.pretrained)
