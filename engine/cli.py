@@ -81,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="P",
         help="label an image 'unsure' when its top probability is below P",
     )
+    runs = sub.add_parser("runs", help=COMMANDS["runs"])
+    runs.add_argument("--root", type=Path, metavar="DIR", help="runs folder (default: where new runs go)")
+    runs.add_argument("--json", action="store_true", help="print one JSON list of runs")
     _add_weights_and_doctor_parsers(sub)
     _add_evaluate_and_export_parsers(sub)
     return parser
@@ -95,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     logging.basicConfig(level=logging.WARNING, format=f"{PROG}: %(levelname)s: %(message)s")
     handlers = {"scan": _scan, "models": _models, "train": _train, "predict": _predict, "weights": _weights}
-    handlers.update(doctor=_doctor, evaluate=_evaluate, export=_export)
+    handlers.update(doctor=_doctor, evaluate=_evaluate, export=_export, runs=_runs)
     assert handlers.keys() == COMMANDS.keys(), "engine.core.commands.COMMANDS and the handlers differ"
     try:
         return handlers[args.command](args)
@@ -196,6 +199,32 @@ def _train(args: argparse.Namespace) -> int:
         if result.bundle_path:
             print(f"model saved to {result.bundle_path}")
     return EXIT_CANCELLED if result.cancelled else 0
+
+
+def _runs(args: argparse.Namespace) -> int:
+    from engine.core.rundir import default_runs_root
+    from engine.core.runs import list_runs
+
+    root = args.root or default_runs_root()
+    if args.root is not None and not root.is_dir():
+        raise TransferStudioError(f"{root}: no such folder")
+    runs = list_runs(root) if root.is_dir() else []
+    if args.json:
+        _print_json([r.to_json() for r in runs])
+        return 0
+    if not runs:
+        print(f"no runs under {root}")
+        return 0
+    print(f"{'started':<19} {'model':<22} {'strategy':<15} {'epochs':>7} {'best val':>9}  {'status':<11} run")
+    for r in runs:
+        best = f"{r.best_val_acc:.4f}" if r.best_val_acc is not None else "-"
+        started = (r.started or "")[:19].replace("T", " ")
+        epochs = f"{r.epochs_done}/{r.epochs_planned}"
+        status = r.status + ("*" if r.resumable else "")
+        print(f"{started:<19} {r.model:<22} {r.strategy:<15} {epochs:>7} {best:>9}  {status:<11} {r.path}")
+    if any(r.resumable for r in runs):
+        print("* resumable: transfer-studio train --resume RUN_DIR")
+    return 0
 
 
 def _predict(args: argparse.Namespace) -> int:

@@ -14,6 +14,7 @@ COMMANDS: dict[str, str] = {
     "doctor": "show versions, CUDA, GPUs, caches, folders and what is wrong",
     "evaluate": "measure a model on a labelled folder: per-class metrics, errors",
     "export": "export a model to ONNX or TorchScript and check it matches",
+    "runs": "list the training runs under a runs folder, newest first",
 }
 #: Top-level options the CLI answers (never a window launch).
 CLI_FLAGS = frozenset({"-h", "--help", "--version"})

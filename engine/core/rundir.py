@@ -6,6 +6,8 @@ Layout::
     RUN_DIR/metrics.jsonl    one JSON object per finished epoch
     RUN_DIR/checkpoint.pt    state after the last finished epoch (what --resume continues from)
     RUN_DIR/model.pt         the bundle with the best epoch's weights
+    RUN_DIR/status.json      running / finished / stopped / failed, with start and end times
+    RUN_DIR/note.json        the name and note a user gave the run (optional)
 
 Every file is written atomically (temporary file + rename), so a crash or a full disk never leaves a
 half-written checkpoint in place of the previous good one. Importing this module does not import torch.
@@ -29,6 +31,8 @@ CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
 CHECKPOINT_FILE = "checkpoint.pt"
 BUNDLE_FILE = "model.pt"
+STATUS_FILE = "status.json"
+NOTE_FILE = "note.json"
 
 
 def default_runs_root() -> Path:
@@ -88,6 +92,30 @@ class RunDir:
             raise TransferStudioError(f"{self.path} is not a run directory (no {CONFIG_FILE})") from None
         except (ValueError, KeyError, TypeError) as exc:
             raise TransferStudioError(f"{self.config_path} is damaged: {exc}") from None
+
+    @property
+    def status_path(self) -> Path:
+        return self.path / STATUS_FILE
+
+    @property
+    def note_path(self) -> Path:
+        return self.path / NOTE_FILE
+
+    def write_status(self, status: str, **details: Any) -> None:
+        """Record the run's state: "running" (with the process id), "finished", "stopped" or "failed".
+
+        Keeps the fields of the previous status (e.g. when it started) that ``details`` does not replace.
+        """
+        payload = {**self.read_status(), **details, "status": status}
+        atomic_write_text(self.status_path, json.dumps(payload, indent=2) + "\n")
+
+    def read_status(self) -> dict[str, Any]:
+        """The last written status, or {} when there is none or it cannot be read."""
+        try:
+            payload = json.loads(self.status_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return payload if isinstance(payload, dict) else {}
 
     def write_metrics(self, rows: list[dict[str, Any]]) -> None:
         """Rewrite the metrics file with ``rows`` (one per finished epoch)."""

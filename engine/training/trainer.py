@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -125,6 +126,7 @@ def _run(
 ) -> RunResult:
     """The whole lifecycle: set up, (restore), epochs; a Stop ends it like a finished run."""
     state: TrainingState | None = None
+    run.write_status("running", started=_now(), pid=os.getpid(), ended=None, message=None)
     try:
         device = resolve_device(config.device)  # first: an unusable device is the one error to report
         if report is None:
@@ -157,13 +159,21 @@ def _run(
     except Cancelled:
         return _finish(config, run, state, hooks, cancelled=True)
     except TransferStudioError as exc:
+        run.write_status("failed", ended=_now(), message=str(exc))
         hooks.emit(ev.RunFailed(str(exc)))
         raise
     except Exception as exc:
         log.exception("training failed")
-        hooks.emit(ev.RunFailed(f"training failed: {type(exc).__name__}: {exc}"))
+        message = f"training failed: {type(exc).__name__}: {exc}"
+        run.write_status("failed", ended=_now(), message=message)
+        hooks.emit(ev.RunFailed(message))
         raise
     return _finish(config, run, state, hooks, cancelled=False)
+
+
+def _now() -> str:
+    """The local time as an ISO 8601 string with its UTC offset (what status.json records)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
 def _report_dataset_warnings(report: DatasetReport, hooks: Hooks) -> None:
@@ -465,6 +475,7 @@ def _finish(
         )
         bundle_path = save_bundle(run.bundle_path, bundle)
     seconds = time.perf_counter() - hooks.start_time
+    run.write_status("stopped" if cancelled else "finished", ended=_now())
     device = describe_device(state.device) if state is not None else config.device
     history = state.history if state is not None else []
     result = RunResult(

@@ -1,0 +1,179 @@
+"""Every run under a runs folder, summarised from its small files (never a checkpoint or a bundle).
+
+A run is any folder holding a run's ``config.json`` (see :mod:`engine.core.rundir`). Its summary
+comes from ``config.json``, ``metrics.jsonl``, ``status.json`` and ``note.json``, so hundreds of runs
+list in well under a second, with no torch import.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from engine.core.errors import TransferStudioError
+from engine.core.files import atomic_write_text
+from engine.core.rundir import CONFIG_FILE, RunDir, best_epoch
+
+log = logging.getLogger(__name__)
+
+#: How deep below the root runs are looked for (a bake-off keeps its runs one level down).
+MAX_DEPTH = 3
+#: The settings a run is compared by, besides model and strategy.
+KEY_SETTINGS = ("epochs", "batch_size", "lr", "optimizer", "schedule", "augment", "seed", "device")
+STATUSES = ("running", "finished", "stopped", "failed", "interrupted")
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """One run as the runs table shows it."""
+
+    path: Path
+    name: str  # the user's name for it, else the folder's name
+    note: str
+    dataset: str  # the dataset folder
+    model: str
+    strategy: str
+    settings: dict[str, Any]  # KEY_SETTINGS from its config
+    started: str | None  # ISO 8601, from status.json (None for runs older than it)
+    seconds: float  # training time: the sum of its epochs' times
+    epochs_done: int
+    epochs_planned: int
+    best_val_acc: float | None
+    best_epoch: int
+    status: str  # one of STATUSES
+    resumable: bool
+    has_bundle: bool
+    message: str | None  # why it failed
+
+    def to_json(self) -> dict[str, Any]:
+        payload = asdict(self)
+        payload["path"] = str(self.path)
+        return payload
+
+
+def find_run_dirs(root: str | Path, max_depth: int = MAX_DEPTH) -> Iterator[Path]:
+    """Folders under ``root`` (itself included) that hold a run's config.json; not below a run."""
+    root = Path(root)
+    stack = [(root, 0)]
+    while stack:
+        folder, depth = stack.pop()
+        try:
+            with os.scandir(folder) as entries:
+                children = [Path(e.path) for e in entries if e.is_dir(follow_symlinks=False)]
+                if (folder / CONFIG_FILE).is_file():
+                    yield folder
+                    continue
+        except OSError:
+            continue
+        if depth < max_depth:
+            stack.extend((child, depth + 1) for child in sorted(children, reverse=True))
+
+
+def list_runs(root: str | Path) -> list[RunSummary]:
+    """Every readable run under ``root``, newest first; unreadable folders are logged and left out."""
+    summaries = []
+    for folder in find_run_dirs(root):
+        try:
+            summaries.append(summarize_run(folder))
+        except TransferStudioError as exc:
+            log.warning("leaving %s out of the runs list: %s", folder, exc)
+    return sorted(summaries, key=lambda s: (s.started or "", s.path.name), reverse=True)
+
+
+def summarize_run(path: str | Path) -> RunSummary:
+    """The summary of one run folder; TransferStudioError if its config is missing or damaged."""
+    run = RunDir(path)
+    config, data_root = run.read_config()
+    try:
+        history = run.read_metrics()
+    except (OSError, ValueError):
+        history = []
+    status = run.read_status()
+    note = read_note(run.path)
+    epochs_done = len(history)
+    epochs_planned = int(config.get("epochs", epochs_done) or epochs_done)
+    best, best_acc = best_epoch(history)
+    has_checkpoint = run.checkpoint_path.is_file()
+    state = _state_of(status, epochs_done, epochs_planned, has_checkpoint, run.bundle_path.is_file())
+    return RunSummary(
+        path=run.path,
+        name=note.get("name") or run.path.name,
+        note=note.get("note", ""),
+        dataset=str(data_root),
+        model=str(config.get("model", "?")),
+        strategy=str(config.get("strategy", "?")),
+        settings={k: config[k] for k in KEY_SETTINGS if k in config},
+        started=status.get("started"),
+        seconds=round(sum(float(row.get("seconds", 0.0)) for row in history), 3),
+        epochs_done=epochs_done,
+        epochs_planned=epochs_planned,
+        best_val_acc=best_acc if best else None,
+        best_epoch=best,
+        status=state,
+        resumable=has_checkpoint
+        and state in ("stopped", "interrupted", "failed")
+        and epochs_done < epochs_planned,
+        has_bundle=run.bundle_path.is_file(),
+        message=status.get("message"),
+    )
+
+
+def _state_of(
+    status: dict[str, Any], epochs_done: int, epochs_planned: int, has_checkpoint: bool, has_bundle: bool
+) -> str:
+    recorded = status.get("status")
+    if recorded == "running":
+        return "running" if _process_alive(status.get("pid")) else "interrupted"
+    if recorded in STATUSES:
+        return str(recorded)
+    # A run from before status.json: judge by its files.
+    if has_bundle and epochs_done >= epochs_planned:
+        return "finished"
+    return "interrupted" if has_checkpoint else "failed"
+
+
+def _process_alive(pid: Any) -> bool:
+    """Whether a process with this id runs on this machine (a killed run's pid is gone)."""
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    if pid == os.getpid():
+        return True
+    if os.name == "nt":  # os.kill(pid, 0) would terminate the process on Windows: cannot ask safely
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, under another user
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def read_note(path: str | Path) -> dict[str, str]:
+    """The ``{"name", "note"}`` a user gave a run ({} when none)."""
+    try:
+        payload = json.loads(RunDir(path).note_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(payload, dict):
+        return {}
+    return {k: str(v) for k, v in payload.items() if k in ("name", "note") and v is not None}
+
+
+def set_note(path: str | Path, *, name: str | None = None, note: str | None = None) -> None:
+    """Give a run a name and/or a note (an empty string clears it); kept in the run's note.json."""
+    run = RunDir(path)
+    if not run.config_path.is_file():
+        raise TransferStudioError(f"{run.path} is not a run folder (no {CONFIG_FILE})")
+    current = read_note(run.path)
+    for key, value in (("name", name), ("note", note)):
+        if value is not None:
+            current[key] = value.strip()
+    atomic_write_text(run.note_path, json.dumps({k: v for k, v in current.items() if v}, indent=2) + "\n")
