@@ -140,3 +140,20 @@ def test_cli_runs_text_and_missing_root(tmp_path, capsys):
     assert "efficientnet_lite0" in out and "stopped*" in out and "0.7500" in out and "2/3" in out
     assert main(["runs", "--root", str(tmp_path / "nope")]) == 1
     assert "no such folder" in capsys.readouterr().err
+
+
+def test_delete_moves_to_the_trash_or_deletes_after_confirmation(tmp_path, monkeypatch):
+    from engine.core.runs import delete_run, move_run_to_trash
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))  # the freedesktop trash goes here
+    run = _fake_run(tmp_path / "runs" / "r")
+    move_run_to_trash(run.path)
+    assert not run.path.exists()
+    trashed = list((tmp_path / "xdg" / "Trash" / "files").iterdir())
+    assert [p.name for p in trashed] == ["r"] and (trashed[0] / "config.json").is_file()
+    other = _fake_run(tmp_path / "runs" / "s")
+    delete_run(other.path)
+    assert not other.path.exists()
+    with pytest.raises(TransferStudioError, match="not a run folder"):
+        delete_run(tmp_path / "runs")  # never a folder that is not a run
+    assert (tmp_path / "runs").is_dir()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -177,3 +178,27 @@ def set_note(path: str | Path, *, name: str | None = None, note: str | None = No
         if value is not None:
             current[key] = value.strip()
     atomic_write_text(run.note_path, json.dumps({k: v for k, v in current.items() if v}, indent=2) + "\n")
+
+
+def move_run_to_trash(path: str | Path) -> None:
+    """Move a run folder to the platform's trash (recoverable); TransferStudioError if there is none."""
+    run = RunDir(path)
+    if not run.config_path.is_file():
+        raise TransferStudioError(f"{run.path} is not a run folder (no {CONFIG_FILE})")
+    from send2trash import send2trash
+
+    try:
+        send2trash(run.path)
+    except OSError as exc:  # including send2trash's TrashPermissionError
+        raise TransferStudioError(f"cannot move {run.path} to the trash: {exc}") from None
+
+
+def delete_run(path: str | Path) -> None:
+    """Delete a run folder for good (after the user confirmed: the trash was not available)."""
+    run = RunDir(path)
+    if not run.config_path.is_file():
+        raise TransferStudioError(f"{run.path} is not a run folder (no {CONFIG_FILE})")
+    try:
+        shutil.rmtree(run.path)
+    except OSError as exc:
+        raise TransferStudioError(f"cannot delete {run.path}: {exc}") from None
