@@ -81,6 +81,22 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="P",
         help="label an image 'unsure' when its top probability is below P",
     )
+    compare = sub.add_parser("compare", help=COMMANDS["compare"])
+    compare.add_argument("data", type=Path, metavar="DATA", help="dataset folder")
+    compare.add_argument("--models", metavar="A,B,...", help="models to try (default: what runs here now)")
+    compare.add_argument(
+        "--strategies", metavar="X,Y,...", help=f"strategies to try (default: {','.join(STRATEGIES)})"
+    )
+    compare.add_argument("--epochs", type=int, help="epochs per candidate (default: each strategy's)")
+    compare.add_argument(
+        "--budget-minutes", type=float, metavar="M", help="skip what would not fit in M minutes"
+    )
+    compare.add_argument("--device", choices=DEVICES, default="auto")
+    compare.add_argument("--seed", type=int, default=0)
+    compare.add_argument(
+        "--out", type=Path, metavar="DIR", help="bake-off folder (one run folder per candidate)"
+    )
+    compare.add_argument("--json", action="store_true", help="end with one JSON line: the leaderboard")
     runs = sub.add_parser("runs", help=COMMANDS["runs"])
     runs.add_argument("--root", type=Path, metavar="DIR", help="runs folder (default: where new runs go)")
     runs.add_argument("--json", action="store_true", help="print one JSON list of runs")
@@ -98,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     logging.basicConfig(level=logging.WARNING, format=f"{PROG}: %(levelname)s: %(message)s")
     handlers = {"scan": _scan, "models": _models, "train": _train, "predict": _predict, "weights": _weights}
-    handlers.update(doctor=_doctor, evaluate=_evaluate, export=_export, runs=_runs)
+    handlers.update(doctor=_doctor, evaluate=_evaluate, export=_export, runs=_runs, compare=_compare)
     assert handlers.keys() == COMMANDS.keys(), "engine.core.commands.COMMANDS and the handlers differ"
     try:
         return handlers[args.command](args)
@@ -198,6 +214,73 @@ def _train(args: argparse.Namespace) -> int:
         )
         if result.bundle_path:
             print(f"model saved to {result.bundle_path}")
+    return EXIT_CANCELLED if result.cancelled else 0
+
+
+def _split_names(text: str | None) -> list[str]:
+    return [part.strip() for part in (text or "").split(",") if part.strip()]
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from engine.experiments import bakeoff
+
+    if args.models is None and args.strategies is None:
+        candidates = bakeoff.default_candidates(args.device)
+    else:
+        models = _split_names(args.models) or sorted(
+            {c.model for c in bakeoff.default_candidates(args.device)}
+        )
+        strategies = _split_names(args.strategies) or list(STRATEGIES)
+        candidates = bakeoff.candidates_from(models, strategies)
+    progress = _Progress(sys.stderr)
+    stop = _StopFlag()
+
+    def on_event(event: Any) -> None:
+        if isinstance(event, bakeoff.CandidateStarted):
+            print(
+                f"[{event.index + 1}/{event.total}] {event.candidate.label}: run folder {event.run_dir}",
+                file=sys.stderr,
+            )
+        elif isinstance(event, bakeoff.CandidateEnded):
+            entry = event.entry
+            if entry.status == "finished":
+                line = f"best val accuracy {entry.best_val_acc:.4f} at epoch {entry.best_epoch} ({entry.seconds:.1f}s)"
+            else:
+                line = f"{entry.status}: {entry.reason}"
+            print(f"  {entry.model} · {entry.strategy}: {line}", file=sys.stderr, flush=True)
+        elif not isinstance(event, (bakeoff.BakeoffStarted, bakeoff.BakeoffFinished)):
+            progress(event)
+
+    result = bakeoff.run_bakeoff(
+        args.data,
+        candidates,
+        epochs=args.epochs,
+        budget_minutes=args.budget_minutes,
+        device=args.device,
+        seed=args.seed,
+        out=args.out,
+        on_event=on_event,
+        should_stop=stop,
+    )
+    if args.json:
+        payload = result.to_json()
+        _print_json(
+            {"leaderboard": payload["leaderboard"], "best": payload["best"], "skipped": payload["skipped"]}
+        )
+    else:
+        print(
+            f"{'rank':>4}  {'model':<24} {'strategy':<15} {'best val':>8} {'epoch':>5} {'seconds':>8}  bundle"
+        )
+        for n, e in enumerate(result.leaderboard, start=1):
+            mark = "  <- best" if n == 1 else ""
+            print(
+                f"{n:>4}  {e.model:<24} {e.strategy:<15} {e.best_val_acc:>8.4f} {e.best_epoch:>5} "
+                f"{e.seconds:>8.1f}  {e.bundle}{mark}"
+            )
+        for e in result.entries:
+            if e.status != "finished":
+                print(f"   -  {e.model:<24} {e.strategy:<15} {e.status}: {e.reason}")
+        print(f"bake-off folder: {result.out}")
     return EXIT_CANCELLED if result.cancelled else 0
 
 

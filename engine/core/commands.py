@@ -14,6 +14,7 @@ COMMANDS: dict[str, str] = {
     "doctor": "show versions, CUDA, GPUs, caches, folders and what is wrong",
     "evaluate": "measure a model on a labelled folder: per-class metrics, errors",
     "export": "export a model to ONNX or TorchScript and check it matches",
+    "compare": "bake-off: train several models and strategies on one split and rank them",
     "runs": "list the training runs under a runs folder, newest first",
 }
 #: Top-level options the CLI answers (never a window launch).
