@@ -52,3 +52,31 @@ def test_feature_extract_lite0_then_predict_bees(tmp_path):
     assert len(rows) == 83
     bees = sum(row["label"] == "bees" for row in rows)
     assert bees / 83 >= 0.85
+
+
+def test_bakeoff_ranks_pretrained_strategies_above_scratch(tmp_path):
+    """Issue 11's acceptance command; then `runs` lists the three runs and each bundle predicts."""
+    env = {"TRANSFER_STUDIO_RUNS": str(tmp_path / "runs"), "TRANSFER_STUDIO_CACHE": str(tmp_path / "cache")}
+    out = tmp_path / "bakeoff"
+    compare = _cli(
+        "compare", str(HYMENOPTERA), "--models", "efficientnet_lite0",
+        "--strategies", "feature-extract,fine-tune,scratch", "--epochs", "2", "--device", "cpu",
+        "--out", str(out), "--json", env=env,
+    )  # fmt: skip
+    assert compare.returncode == 0, compare.stderr
+    result = json.loads(compare.stdout.strip().splitlines()[-1])
+    board = result["leaderboard"]
+    assert len(board) == 3 and result["best"] == board[0]
+    accs = [e["best_val_acc"] for e in board]
+    assert accs == sorted(accs, reverse=True)
+    assert board[-1]["strategy"] == "scratch"  # both pretrained strategies ahead of scratch
+    assert board[-1]["best_val_acc"] < min(e["best_val_acc"] for e in board[:2])
+    for entry in board:
+        predict = _cli("predict", entry["bundle"], str(HYMENOPTERA / "val" / "bees"), "--json", env=env)
+        assert predict.returncode == 0, predict.stderr
+        assert len(json.loads(predict.stdout)) == 83
+    runs = _cli("runs", "--root", str(out), "--json", env=env)
+    assert runs.returncode == 0, runs.stderr
+    listed = json.loads(runs.stdout)
+    assert sorted(r["strategy"] for r in listed) == ["feature-extract", "fine-tune", "scratch"]
+    assert all(r["status"] == "finished" for r in listed)

@@ -186,7 +186,6 @@ def test_cli_predict_with_bad_bundle_is_one_line(tmp_path, name):
 # -- faults during training ------------------------------------------------------------------------
 def test_disk_full_while_writing_a_checkpoint_keeps_the_previous_one(tmp_path, monkeypatch):
     data = make_image_folder(tmp_path / "d", {"a": 6, "b": 6})
-    import engine.core.rundir as runs
 
     real_save = torch.save
     calls = {"n": 0}
@@ -199,7 +198,7 @@ def test_disk_full_while_writing_a_checkpoint_keeps_the_previous_one(tmp_path, m
                 raise OSError(errno.ENOSPC, "No space left on device")
         return real_save(obj, f, *args, **kwargs)
 
-    monkeypatch.setattr(runs.torch, "save", failing_save)
+    monkeypatch.setattr(torch, "save", failing_save)  # what engine.core.files saves with
     events: list = []
     result = train(_scratch(epochs=2), data, run_dir=tmp_path / "run", on_event=events.append)
     assert result.epochs_completed == 2 and result.bundle_path.is_file()
