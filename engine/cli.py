@@ -100,6 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
     runs = sub.add_parser("runs", help=COMMANDS["runs"])
     runs.add_argument("--root", type=Path, metavar="DIR", help="runs folder (default: where new runs go)")
     runs.add_argument("--json", action="store_true", help="print one JSON list of runs")
+    report = sub.add_parser("report", help=COMMANDS["report"])
+    report.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run folder or a bake-off folder")
+    report.add_argument("--out", type=Path, metavar="FILE", help="HTML file (default: RUN_DIR/report.html)")
+    report.add_argument("--device", choices=DEVICES, default="auto", help="where the model is evaluated")
     _add_weights_and_doctor_parsers(sub)
     _add_evaluate_and_export_parsers(sub)
     return parser
@@ -115,6 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format=f"{PROG}: %(levelname)s: %(message)s")
     handlers = {"scan": _scan, "models": _models, "train": _train, "predict": _predict, "weights": _weights}
     handlers.update(doctor=_doctor, evaluate=_evaluate, export=_export, runs=_runs, compare=_compare)
+    handlers.update(report=_report)
     assert handlers.keys() == COMMANDS.keys(), "engine.core.commands.COMMANDS and the handlers differ"
     try:
         return handlers[args.command](args)
@@ -307,6 +312,14 @@ def _runs(args: argparse.Namespace) -> int:
         print(f"{started:<19} {r.model:<22} {r.strategy:<15} {epochs:>7} {best:>9}  {status:<11} {r.path}")
     if any(r.resumable for r in runs):
         print("* resumable: transfer-studio train --resume RUN_DIR")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from engine.experiments.report import write_report
+
+    path = write_report(args.run_dir, args.out, device=args.device)
+    print(path)
     return 0
 
 

@@ -16,6 +16,7 @@ COMMANDS: dict[str, str] = {
     "export": "export a model to ONNX or TorchScript and check it matches",
     "compare": "bake-off: train several models and strategies on one split and rank them",
     "runs": "list the training runs under a runs folder, newest first",
+    "report": "write a run's or a bake-off's report: one HTML file that opens offline",
 }
 #: Top-level options the CLI answers (never a window launch).
 CLI_FLAGS = frozenset({"-h", "--help", "--version"})
