@@ -21,6 +21,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -289,3 +290,21 @@ def trained_bundle(synthetic_dataset: Path, tmp_path_factory: pytest.TempPathFac
         result = train(config, synthetic_dataset, run_dir=tmp_path_factory.mktemp("run") / "run")
     assert result.bundle_path is not None
     return result.bundle_path
+
+
+@pytest.fixture
+def trash_home(tmp_path, monkeypatch):
+    """A freedesktop trash under tmp_path; returns its ``files`` folder.
+
+    send2trash reads ``XDG_DATA_HOME`` once, when it is first imported, so its module globals are
+    pointed here too (the environment variable alone would be ignored after the first test).
+    """
+    data_home = tmp_path / "xdg"
+    monkeypatch.setenv("XDG_DATA_HOME", str(data_home))
+    if sys.platform.startswith("linux"):
+        from send2trash import plat_other
+
+        monkeypatch.setattr(plat_other, "XDG_DATA_HOME", os.fsencode(data_home))
+        monkeypatch.setattr(plat_other, "HOMETRASH_B", os.fsencode(data_home / "Trash"))
+        monkeypatch.setattr(plat_other, "HOMETRASH", str(data_home / "Trash"))
+    return data_home / "Trash" / "files"

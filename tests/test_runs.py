@@ -130,7 +130,10 @@ def test_a_real_run_is_listed_finished_with_its_metrics(tmp_path, monkeypatch, c
     row = rows[0]
     assert row["status"] == "finished" and row["has_bundle"] and not row["resumable"]
     assert row["best_val_acc"] == result.best_val_acc and row["epochs_done"] == 1
-    assert row["started"] and RunDir(tmp_path / "runs" / "one").read_status()["ended"]
+    status = RunDir(tmp_path / "runs" / "one").read_status()
+    assert row["started"] and status["ended"]
+    # Wall time, the feature pass included: more than the epochs alone.
+    assert row["seconds"] == status["seconds"] > sum(r["seconds"] for r in result.history)
 
 
 def test_cli_runs_text_and_missing_root(tmp_path, capsys):
@@ -142,14 +145,13 @@ def test_cli_runs_text_and_missing_root(tmp_path, capsys):
     assert "no such folder" in capsys.readouterr().err
 
 
-def test_delete_moves_to_the_trash_or_deletes_after_confirmation(tmp_path, monkeypatch):
+def test_delete_moves_to_the_trash_or_deletes_after_confirmation(tmp_path, trash_home):
     from engine.core.runs import delete_run, move_run_to_trash
 
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))  # the freedesktop trash goes here
     run = _fake_run(tmp_path / "runs" / "r")
     move_run_to_trash(run.path)
     assert not run.path.exists()
-    trashed = list((tmp_path / "xdg" / "Trash" / "files").iterdir())
+    trashed = list(trash_home.iterdir())
     assert [p.name for p in trashed] == ["r"] and (trashed[0] / "config.json").is_file()
     other = _fake_run(tmp_path / "runs" / "s")
     delete_run(other.path)

@@ -41,7 +41,7 @@ class RunSummary:
     strategy: str
     settings: dict[str, Any]  # KEY_SETTINGS from its config
     started: str | None  # ISO 8601, from status.json (None for runs older than it)
-    seconds: float  # training time: the sum of its epochs' times
+    seconds: float  # wall time of every session (feature pass included); older runs: sum of epochs
     epochs_done: int
     epochs_planned: int
     best_val_acc: float | None
@@ -110,7 +110,7 @@ def summarize_run(path: str | Path) -> RunSummary:
         strategy=str(config.get("strategy", "?")),
         settings={k: config[k] for k in KEY_SETTINGS if k in config},
         started=status.get("started"),
-        seconds=round(sum(float(row.get("seconds", 0.0)) for row in history), 3),
+        seconds=_seconds_of(status, history),
         epochs_done=epochs_done,
         epochs_planned=epochs_planned,
         best_val_acc=best_acc if best else None,
@@ -122,6 +122,13 @@ def summarize_run(path: str | Path) -> RunSummary:
         has_bundle=run.bundle_path.is_file(),
         message=status.get("message"),
     )
+
+
+def _seconds_of(status: dict[str, Any], history: list[dict[str, Any]]) -> float:
+    recorded = status.get("seconds")
+    if isinstance(recorded, (int, float)) and not isinstance(recorded, bool):
+        return float(recorded)
+    return round(sum(float(row.get("seconds", 0.0)) for row in history), 3)
 
 
 def _state_of(

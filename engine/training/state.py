@@ -75,6 +75,11 @@ class Hooks:
         self.should_stop: StopCheck = should_stop or (lambda: False)
         self.eta = Eta()
         self.start_time = time.perf_counter()
+        self.earlier_seconds = 0.0  # time spent in earlier sessions of a resumed run
+
+    def total_seconds(self) -> float:
+        """Wall time of the run so far, earlier sessions included, rounded to milliseconds."""
+        return round(self.earlier_seconds + time.perf_counter() - self.start_time, 3)
 
     def check_stop(self) -> None:
         """Raise :class:`~engine.core.errors.Cancelled` when the caller asked to stop."""

@@ -126,6 +126,8 @@ def _run(
 ) -> RunResult:
     """The whole lifecycle: set up, (restore), epochs; a Stop ends it like a finished run."""
     state: TrainingState | None = None
+    earlier = run.read_status().get("seconds")  # a resumed run's earlier sessions
+    hooks.earlier_seconds = float(earlier) if isinstance(earlier, (int, float)) else 0.0
     run.write_status("running", started=_now(), pid=os.getpid(), ended=None, message=None)
     try:
         device = resolve_device(config.device)  # first: an unusable device is the one error to report
@@ -159,13 +161,13 @@ def _run(
     except Cancelled:
         return _finish(config, run, state, hooks, cancelled=True)
     except TransferStudioError as exc:
-        run.write_status("failed", ended=_now(), message=str(exc))
+        run.write_status("failed", ended=_now(), message=str(exc), seconds=hooks.total_seconds())
         hooks.emit(ev.RunFailed(str(exc)))
         raise
     except Exception as exc:
         log.exception("training failed")
         message = f"training failed: {type(exc).__name__}: {exc}"
-        run.write_status("failed", ended=_now(), message=message)
+        run.write_status("failed", ended=_now(), message=message, seconds=hooks.total_seconds())
         hooks.emit(ev.RunFailed(message))
         raise
     return _finish(config, run, state, hooks, cancelled=False)
@@ -475,7 +477,7 @@ def _finish(
         )
         bundle_path = save_bundle(run.bundle_path, bundle)
     seconds = time.perf_counter() - hooks.start_time
-    run.write_status("stopped" if cancelled else "finished", ended=_now())
+    run.write_status("stopped" if cancelled else "finished", ended=_now(), seconds=hooks.total_seconds())
     device = describe_device(state.device) if state is not None else config.device
     history = state.history if state is not None else []
     result = RunResult(
