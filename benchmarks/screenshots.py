@@ -1,8 +1,10 @@
-"""Screenshots of the three tabs during a real run, for the README (docs/screenshot-*.png).
+"""Screenshots of the tabs during a real run, for the README (docs/screenshot-*.png).
 
 Drives the real window the way a person would: opens the dataset, shows a class's thumbnails,
 trains with the offline default model (feature extraction), captures the Train tab while the run is
-going and again at the end, then classifies the validation folder on the Predict tab. Run it under
+going and again at the end, then classifies the validation folder on the Predict tab. Last, it
+trains the same model with the other strategies (``--compare``, as the CLI would) and captures the
+Runs tab comparing the runs. Run it under
 Xvfb for a real X11 window (``QWidget.grab`` works the same offscreen)::
 
     xvfb-run -s "-screen 0 1440x960x24" .venv/bin/python benchmarks/screenshots.py \\
@@ -30,6 +32,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "docs")
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--size", default="1360x860", help="window size WIDTHxHEIGHT")
+    parser.add_argument(
+        "--compare",
+        default="fine-tune,scratch",
+        help="strategies to train after the window's run, for the Runs tab's shot ('' for none)",
+    )
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="ts-shots-"))
     os.environ.setdefault("TRANSFER_STUDIO_SETTINGS", str(work / "settings.ini"))
@@ -107,8 +114,34 @@ def main(argv: list[str] | None = None) -> int:
     window.predict_tab.table.scrollToItem(window.predict_tab.table.item(row, 0))
     wait(lambda: window.predict_tab.preview.pixmap() is not None, settle=1.0)
     shoot("predict")
+
+    strategies = [s for s in args.compare.split(",") if s]
+    if strategies:
+        train_alongside(Path(window.train_tab.run_dir), strategies)
+        tab = window.runs_tab
+        window.tabs.setCurrentWidget(tab)
+        wait(lambda: not tab.is_listing() and len(tab.runs) > len(strategies))
+        tab.select_paths(list(tab.runs))
+        wait(lambda: True, settle=1.0)
+        shoot("runs")
     window.close()
     return 0
+
+
+def train_alongside(run_dir: Path, strategies: list[str]) -> None:
+    """Train the model of ``run_dir`` on its dataset with the same settings but other strategies."""
+    import dataclasses
+
+    from engine.core.config import TrainConfig
+    from engine.core.rundir import RunDir, new_run_dir
+    from engine.training.trainer import train
+
+    values, data_root = RunDir(run_dir).read_config()
+    base = TrainConfig.from_dict(values)
+    for strategy in strategies:
+        config = dataclasses.replace(base, strategy=strategy)
+        print(f"training {config.model} with {strategy}…")
+        train(config, data_root, run_dir=new_run_dir(config.model, strategy, run_dir.parent))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""The main window: Data, Train and Predict tabs, menus, status bar, settings, and clean shutdown.
+"""The main window: the Data, Train, Predict, Evaluate and Runs tabs, menus, status bar, settings, and
+clean shutdown.
 
 Nothing here imports torch. After the window is first shown, a worker thread probes the compute
 device (importing torch) and then loads the model catalog; the status bar and the model picker fill
@@ -24,6 +25,7 @@ from gui.environment import Environment, about_html, probe_environment
 from gui.evaluate_tab import EvaluateTab
 from gui.icon import app_icon
 from gui.predict_tab import PredictTab
+from gui.runs_tab import RunsTab
 from gui.settings import Settings
 from gui.train_tab import TrainTab
 from gui.worker import FunctionWorker, ThreadRunner, freeze_gc
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
     from engine.models.registry import ModelInfo
     from gui.environment_dialog import EnvironmentDialog
     from gui.export_dialog import ExportDialog
+    from gui.report_export import ReportExporter
     from gui.weights_dialog import WeightsDialog
 
 logger = logging.getLogger(__name__)
@@ -86,7 +89,9 @@ class MainWindow(QMainWindow):
         self.train_tab = TrainTab(self.settings, self.runner)
         self.predict_tab = PredictTab(self.settings, self.runner)
         self.evaluate_tab = EvaluateTab(self.settings, self.runner)
+        self.runs_tab = RunsTab(self.settings, self.runner)
         self._export_dialog: ExportDialog | None = None
+        self._report_exporter: ReportExporter | None = None
         self.tabs = QTabWidget()
         self.tabs.setObjectName("tabs")
         self.tabs.setDocumentMode(True)
@@ -94,6 +99,7 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(self.train_tab, "2  Train")
         self.tabs.addTab(self.predict_tab, "3  Predict")
         self.tabs.addTab(self.evaluate_tab, "4  Evaluate")
+        self.tabs.addTab(self.runs_tab, "5  Runs")
         self.setCentralWidget(self.tabs)
 
         self.data_tab.datasetChanged.connect(self._on_dataset_changed)
@@ -103,6 +109,12 @@ class MainWindow(QMainWindow):
         self.data_tab.datasetChanged.connect(self.evaluate_tab.set_dataset)
         self.predict_tab.modelLoaded.connect(self._on_model_loaded)
         self.train_tab.weightsChanged.connect(self.refresh_catalog)
+        self.train_tab.runStarted.connect(self.runs_tab.on_run_started)
+        self.train_tab.runningChanged.connect(self.runs_tab.set_training)
+        self.runs_tab.openInPredict.connect(self._open_run_in_predict)
+        self.runs_tab.openInEvaluate.connect(self._open_run_in_evaluate)
+        self.runs_tab.resumeRequested.connect(self._resume_run)
+        self.runs_tab.reportRequested.connect(self.export_report)
         self._build_menus()
         self.device_label = QLabel("Loading PyTorch…")
         self.device_label.setObjectName("deviceLabel")
@@ -150,6 +162,13 @@ class MainWindow(QMainWindow):
         self.export_action.setEnabled(False)
         self.export_action.setToolTip("Load a model first: train one, or File → Open model…")
         file_menu.addAction(self.export_action)
+        self.export_report_action = self._action(
+            "Export &report…", "exportReportAction", self._export_report_from_menu
+        )
+        self.export_report_action.setToolTip(
+            "Write the report of a run or a bake-off: one HTML file with its curves, metrics and errors"
+        )
+        file_menu.addAction(self.export_report_action)
         file_menu.addAction(self.import_weights_action)
         file_menu.addSeparator()
         file_menu.addAction(self.quit_action)
@@ -225,6 +244,31 @@ class MainWindow(QMainWindow):
         )
         self._export_dialog.open()
 
+    def export_report(self, run_dir: str | Path | None = None) -> None:
+        """Write the HTML report of ``run_dir`` (a run or a bake-off), or of a folder the user picks.
+
+        Without ``run_dir`` a folder dialog asks, starting at the current model's run folder (when the
+        Predict tab's model came from a run), else at the runs folder. Then a save dialog asks for the
+        file; the report is written on a worker thread with a progress dialog and Cancel.
+        """
+        from gui.report_export import ReportExporter, run_folder_of
+
+        if self._shut_down:
+            return
+        if self._report_exporter is None:
+            self._report_exporter = ReportExporter(self.settings, self.runner, self)
+            self._report_exporter.written.connect(self._on_report_written)
+        start = run_folder_of(self.predict_tab.model_path if self.predict_tab.has_model() else None)
+        self._report_exporter.export(run_dir, start=start)
+
+    @Slot()
+    def _export_report_from_menu(self) -> None:
+        self.export_report()
+
+    @Slot(str)
+    def _on_report_written(self, path: str) -> None:
+        self.statusBar().showMessage(f"Report written to {path}", 15000)
+
     @Slot(object)
     def _on_model_loaded(self, predictor: Predictor | None) -> None:
         self.evaluate_tab.set_model(predictor)
@@ -296,6 +340,24 @@ class MainWindow(QMainWindow):
     def _show_predict(self) -> None:
         self.tabs.setCurrentWidget(self.predict_tab)
 
+    @Slot(str)
+    def _open_run_in_predict(self, bundle_path: str) -> None:
+        self.predict_tab.load_model(bundle_path)
+        self.tabs.setCurrentWidget(self.predict_tab)
+
+    @Slot(str, str)
+    def _open_run_in_evaluate(self, bundle_path: str, dataset: str) -> None:
+        """The run's model in Evaluate; its dataset too when none is open (another one stays open)."""
+        self.predict_tab.load_model(bundle_path)
+        if self.data_tab.report is None and not self.data_tab.is_scanning() and Path(dataset).is_dir():
+            self.data_tab.open_dataset(dataset)
+        self.tabs.setCurrentWidget(self.evaluate_tab)
+
+    @Slot(str)
+    def _resume_run(self, run_dir: str) -> None:
+        self.tabs.setCurrentWidget(self.train_tab)
+        self.train_tab.resume(run_dir)
+
     @Slot(bool)
     def _on_running_changed(self, running: bool) -> None:
         self.statusBar().showMessage("Training…" if running else "Training ended.", 0 if running else 8000)
@@ -315,7 +377,8 @@ class MainWindow(QMainWindow):
         self.settings.sync()
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt override
-        if self.train_tab.is_running() and not self._shut_down:
+        busy = self.train_tab.is_running() or self.train_tab.bakeoff.is_running()
+        if busy and not self._shut_down:
             answer = QMessageBox.question(
                 self,
                 "Training is running",
@@ -341,3 +404,6 @@ class MainWindow(QMainWindow):
         self.data_tab.shutdown()
         self.predict_tab.shutdown()
         self.evaluate_tab.shutdown()
+        if self._report_exporter is not None:
+            self._report_exporter.shutdown()
+        self.runs_tab.shutdown()

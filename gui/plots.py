@@ -20,7 +20,7 @@ VAL_COLOUR = "#ff7f0e"
 BATCH_COLOUR = "#7f7f7f"
 
 
-def _make_plot(name: str, accessible: str, title: str, y_label: str) -> pg.PlotWidget:
+def make_plot(name: str, accessible: str, title: str, y_label: str) -> pg.PlotWidget:
     palette = QApplication.palette()
     background = palette.color(QPalette.ColorRole.Base)
     foreground = palette.color(QPalette.ColorRole.Text)
@@ -58,9 +58,9 @@ class TrainingPlots(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         pg.setConfigOptions(antialias=True)
-        self.loss_plot = _make_plot("lossPlot", "Loss per epoch", "Loss", "loss")
-        self.accuracy_plot = _make_plot("accuracyPlot", "Accuracy per epoch", "Accuracy", "%")
-        self.batch_plot = _make_plot(
+        self.loss_plot = make_plot("lossPlot", "Loss per epoch", "Loss", "loss")
+        self.accuracy_plot = make_plot("accuracyPlot", "Accuracy per epoch", "Accuracy", "%")
+        self.batch_plot = make_plot(
             "batchLossPlot", "Training loss per batch", "Training loss per batch", "loss"
         )
         # Loss falls and accuracy rises: keep each legend out of its curves' way.

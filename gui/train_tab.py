@@ -7,6 +7,8 @@ Start is disabled while a run is going; Stop sets the worker's abort flag (honou
 Before a run whose model's pretrained weights are not cached, a :class:`gui.weights_dialog.WeightsDialog`
 downloads (or imports) them; the run starts only once they are there. Resume run… continues a stopped
 or killed run from its last finished epoch (``engine.training.trainer.resume``), its earlier epochs drawn first.
+Between the plots and the log, :class:`gui.bakeoff_panel.BakeoffPanel` (“Find the best model”) trains
+several candidates one after another; a run and a bake-off never go at the same time.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from PySide6.QtWidgets import (
 )
 
 from engine.training import events as ev
+from gui.bakeoff_panel import BakeoffPanel
 from gui.plots import TrainingPlots
 from gui.settings import Settings
 from gui.train_form import TrainForm
@@ -57,6 +60,7 @@ class TrainTab(QWidget):
     runningChanged = Signal(bool)
     predictRequested = Signal()
     weightsChanged = Signal()  # pretrained weights were downloaded or imported
+    runStarted = Signal(str)  # the run folder, once the trainer has created it (new or resumed run)
 
     def __init__(self, settings: Settings, runner: ThreadRunner, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -142,6 +146,16 @@ class TrainTab(QWidget):
         splitter.setStretchFactor(0, 4)
         splitter.setStretchFactor(1, 1)
         splitter.setChildrenCollapsible(False)
+        self.bakeoff = BakeoffPanel(self.settings, self.runner, self.form, self.plots)
+        splitter.insertWidget(1, self.bakeoff)
+        splitter.setStretchFactor(1, 3)
+        self.bakeoff.runningChanged.connect(self._on_bakeoff_running)
+        self.bakeoff.runStarted.connect(self.runStarted)
+        self.bakeoff.modelReady.connect(self.modelTrained)
+        self.bakeoff.predictRequested.connect(self.predictRequested)
+        self.bakeoff.logged.connect(self._log)
+        self.bakeoff.progress.valueChanged.connect(self.progress.setValue)  # the same 0..1000 scale
+        self.weightsChanged.connect(self.bakeoff.refresh_candidates)
         main = QVBoxLayout()
         main.addWidget(self.progress)
         main.addWidget(self.status)
@@ -154,18 +168,23 @@ class TrainTab(QWidget):
     def set_dataset(self, report: DatasetReport | None) -> None:
         self.report = report
         self._update_buttons()
+        self.bakeoff.set_dataset(report)
 
     def is_running(self) -> bool:
         return self.worker is not None
 
     def _update_buttons(self) -> None:
         running = self.is_running()
-        self.start_button.setEnabled(not running and self.report is not None)
-        self.resume_button.setEnabled(not running)
+        bakeoff = self.bakeoff.is_running()  # one thing trains at a time
+        self.start_button.setEnabled(not running and not bakeoff and self.report is not None)
+        self.resume_button.setEnabled(not running and not bakeoff)
         self.stop_button.setEnabled(running and not (self.worker and self.worker.abort_requested))
         self.form.setEnabled(not running)
+        self.bakeoff.set_training(running)
         if running:
             self.start_hint.setText("")
+        elif bakeoff:
+            self.start_hint.setText("Finding the best model: training can start when the bake-off ends.")
         elif self.report is None:
             self.start_hint.setText("Open a dataset on the Data tab to start training.")
         else:
@@ -180,6 +199,9 @@ class TrainTab(QWidget):
     @Slot()
     def start(self) -> None:
         if self.is_running() or self.report is None:
+            return
+        if self.bakeoff.is_running():
+            self.error.show_message("<b>Cannot start:</b>", "error", detail="a bake-off is running.")
             return
         try:
             config = self.form.config()
@@ -240,6 +262,9 @@ class TrainTab(QWidget):
         """Continue the run in ``run_dir`` (engine.training.trainer.resume), plots pre-filled from its history."""
         if self.is_running():
             return
+        if self.bakeoff.is_running():
+            self.error.show_message("<b>Cannot resume:</b>", "error", detail="a bake-off is running.")
+            return
         from engine.core.rundir import RunDir  # imports torch: only when a run is resumed
 
         folder = Path(run_dir)
@@ -287,7 +312,7 @@ class TrainTab(QWidget):
             self._log(f"{len(rows)} finished epoch(s) restored from the run's history.")
 
     def _start_run(self, config: TrainConfig) -> None:
-        if self.is_running() or self.report is None:
+        if self.is_running() or self.report is None or self.bakeoff.is_running():
             return
         self.run_dir = ""
         self.bundle_path = ""
@@ -342,6 +367,7 @@ class TrainTab(QWidget):
             f"per epoch."
         )
         self._log(f"Run folder: {event.run_dir}")
+        self.runStarted.emit(event.run_dir)
 
     @Slot(object, object)
     def _on_progress(self, event: ev.BatchProgress, points: list[tuple[float, float]]) -> None:
@@ -411,6 +437,21 @@ class TrainTab(QWidget):
         self.worker = None
         self._update_buttons()
         self.runningChanged.emit(False)
+
+    @Slot(bool)
+    def _on_bakeoff_running(self, running: bool) -> None:
+        """A bake-off (gui.bakeoff_panel) started or ended: it counts as training for the window."""
+        self._update_buttons()
+        if running:
+            self.error.hide()
+            self.result.hide()
+            self.progress.setValue(0)
+        self.status.setText(
+            "Finding the best model: its progress and leaderboard are below."
+            if running
+            else "The bake-off ended: its leaderboard is below."
+        )
+        self.runningChanged.emit(running)
 
     @Slot(str)
     def _open_link(self, url: str) -> None:

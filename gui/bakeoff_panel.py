@@ -1,0 +1,745 @@
+"""“Find the best model” in the Train tab: a bake-off of several model x strategy candidates, ranked.
+
+:class:`BakeoffWorker` runs ``engine.experiments.bakeoff.run_bakeoff`` on a QThread and turns its events
+(and the training events of the candidate being trained) into Qt signals. :class:`BakeoffPanel` holds
+the controls (``bakeoffButton``, ``bakeoffEpochsSpin``, a time budget, ``bakeoffStopButton``), the
+progress (which candidate, its epoch and batch, ``bakeoffProgress`` over the whole bake-off) and the
+``leaderboard``: one row per finished candidate, best validation accuracy first, filled in as each one
+finishes. Candidates that were skipped, failed or stopped are listed under it in plain words. When the
+bake-off ends the winner (the first row) is starred and handed on (``modelReady``) to become the
+current model in Predict and Evaluate. The current candidate's curves go to the Train tab's plots.
+
+The engine (and torch) is imported only on worker threads, so the window starts without it.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from PySide6.QtCore import QModelIndex, QPoint, Qt, QTimer, Signal, Slot
+from PySide6.QtGui import QAction, QFont, QShowEvent
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QAbstractScrollArea,
+    QFrame,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QMenu,
+    QProgressBar,
+    QPushButton,
+    QScrollArea,
+    QSpinBox,
+    QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from engine.core.sizes import format_size
+from engine.training import events as ev
+from gui.settings import Settings
+from gui.widgets import MessageBanner, format_duration, hint_label
+from gui.worker import PROGRESS_INTERVAL_S, FunctionWorker, ThreadRunner, Worker, freeze_gc
+
+if TYPE_CHECKING:
+    from engine.data.datasets import DatasetReport
+    from engine.experiments.bakeoff import (
+        BakeoffFinished,
+        BakeoffResult,
+        BakeoffStarted,
+        Candidate,
+        CandidateEnded,
+        CandidateStarted,
+        Entry,
+    )
+    from gui.plots import TrainingPlots
+    from gui.train_form import TrainForm
+
+logger = logging.getLogger(__name__)
+
+PROGRESS_STEPS = 1000
+MIN_HEIGHT = 1  # adds nothing to the tab's minimum height: below its natural height it scrolls
+COLUMNS = ("#", "Model", "Strategy", "Best val accuracy", "Time", "Size")
+PREDICT_LINK = "transfer-studio:bakeoff-predict"
+DEFAULT_SET_TEXT = (
+    "Candidates: the built-in model with every strategy, plus each downloaded model that runs well here."
+)
+
+
+class BakeoffWorker(Worker):
+    """Runs a bake-off on its thread; Stop (``abort``) ends the candidate being trained cleanly.
+
+    ``candidates`` None means the default set for ``device`` (``default_candidates``), chosen on the
+    worker thread. ``progress`` is throttled like :class:`gui.worker.TrainWorker`'s and carries the
+    (fractional epoch, loss) points since the last emission.
+    """
+
+    bakeoffStarted = Signal(object)  # BakeoffStarted
+    candidateStarted = Signal(object)  # CandidateStarted
+    candidateEnded = Signal(object)  # CandidateEnded
+    bakeoffFinished = Signal(object)  # BakeoffFinished (also after a Stop)
+    runStarted = Signal(object)  # engine.training.events.RunStarted of the current candidate
+    progress = Signal(object, object)  # BatchProgress, list[tuple[float, float]]
+    epochEnded = Signal(object)  # EpochEnd
+    message = Signal(str, str)  # level, text
+
+    def __init__(
+        self,
+        data_root: str | Path,
+        runs_root: str | Path,
+        *,
+        epochs: int | None,
+        budget_minutes: float | None = None,
+        device: str = "auto",
+        candidates: list[Candidate] | None = None,
+    ) -> None:
+        super().__init__()
+        self.data_root = Path(data_root)
+        self.runs_root = Path(runs_root)
+        self.epochs = epochs
+        self.budget_minutes = budget_minutes
+        self.device = device
+        self.candidates = candidates
+        self._pending: list[tuple[float, float]] = []
+        self._last_emit = 0.0
+
+    def work(self) -> BakeoffResult:
+        import torch  # heavy, imported on the worker thread only
+
+        from engine.experiments import bakeoff
+
+        # As for a single run: on Linux this thread runs at a lower priority; elsewhere leave a core.
+        cores, threads = os.cpu_count() or 1, torch.get_num_threads()
+        if not sys.platform.startswith("linux") and cores > 1 and threads > cores - 1:
+            torch.set_num_threads(cores - 1)
+        try:
+            candidates = self.candidates or bakeoff.default_candidates(self.device)
+            return bakeoff.run_bakeoff(
+                self.data_root,
+                candidates,
+                epochs=self.epochs,
+                budget_minutes=self.budget_minutes,
+                device=self.device,
+                out=bakeoff.new_bakeoff_dir(self.runs_root),
+                on_event=self._on_event,
+                should_stop=lambda: self.abort_requested,
+            )
+        finally:
+            torch.set_num_threads(threads)
+
+    def _on_event(self, event: object) -> None:
+        from engine.experiments import bakeoff  # already imported by work()
+
+        if isinstance(event, ev.BatchProgress):
+            self._on_batch(event)
+        elif isinstance(event, ev.EpochEnd):
+            self.epochEnded.emit(event)
+        elif isinstance(event, ev.RunStarted):
+            self._pending, self._last_emit = [], 0.0
+            self.runStarted.emit(event)
+        elif isinstance(event, ev.Message):
+            self.message.emit(event.level, event.text)
+        elif isinstance(event, ev.RunFailed):
+            self.message.emit("warning", event.message)
+        elif isinstance(event, bakeoff.BakeoffStarted):
+            self.bakeoffStarted.emit(event)
+        elif isinstance(event, bakeoff.CandidateStarted):
+            self.candidateStarted.emit(event)
+        elif isinstance(event, bakeoff.CandidateEnded):
+            self.candidateEnded.emit(event)
+        elif isinstance(event, bakeoff.BakeoffFinished):
+            self.bakeoffFinished.emit(event)
+
+    def _on_batch(self, event: ev.BatchProgress) -> None:
+        if event.phase == "train" and event.batches:
+            self._pending.append((event.epoch - 1 + event.batch / event.batches, float(event.loss)))
+        now = time.monotonic()
+        if event.batch >= event.batches or now - self._last_emit >= PROGRESS_INTERVAL_S:
+            self._last_emit = now
+            points, self._pending = self._pending, []
+            self.progress.emit(event, points)
+
+
+def default_candidate_list(device: str) -> list[Candidate]:
+    """The default set for ``device`` (runs on a worker thread: it imports the engine and torch)."""
+    from engine.experiments import bakeoff
+
+    return bakeoff.default_candidates(device)
+
+
+def format_seconds(seconds: float) -> str:
+    """E.g. ``4.2 s`` below a minute, else ``1:02``."""
+    return f"{seconds:.1f} s" if 0 <= seconds < 60 else format_duration(seconds)
+
+
+def describe_candidates(candidates: list[Candidate]) -> str:
+    """E.g. ``efficientnet_lite0 with feature-extract, fine-tune and scratch; resnet18 with fine-tune``."""
+    by_model: dict[str, list[str]] = {}
+    for candidate in candidates:
+        by_model.setdefault(candidate.model, []).append(candidate.strategy)
+    parts = []
+    for model, strategies in by_model.items():
+        listed = (
+            strategies[0] if len(strategies) == 1 else f"{', '.join(strategies[:-1])} and {strategies[-1]}"
+        )
+        parts.append(f"{model} with {listed}")
+    return "; ".join(parts)
+
+
+def describe_unranked(entry: Entry) -> str:
+    """Why a candidate has no place on the leaderboard, in plain words."""
+    if entry.status == "stopped":
+        return "stopped by you before it finished (its best epoch so far is kept in its run folder)"
+    if entry.status == "failed":
+        return f"failed: {entry.reason or 'unknown error'}"
+    if entry.reason == "stopped":
+        return "not tried: the bake-off was stopped"
+    return f"skipped: {entry.reason or 'not tried'}"
+
+
+def _label(model: str, strategy: str) -> str:
+    return f"{model} · {strategy}"
+
+
+class BakeoffPanel(QScrollArea):
+    """The bake-off controls, progress and leaderboard: a group box in a scroll area, so a small window
+    can still hold it.
+
+    Signals: ``runningChanged(bool)``; ``runStarted(run_dir)`` for each candidate's run folder once it
+    exists; ``modelReady(bundle)`` with the winner's bundle when the bake-off ends (and the chosen row's
+    for Open in Predict); ``predictRequested`` to show the Predict tab; ``logged(text)`` for the Train
+    tab's log; ``candidateEnded(index)`` after the leaderboard took in a candidate's result.
+    """
+
+    runningChanged = Signal(bool)
+    runStarted = Signal(str)
+    modelReady = Signal(str)
+    predictRequested = Signal()
+    logged = Signal(str)
+    candidateEnded = Signal(int)
+
+    def __init__(
+        self,
+        settings: Settings,
+        runner: ThreadRunner,
+        form: TrainForm | None = None,
+        plots: TrainingPlots | None = None,
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.setObjectName("bakeoffPanel")
+        self.setAccessibleName("Find the best model")
+        self.box = QGroupBox("Find the best model")
+        self.setWidget(self.box)
+        self.setWidgetResizable(True)
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setMinimumHeight(MIN_HEIGHT)
+        self.settings = settings
+        self.runner = runner
+        self.form = form
+        self.plots = plots
+        self.report: DatasetReport | None = None
+        self.worker: BakeoffWorker | None = None
+        self.result: BakeoffResult | None = None
+        self.entries: list[Entry] = []
+        self.leaders: list[Entry] = []
+        self.candidates: list[Candidate] = []
+        self.current = -1  # index of the candidate being trained
+        self._training = False  # a single training run is going in the Train tab
+        self._preview: FunctionWorker | None = None
+        self._preview_text = ""
+        self._run_epochs = 0
+        self._shown = False
+        self._build()
+        self._update_buttons()
+
+    # -- layout ---------------------------------------------------------------------------------------
+    def _build(self) -> None:
+        self.start_button = QPushButton("Find the best model")
+        self.start_button.setObjectName("bakeoffButton")
+        self.start_button.setAccessibleName("Find the best model")
+        self.start_button.setToolTip(
+            "Train several models and strategies one after another on the same split and rank them"
+        )
+        self.start_button.clicked.connect(self.start)
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.setObjectName("bakeoffStopButton")
+        self.stop_button.setAccessibleName("Stop the bake-off")
+        self.stop_button.setToolTip("Stop now: what finished stays on the leaderboard")
+        self.stop_button.clicked.connect(self.stop)
+        self.epochs = QSpinBox()
+        self.epochs.setObjectName("bakeoffEpochsSpin")
+        self.epochs.setAccessibleName("Epochs per candidate")
+        self.epochs.setRange(1, 100)
+        self.epochs.setValue(self.settings.get_int("bakeoff/epochs", 3, 1, 100))
+        self.budget = QSpinBox()
+        self.budget.setObjectName("bakeoffBudgetSpin")
+        self.budget.setAccessibleName("Time budget in minutes")
+        self.budget.setRange(0, 24 * 60)
+        self.budget.setSpecialValueText("no limit")
+        self.budget.setSuffix(" min")
+        self.budget.setToolTip("Candidates that would not fit in the time left are skipped")
+        self.budget.setValue(self.settings.get_int("bakeoff/budget_minutes", 0, 0, 24 * 60))
+        self.open_button = QPushButton("Open in Predict")
+        self.open_button.setObjectName("bakeoffOpenButton")
+        self.open_button.setAccessibleName("Open the selected model in Predict")
+        self.open_button.clicked.connect(self.open_selected)
+        self.open_button.setToolTip("Make the selected leaderboard row the model in Predict and Evaluate")
+        controls = QHBoxLayout()
+        controls.addWidget(self.start_button)
+        controls.addWidget(self.stop_button)
+        controls.addSpacing(12)
+        controls.addWidget(QLabel("Epochs each"))
+        controls.addWidget(self.epochs)
+        controls.addSpacing(12)
+        controls.addWidget(QLabel("Time budget"))
+        controls.addWidget(self.budget)
+        controls.addStretch(1)
+        controls.addWidget(self.open_button)
+
+        self.hint = hint_label("")
+        self.hint.setObjectName("bakeoffHint")
+        self.status = QLabel("")
+        self.status.setObjectName("bakeoffStatus")
+        self.status.setAccessibleName("Bake-off status")
+        self.status.setWordWrap(True)
+        self.progress = QProgressBar()
+        self.progress.setObjectName("bakeoffProgress")
+        self.progress.setAccessibleName("Bake-off progress")
+        self.progress.setRange(0, PROGRESS_STEPS)
+        self.progress.setValue(0)
+        self.progress.setFormat("%p% of the bake-off")
+
+        self.table = QTableWidget(0, len(COLUMNS))
+        self.table.setObjectName("leaderboard")
+        self.table.setAccessibleName("Leaderboard")
+        self.table.setHorizontalHeaderLabels(list(COLUMNS))
+        self.table.verticalHeader().setVisible(False)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setAlternatingRowColors(True)
+        self.table.setMinimumHeight(72)
+        self.table.setSizeAdjustPolicy(QAbstractScrollArea.SizeAdjustPolicy.AdjustToContents)
+        header = self.table.horizontalHeader()
+        for column in range(len(COLUMNS)):
+            header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
+        self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.table.customContextMenuRequested.connect(self._show_menu)
+        self.table.doubleClicked.connect(self._on_double_clicked)
+        self.table.itemSelectionChanged.connect(self._update_buttons)
+        self.unranked = hint_label("")
+        self.unranked.setObjectName("bakeoffNotRanked")
+        self.unranked.setTextFormat(Qt.TextFormat.RichText)
+        self.unranked.hide()
+        self.error = MessageBanner("bakeoffError")
+        self.message = MessageBanner("bakeoffResult")
+        self.message.label.linkActivated.connect(self._open_link)
+
+        # Progress and leaderboard appear with the first bake-off; until then the panel stays small.
+        self.results = QWidget()
+        results = QVBoxLayout(self.results)
+        results.setContentsMargins(0, 0, 0, 0)
+        status_row = QHBoxLayout()
+        status_row.addWidget(self.status, 1)
+        status_row.addWidget(self.progress, 1)
+        results.addLayout(status_row)
+        results.addWidget(self.error)
+        results.addWidget(self.message)
+        results.addWidget(self.table, 1)
+        results.addWidget(self.unranked)
+        self.results.hide()
+        layout = QVBoxLayout(self.box)
+        layout.addLayout(controls)
+        layout.addWidget(self.hint)
+        layout.addWidget(self.results, 1)
+
+    def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 - Qt override
+        super().showEvent(event)
+        if not self._shown:
+            self._shown = True
+            QTimer.singleShot(0, self.make_room)
+
+    @Slot()
+    def make_room(self) -> None:
+        """In a splitter, grow to the natural height (at most 3/5 of it), taken from the tallest neighbour."""
+        splitter = self.parentWidget()
+        if not isinstance(splitter, QSplitter) or splitter.orientation() != Qt.Orientation.Vertical:
+            return
+        sizes, index = splitter.sizes(), splitter.indexOf(self)
+        if index < 0 or len(sizes) < 2 or sum(sizes) <= 0:
+            return
+        want = min(self.box.sizeHint().height() + 2 * self.frameWidth(), sum(sizes) * 3 // 5)
+        tallest = max((i for i in range(len(sizes)) if i != index), key=lambda i: sizes[i])
+        neighbour = splitter.widget(tallest)
+        if neighbour is None:
+            return
+        spare = sizes[tallest] - neighbour.minimumSizeHint().height()
+        take = min(want - sizes[index], spare)
+        if take > 0:
+            sizes[tallest] -= take
+            sizes[index] += take
+            splitter.setSizes(sizes)
+
+    # -- state ----------------------------------------------------------------------------------------
+    def set_dataset(self, report: DatasetReport | None) -> None:
+        self.report = report
+        self._update_buttons()
+        if report is not None and not self._preview_text:
+            self.refresh_candidates()
+
+    def set_training(self, running: bool) -> None:
+        """Whether a single training run is going (a bake-off cannot start then)."""
+        if running != self._training:
+            self._training = running
+            self._update_buttons()
+
+    def is_running(self) -> bool:
+        return self.worker is not None
+
+    def _device(self) -> str:
+        if self.form is None:
+            return "auto"
+        try:
+            return self.form.config().device
+        except Exception:  # noqa: BLE001 - an unusable form value: the default device
+            return "auto"
+
+    def _update_buttons(self) -> None:
+        running = self.is_running()
+        self.start_button.setEnabled(not running and not self._training and self.report is not None)
+        self.stop_button.setEnabled(running and not (self.worker and self.worker.abort_requested))
+        self.epochs.setEnabled(not running)
+        self.budget.setEnabled(not running)
+        self.open_button.setEnabled(self._selected_bundle() is not None)
+        if running:
+            return
+        if self._training:
+            self.hint.setText("Training is running: the bake-off can start when it ends or is stopped.")
+        elif self.report is None:
+            self.hint.setText("Open a dataset on the Data tab to find the best model for it.")
+        else:
+            self.hint.setText(
+                "Trains each candidate for the same number of epochs on one frozen split and ranks them "
+                f"by validation accuracy. {self._preview_text or DEFAULT_SET_TEXT}"
+            )
+
+    @Slot()
+    def refresh_candidates(self) -> None:
+        """Work out the default set in the background and show it under the buttons."""
+        if self.is_running():
+            return
+        device = self._device()
+        worker = FunctionWorker(lambda _worker: default_candidate_list(device))
+        worker.returned.connect(self._on_candidates)
+        self._preview = worker
+        self.runner.start(worker, "bakeoff-candidates")
+
+    @Slot(object)
+    def _on_candidates(self, candidates: list[Candidate]) -> None:
+        if self.sender() is not self._preview:
+            return
+        self._preview_text = f"It will try {len(candidates)}: {describe_candidates(candidates)}."
+        self._update_buttons()
+
+    # -- start / stop ---------------------------------------------------------------------------------
+    @Slot()
+    def start(self) -> None:
+        if self.is_running() or self.report is None:
+            return
+        if self._training:
+            self.error.show_message(
+                "<b>Cannot start:</b>", "error", detail="a training run is going; stop it or wait for it."
+            )
+            return
+        epochs = self.epochs.value()
+        budget = self.budget.value() or None
+        self.settings.set("bakeoff/epochs", epochs)
+        self.settings.set("bakeoff/budget_minutes", budget or 0)
+        self.error.hide()
+        self.message.hide()
+        self.result, self.entries, self.leaders, self.candidates = None, [], [], []
+        self.current = -1
+        self._fill_leaderboard([], final=False)
+        self._show_unranked()
+        self.progress.setValue(0)
+        self.status.setText("Preparing: choosing the candidates and scanning the dataset…")
+        if self.results.isHidden():
+            self.results.show()
+            QTimer.singleShot(0, self.make_room)
+        runs_root = self.form.runs_root() if self.form is not None else self.settings.runs_root()
+        limit = f", at most {budget} min" if budget else ""
+        self.logged.emit(f"Finding the best model: {epochs} epoch(s) per candidate{limit}.")
+        freeze_gc()
+        worker = BakeoffWorker(
+            self.report.root, runs_root, epochs=epochs, budget_minutes=budget, device=self._device()
+        )
+        worker.bakeoffStarted.connect(self._on_bakeoff_started)
+        worker.candidateStarted.connect(self._on_candidate_started)
+        worker.candidateEnded.connect(self._on_candidate_ended)
+        worker.bakeoffFinished.connect(self._on_bakeoff_finished)
+        worker.runStarted.connect(self._on_run_started)
+        worker.progress.connect(self._on_progress)
+        worker.epochEnded.connect(self._on_epoch)
+        worker.message.connect(self._on_message)
+        worker.errored.connect(self._on_error)
+        worker.done.connect(self._on_done)
+        self.worker = worker
+        if self.runner.start(worker, "bakeoff") is None:  # the window is closing
+            self.worker = None
+            return
+        self._update_buttons()
+        self.hint.setText("")
+        self.runningChanged.emit(True)
+
+    @Slot()
+    def stop(self) -> None:
+        if self.worker is None:
+            return
+        self.worker.abort()
+        self.status.setText("Stopping after the current batch: what finished is kept…")
+        self.logged.emit("Bake-off: stop requested.")
+        self._update_buttons()
+
+    # -- worker signals ---------------------------------------------------------------------------------
+    @Slot(object)
+    def _on_bakeoff_started(self, event: BakeoffStarted) -> None:
+        self.candidates = list(event.candidates)
+        self.logged.emit(
+            f"Bake-off of {len(self.candidates)} candidates: " + ", ".join(c.label for c in self.candidates)
+        )
+        self.logged.emit(f"Bake-off folder: {event.out}")
+        self._show_queue()
+
+    @Slot(object)
+    def _on_candidate_started(self, event: CandidateStarted) -> None:
+        self.current = event.index
+        self._set_overall(event.index, 0.0)
+        self.status.setText(f"{self._which()}: loading the model and the images…")
+        self.logged.emit(f"Candidate {event.index + 1} of {event.total}: {event.candidate.label}")
+        self._show_queue()
+
+    @Slot(object)
+    def _on_run_started(self, event: ev.RunStarted) -> None:
+        self._run_epochs = event.epochs
+        if self.plots is not None:
+            self.plots.clear(event.epochs)
+        self.runStarted.emit(event.run_dir)
+
+    @Slot(object, object)
+    def _on_progress(self, event: ev.BatchProgress, points: list[tuple[float, float]]) -> None:
+        if self.plots is not None:
+            self.plots.add_batches(points)
+        total = event.elapsed_s + event.eta_s
+        if total > 0 and self.current >= 0:
+            self._set_overall(self.current, event.elapsed_s / total)
+        if self.worker is not None and self.worker.abort_requested:
+            return
+        if event.phase == "features":
+            where = f"computing the backbone's features · batch {event.batch}/{event.batches}"
+        else:
+            phase = "training" if event.phase == "train" else "validation"
+            where = f"epoch {event.epoch}/{self._run_epochs} · {phase} batch {event.batch}/{event.batches}"
+        self.status.setText(f"{self._which()}: {where} · about {format_duration(event.eta_s)} left")
+
+    @Slot(object)
+    def _on_epoch(self, event: ev.EpochEnd) -> None:
+        if self.plots is not None:
+            self.plots.add_epoch(
+                event.epoch, event.train_loss, event.val_loss, event.train_acc, event.val_acc
+            )
+            if event.is_best:
+                self.plots.mark_best(event.epoch)
+        self.logged.emit(
+            f"  epoch {event.epoch}/{event.epochs}: val accuracy {event.val_acc:.1%}, "
+            f"val loss {event.val_loss:.4f} · {event.seconds:.1f} s"
+        )
+
+    @Slot(str, str)
+    def _on_message(self, level: str, text: str) -> None:
+        self.logged.emit(f"{'Warning: ' if level == 'warning' else ''}{text}")
+
+    @Slot(object)
+    def _on_candidate_ended(self, event: CandidateEnded) -> None:
+        entry = event.entry
+        self.entries.append(entry)
+        self._fill_leaderboard(list(event.leaderboard), final=False)
+        self._show_unranked()
+        self._set_overall(event.index + 1, 0.0)
+        label = _label(entry.model, entry.strategy)
+        if entry.status == "finished":
+            self.logged.emit(
+                f"{label}: best val accuracy {entry.best_val_acc:.1%} (epoch {entry.best_epoch}) in "
+                f"{format_seconds(entry.seconds)}"
+            )
+        else:
+            self.logged.emit(f"{label}: {describe_unranked(entry)}")
+        self._show_queue()
+        QTimer.singleShot(0, self.make_room)  # one more row
+        self.candidateEnded.emit(event.index)
+
+    @Slot(object)
+    def _on_bakeoff_finished(self, event: BakeoffFinished) -> None:
+        result = event.result
+        self.result = result
+        self.entries = list(result.entries)
+        self._fill_leaderboard(result.leaderboard, final=True)
+        self._show_unranked()
+        self.current = -1
+        self._show_queue()
+        if not result.cancelled:
+            self.progress.setValue(PROGRESS_STEPS)
+        best = result.best
+        ended = "Stopped" if result.cancelled else "Finished"
+        if best is None:
+            self.status.setText(f"{ended}: no candidate finished, so there is no winner.")
+            self.message.show_message("No candidate finished: nothing was ranked.", "info")
+            return
+        ranked = len(result.leaderboard)
+        self.status.setText(f"{ended}: {ranked} of {len(result.entries)} candidates ranked.")
+        winner = _label(best.model, best.strategy)
+        self.logged.emit(f"Winner: {winner}, best val accuracy {best.best_val_acc:.1%}.")
+        if best.bundle:
+            self.message.show_message(
+                f"<b>★ Winner: {html.escape(winner)}</b> · best validation accuracy "
+                f"<b>{best.best_val_acc:.1%}</b>. It is now the model in Predict and Evaluate. "
+                f"<a href='{PREDICT_LINK}'>Try it on your photos →</a>",
+                "success",
+            )
+            self.modelReady.emit(best.bundle)
+        QTimer.singleShot(0, self.make_room)
+
+    @Slot(str)
+    def _on_error(self, message: str) -> None:
+        self.status.setText("The bake-off failed.")
+        self.error.show_message("<b>The bake-off failed:</b>", "error", detail=message)
+        self.logged.emit(f"Bake-off error: {message}")
+
+    @Slot()
+    def _on_done(self) -> None:
+        self.worker = None
+        self.current = -1
+        self._update_buttons()
+        self.runningChanged.emit(False)
+        self.refresh_candidates()  # weights may have been downloaded meanwhile
+
+    # -- views ------------------------------------------------------------------------------------------
+    def _which(self) -> str:
+        if not 0 <= self.current < len(self.candidates):
+            return "Candidate"
+        return (
+            f"Candidate {self.current + 1} of {len(self.candidates)} · {self.candidates[self.current].label}"
+        )
+
+    def _set_overall(self, done: float, fraction: float) -> None:
+        total = max(1, len(self.candidates))
+        value = round(PROGRESS_STEPS * (done + min(max(fraction, 0.0), 1.0)) / total)
+        self.progress.setValue(min(PROGRESS_STEPS, max(self.progress.value(), value)))
+
+    def _show_queue(self) -> None:
+        """Each candidate with its state: done, being trained, or waiting."""
+        if not self.candidates:
+            return
+        parts = []
+        for index, candidate in enumerate(self.candidates):
+            if index < len(self.entries):
+                mark = "✓" if self.entries[index].status == "finished" else "✗"
+            elif index == self.current:
+                mark = "▶"
+            else:
+                mark = "…"
+            parts.append(f"{mark} {candidate.label}")
+        self.hint.setText("   ".join(parts))
+
+    def _fill_leaderboard(self, board: list[Entry], final: bool) -> None:
+        self.leaders = list(board)
+        self.table.setRowCount(len(board))
+        bold = QFont(self.table.font())
+        bold.setBold(True)
+        for row, entry in enumerate(board):
+            winner = final and row == 0
+            texts = (
+                f"★ {row + 1}" if winner else str(row + 1),
+                entry.model,
+                entry.strategy,
+                f"{entry.best_val_acc:.1%}",
+                format_seconds(entry.seconds),
+                format_size(entry.size_bytes) if entry.size_bytes else "–",
+            )
+            for column, text in enumerate(texts):
+                item = QTableWidgetItem(text)
+                item.setData(Qt.ItemDataRole.UserRole, entry.bundle)
+                item.setToolTip(
+                    f"Best epoch {entry.best_epoch} of {entry.epochs} · run folder: {entry.run_dir}"
+                )
+                if column in (0, 3, 4, 5):
+                    item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                if winner:
+                    item.setFont(bold)
+                self.table.setItem(row, column, item)
+        self._update_buttons()
+
+    def _show_unranked(self) -> None:
+        others = [e for e in self.entries if e.status != "finished"]
+        if not others:
+            self.unranked.hide()
+            return
+        lines = [
+            f"{html.escape(_label(e.model, e.strategy))}: {html.escape(describe_unranked(e))}" for e in others
+        ]
+        self.unranked.setText("<b>Not ranked</b><br>" + "<br>".join(lines))
+        self.unranked.show()
+
+    # -- open in Predict ----------------------------------------------------------------------------------
+    def _selected_bundle(self) -> str | None:
+        rows = self.table.selectionModel().selectedRows() if self.table.selectionModel() else []
+        if not rows:
+            return None
+        item = self.table.item(rows[0].row(), 0)
+        bundle = item.data(Qt.ItemDataRole.UserRole) if item is not None else None
+        return str(bundle) if bundle else None
+
+    def bundle_at(self, row: int) -> str | None:
+        """The bundle of leaderboard row ``row`` (None if it has none)."""
+        item = self.table.item(row, 0)
+        bundle: Any = item.data(Qt.ItemDataRole.UserRole) if item is not None else None
+        return str(bundle) if bundle else None
+
+    @Slot()
+    def open_selected(self) -> None:
+        """Open in Predict: the selected row's model becomes the current one and Predict is shown."""
+        bundle = self._selected_bundle()
+        if bundle is not None:
+            self.modelReady.emit(bundle)
+            self.predictRequested.emit()
+
+    @Slot(QModelIndex)
+    def _on_double_clicked(self, _index: QModelIndex) -> None:
+        self.open_selected()
+
+    @Slot(QPoint)
+    def _show_menu(self, pos: QPoint) -> None:
+        index = self.table.indexAt(pos)
+        if not index.isValid() or self.bundle_at(index.row()) is None:
+            return
+        self.table.selectRow(index.row())
+        menu = QMenu(self)
+        action = QAction("Open in Predict", menu)
+        action.triggered.connect(self.open_selected)
+        menu.addAction(action)
+        menu.exec(self.table.viewport().mapToGlobal(pos))
+
+    @Slot(str)
+    def _open_link(self, url: str) -> None:
+        if url == PREDICT_LINK:
+            self.predictRequested.emit()
