@@ -159,3 +159,11 @@ def test_delete_moves_to_the_trash_or_deletes_after_confirmation(tmp_path, trash
     with pytest.raises(TransferStudioError, match="not a run folder"):
         delete_run(tmp_path / "runs")  # never a folder that is not a run
     assert (tmp_path / "runs").is_dir()
+
+
+def test_duration_of_a_run_without_recorded_seconds_comes_from_its_start_and_end(tmp_path):
+    run = _fake_run(tmp_path / "r", status={"status": "finished", "started": "2026-01-02T10:00:00+0000"})
+    run.write_status("finished", ended="2026-01-02T10:03:05+0000")
+    assert summarize_run(run.path).seconds == 185.0
+    run.write_status("finished", seconds=12.5)
+    assert summarize_run(run.path).seconds == 12.5

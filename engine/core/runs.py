@@ -13,6 +13,7 @@ import os
 import shutil
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -128,7 +129,14 @@ def _seconds_of(status: dict[str, Any], history: list[dict[str, Any]]) -> float:
     recorded = status.get("seconds")
     if isinstance(recorded, (int, float)) and not isinstance(recorded, bool):
         return float(recorded)
-    return round(sum(float(row.get("seconds", 0.0)) for row in history), 3)
+    epochs = round(sum(float(row.get("seconds", 0.0)) for row in history), 3)
+    try:  # a status from before "seconds" was recorded: its start and end times
+        wall = (
+            datetime.fromisoformat(status["ended"]) - datetime.fromisoformat(status["started"])
+        ).total_seconds()
+    except (KeyError, TypeError, ValueError):
+        return epochs
+    return max(epochs, round(wall, 3))
 
 
 def _state_of(

@@ -19,6 +19,7 @@ import math
 import os
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -175,7 +176,7 @@ def _run(
 
 def _now() -> str:
     """The local time as an ISO 8601 string with its UTC offset (what status.json records)."""
-    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    return datetime.now().astimezone().isoformat(timespec="seconds")
 
 
 def _report_dataset_warnings(report: DatasetReport, hooks: Hooks) -> None:
