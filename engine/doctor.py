@@ -55,6 +55,7 @@ def environment_report() -> dict[str, Any]:
         "cuda": _probe(_cuda_report),
         "cpu": _probe(_cpu_report),
         "device": _probe(_device_in_use),
+        "devices": _probe(_devices_report),
         "weights_cache": _probe(_weights_cache_report),
         "feature_cache": _probe(_feature_cache_report),
         "runs": _probe(_runs_report),
@@ -213,6 +214,13 @@ def _cpu_report() -> dict[str, Any]:
     }
 
 
+def _devices_report() -> dict[str, Any]:
+    """Each device kind: usable, or why not (``--device auto`` takes the first usable accelerator)."""
+    from engine.core.device import usable_devices
+
+    return {kind: {"usable": reason is None, "reason": reason} for kind, reason in usable_devices().items()}
+
+
 def _device_in_use() -> str:
     from engine.core.device import describe_device, resolve_device
 
@@ -353,6 +361,14 @@ def format_environment(report: dict[str, Any]) -> str:
         )
     device = report.get("device")
     lines.append(("Training device", device["error"] if isinstance(device, dict) else str(device)))
+    devices = report.get("devices", {})
+    if "error" in devices:
+        lines.append(("Devices", f"could not be checked: {devices['error']}"))
+    else:
+        for kind, state in devices.items():
+            if kind != "cpu":
+                usable = "usable" if state.get("usable") else f"not usable: {state.get('reason')}"
+                lines.append((f"--device {kind}", usable))
 
     for key, label in (("weights_cache", "Weights cache"), ("feature_cache", "Feature cache")):
         folder = report.get(key, {})

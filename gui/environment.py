@@ -43,10 +43,16 @@ def probe_environment() -> Environment:
 
     note = ""
     try:
-        from engine.core.device import cuda_unavailable_reason, describe_device, resolve_device
+        from engine.core.device import (
+            cuda_unavailable_reason,
+            describe_device,
+            is_accelerator,
+            resolve_device,
+        )
 
-        device = describe_device(resolve_device("auto"))
-        note = cuda_unavailable_reason() or ""
+        chosen = resolve_device("auto")
+        device = describe_device(chosen)
+        note = "" if is_accelerator(chosen) else cuda_unavailable_reason() or ""
     except Exception:  # noqa: BLE001 - a broken driver must not hide the window's status
         logger.warning("device probe failed", exc_info=True)
         device = f"CPU, {torch.get_num_threads()} threads"

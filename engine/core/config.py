@@ -15,7 +15,7 @@ STRATEGIES: dict[str, str] = {
 }
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("none", "step", "cosine")
-DEVICES = ("auto", "cpu", "cuda")
+DEVICES = ("auto", "cpu", "cuda", "mps", "xpu")
 
 # Per-strategy defaults for the hyper-parameters a user is most likely to leave alone.
 _STRATEGY_DEFAULTS: dict[str, dict[str, Any]] = {

@@ -20,6 +20,7 @@ from typing import TypeVar
 import torch
 from torch import nn
 
+from engine.core.device import is_accelerator
 from engine.core.errors import TransferStudioError
 from engine.data.datasets import DatasetReport
 from engine.models.registry import get_model_info
@@ -44,7 +45,7 @@ def feature_views(augment: bool, configured: int, device: torch.device) -> int:
         return 1
     if configured:
         return configured
-    return 4 if device.type == "cuda" else 2
+    return 4 if is_accelerator(device) else 2
 
 
 def cacheable_head(state: TrainingState) -> str | None:
@@ -211,7 +212,7 @@ def _compute_split_features(
                 halve_inference_batch()  # features done so far are kept in the store
         if not kept:
             raise TransferStudioError(f"no {name} image could be read; check the dataset")
-        if state.device.type == "cuda":
+        if is_accelerator(state.device):  # kept on the device: every epoch reads them
             feats = feats.to(state.device)
         features[name] = (feats, _labels_of(splits[name].labels, kept))
     hooks.info(

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from engine.core.config import TrainConfig
-from engine.core.device import describe_device, resolve_device
+from engine.core.device import describe_device, is_accelerator, resolve_device
 from engine.core.errors import Cancelled, StopCheck, TransferStudioError
 from engine.core.files import cpu_copy
 from engine.core.rundir import RunDir, new_run_dir
@@ -239,10 +239,14 @@ def make_scheduler(
 
 
 def autocast_dtype(device: torch.device) -> torch.dtype | None:
-    """bf16 on GPUs that support it, else fp16 on CUDA; None (full precision) elsewhere."""
-    if device.type != "cuda":
-        return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    """Mixed precision where the device supports it: bf16 on CUDA GPUs that have it (else fp16, with a
+    gradient scaler) and on Intel XPUs; None (full precision) on the CPU and on Apple's MPS, where
+    fp16 training without a scaler is not safe and bf16 autocast depends on the macOS version."""
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "xpu":
+        return torch.bfloat16
+    return None
 
 
 def inference_batch_size(batch_size: int, device: torch.device) -> int:
@@ -250,7 +254,7 @@ def inference_batch_size(batch_size: int, device: torch.device) -> int:
 
     On a CPU bigger batches barely speed up inference but cost memory (lite0 at 64 images: +1.3 GB).
     """
-    return max(batch_size, 256) if device.type == "cuda" else batch_size
+    return max(batch_size, 256) if is_accelerator(device) else batch_size
 
 
 def _plan_eta(state: TrainingState, report: DatasetReport, start_epoch: int, hooks: Hooks) -> None:
