@@ -35,7 +35,7 @@ from PySide6.QtWidgets import (
 )
 
 from engine.core.rundir import RunDir
-from engine.core.runs import KEY_SETTINGS, RunSummary
+from engine.core.runs import RunSummary
 from gui.plots import make_plot
 from gui.widgets import format_duration
 
@@ -44,8 +44,8 @@ logger = logging.getLogger(__name__)
 MAX_COMPARED = 8
 #: One colour per compared run (matplotlib's tab10, which stays distinct on light and dark themes).
 RUN_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")
-#: What a run is compared by, in the order legend entries and table rows name them.
-COMPARED_KEYS = ("model", "strategy", "dataset", *KEY_SETTINGS)
+#: How compared settings are named, in the order legend entries and table rows list them; settings
+#: a run's config has beyond these follow in alphabetical order, under their own names.
 KEY_TITLES = {
     "model": "model",
     "strategy": "strategy",
@@ -58,6 +58,12 @@ KEY_TITLES = {
     "augment": "augmentation",
     "seed": "seed",
     "device": "device",
+    "weight_decay": "weight decay",
+    "label_smoothing": "label smoothing",
+    "backbone_lr_scale": "backbone learning-rate scale",
+    "val_fraction": "validation share",
+    "feature_views": "feature views",
+    "cache_features": "feature cache",
 }
 #: (metrics.jsonl key, plot objectName, accessible name, title, y label, scale)
 METRIC_PLOTS = (
@@ -81,11 +87,22 @@ def setting_of(run: RunSummary, key: str) -> Any:
     return run.settings.get(key)
 
 
+def compared_keys(runs: Sequence[RunSummary]) -> list[str]:
+    """Model, strategy, dataset, then every setting any of ``runs`` records (see :data:`KEY_TITLES`)."""
+    recorded = {key for run in runs for key in run.settings}
+    known = [key for key in KEY_TITLES if key in recorded or key in ("model", "strategy", "dataset")]
+    return known + sorted(recorded - set(KEY_TITLES))
+
+
+def key_title(key: str) -> str:
+    return KEY_TITLES.get(key, key.replace("_", " "))
+
+
 def differing_keys(runs: Sequence[RunSummary]) -> list[str]:
     """The compared settings whose values are not the same for every run (none for fewer than two)."""
     if len(runs) < 2:
         return []
-    return [key for key in COMPARED_KEYS if len({repr(setting_of(r, key)) for r in runs}) > 1]
+    return [key for key in compared_keys(runs) if len({repr(setting_of(r, key)) for r in runs}) > 1]
 
 
 def format_setting(key: str, value: Any) -> str:
@@ -106,7 +123,7 @@ def legend_part(key: str, value: Any) -> str:
     if key in ("model", "strategy", "optimizer", "device", "dataset"):
         return format_setting(key, value)
     if value is None:
-        return f"no {KEY_TITLES[key]}"
+        return f"no {key_title(key)}"
     if key == "lr":
         return f"lr {format_setting(key, value)}"
     if key == "batch_size":
@@ -278,7 +295,7 @@ class CompareView(QWidget):
                 text += f"<br>Failed: {html.escape(run.message)}"
         else:
             keys = differing_keys(self.runs)
-            what = ", ".join(KEY_TITLES[k] for k in keys) if keys else "nothing: the settings are the same"
+            what = ", ".join(key_title(k) for k in keys) if keys else "nothing: the settings are the same"
             text = f"<b>Comparing {len(self.runs)} runs</b> · they differ in {what}"
         if selected > len(self.runs):
             text += f"<br><b>Showing the first {len(self.runs)} of {selected} selected runs.</b>"
@@ -286,8 +303,8 @@ class CompareView(QWidget):
 
     def _fill_table(self) -> None:
         runs = self.runs
-        keys = list(COMPARED_KEYS) if len(runs) == 1 else differing_keys(runs)
-        rows = [KEY_TITLES[k] for k in keys] + [
+        keys = compared_keys(runs) if len(runs) == 1 else differing_keys(runs)
+        rows = [key_title(k) for k in keys] + [
             "best val accuracy",
             "best epoch",
             "epochs done",

@@ -275,12 +275,16 @@ class EvaluateTab(QWidget):
         self.clear_results()
         predictor, dataset, split = self.predictor, self.dataset, self._split()
 
+        # A dataset without val/ is split by seed and share: the engine re-scans it with the model's own
+        # run settings, so "val" is the very images that run validated on (never its training images).
+        data: DatasetReport | Path = Path(dataset.root) if dataset.auto_split else dataset
+
         def run(worker: FunctionWorker) -> EvaluationReport:
             from engine.inference.evaluate import evaluate
 
             return evaluate(
                 predictor,
-                dataset,
+                data,
                 split=split,
                 on_progress=worker.report_progress,
                 should_stop=lambda: worker.abort_requested,

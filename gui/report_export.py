@@ -15,6 +15,7 @@ from PySide6.QtCore import QObject, QUrl, Signal, Slot
 from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import QFileDialog, QMessageBox, QProgressDialog, QWidget
 
+from engine.core.rundir import CONFIG_FILE, LEADERBOARD_FILE
 from gui.settings import Settings
 from gui.worker import FunctionWorker, ThreadRunner
 
@@ -22,7 +23,7 @@ logger = logging.getLogger(__name__)
 
 REPORT_FILTER = "HTML files (*.html *.htm)"
 #: A folder with one of these is something write_report understands (a run, a bake-off).
-_REPORTABLE = ("config.json", "leaderboard.json")
+_REPORTABLE = (CONFIG_FILE, LEADERBOARD_FILE)
 
 
 def run_folder_of(bundle_path: str | Path | None) -> Path | None:
@@ -30,7 +31,7 @@ def run_folder_of(bundle_path: str | Path | None) -> Path | None:
     if not bundle_path:
         return None
     folder = Path(bundle_path).parent
-    return folder if (folder / "config.json").is_file() else None
+    return folder if (folder / CONFIG_FILE).is_file() else None
 
 
 class ReportExporter(QObject):

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import html
 import logging
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +60,7 @@ from PySide6.QtWidgets import (
 
 from engine.core.errors import TransferStudioError
 from engine.core.rundir import RunDir
-from engine.core.runs import RunSummary, delete_run, list_runs, move_run_to_trash, set_note
+from engine.core.runs import RunSummary, delete_run, list_runs, move_run_to_trash, parse_status_time, set_note
 from gui.compare_view import CompareView
 from gui.settings import Settings
 from gui.widgets import MessageBanner, format_duration
@@ -83,13 +82,10 @@ def format_started(started: str | None) -> str:
     """An ISO 8601 time from status.json as local "YYYY-MM-DD HH:MM" ("–" when unknown)."""
     if not started:
         return "–"
-    try:
-        moment = datetime.fromisoformat(started)
-    except ValueError:
+    moment = parse_status_time(started)
+    if moment is None:
         return started
-    if moment.tzinfo is not None:
-        moment = moment.astimezone()
-    return moment.strftime("%Y-%m-%d %H:%M")
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M")
 
 
 def _status_text(run: RunSummary) -> str:

@@ -265,7 +265,7 @@ class TrainTab(QWidget):
         if self.bakeoff.is_running():
             self.error.show_message("<b>Cannot resume:</b>", "error", detail="a bake-off is running.")
             return
-        from engine.core.rundir import RunDir  # imports torch: only when a run is resumed
+        from engine.core.rundir import RunDir  # torch-free
 
         folder = Path(run_dir)
         if not RunDir(folder).is_resumable():

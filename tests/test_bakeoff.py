@@ -114,16 +114,24 @@ def test_a_failing_candidate_does_not_end_the_bakeoff(data, tmp_path, monkeypatc
     def train(config, *args, **kwargs):
         if config.strategy == "fine-tune":
             raise TransferStudioError("cannot get the pretrained weights (offline)")
+        if config.strategy == "scratch":
+            raise RuntimeError("a model quirk that is not the user's fault")
         return real_train(config, *args, **kwargs)
 
     monkeypatch.setattr(bakeoff, "train", train)
-    candidates = candidates_from(["efficientnet_lite0"], ["fine-tune", "feature-extract"])
-    result = run_bakeoff(data, candidates, epochs=1, device="cpu", out=tmp_path / "bo")
+    candidates = candidates_from(["efficientnet_lite0"], ["fine-tune", "scratch", "feature-extract"])
+    events: list = []
+    result = run_bakeoff(
+        data, candidates, epochs=1, device="cpu", out=tmp_path / "bo", on_event=events.append
+    )
     assert [(e.strategy, e.status) for e in result.entries] == [
         ("fine-tune", "failed"),
+        ("scratch", "failed"),
         ("feature-extract", "finished"),
     ]
     assert "offline" in (result.entries[0].reason or "")
+    assert "RuntimeError" in (result.entries[1].reason or "")
+    assert isinstance(events[-1], bakeoff.BakeoffFinished) and result.best.strategy == "feature-extract"
 
 
 def test_default_set_is_what_runs_here(monkeypatch):

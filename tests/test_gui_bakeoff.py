@@ -121,8 +121,8 @@ def test_leaderboard_grows_best_first_and_the_winner_opens_in_predict(
         f"0{i + 1}-{LITE0}-{c.strategy}" for i, c in enumerate(chosen)
     ]
     runs_table = window.findChild(QAbstractItemView, "runsTable")
-    if runs_table is not None:
-        qtbot.waitUntil(lambda: runs_table.model().rowCount() == 2, timeout=30_000)
+    assert runs_table is not None
+    qtbot.waitUntil(lambda: runs_table.model().rowCount() == 2, timeout=30_000)
 
     # The winner is the model in Predict and Evaluate.
     winner = Path(saved[0]["bundle"])

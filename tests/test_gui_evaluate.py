@@ -232,3 +232,32 @@ def test_gallery_shows_why_grad_cam_is_unavailable(
     gradcam = window.findChild(QLabel, "evaluateGradCam")
     qtbot.waitUntil(lambda: "not available for vit_b_16" in gradcam.text(), timeout=60_000)
     assert "Traceback" not in gradcam.text()
+
+
+def test_a_flat_dataset_is_evaluated_on_the_models_own_val_split(window, qtbot, tmp_path):
+    """A run made with another seed and val share than the Data tab's scan: Evaluate uses the run's
+    val images (never its training images), so its accuracy is the run's val accuracy."""
+    import torch
+    from helpers_images import make_image_folder
+
+    from engine.core.config import TrainConfig
+    from engine.data.datasets import scan_dataset
+    from engine.models.build import build_model
+    from engine.models.bundle import Bundle, save_bundle
+    from engine.models.registry import get_model_info
+
+    data = make_image_folder(tmp_path / "flat", {"cats": 10, "dogs": 10}, splits=None)
+    config = TrainConfig(model=ARCH, seed=7, val_fraction=0.4)
+    torch.manual_seed(0)
+    model, _ = build_model(ARCH, 2, pretrained=False)
+    pre = get_model_info(ARCH).preprocessing
+    bundle = save_bundle(
+        tmp_path / "model.pt",
+        Bundle(ARCH, ["cats", "dogs"], model.state_dict(), pre, config=config.to_dict()),
+    )
+    runs_val = {s.path for s in scan_dataset(data, val_fraction=0.4, seed=7).splits["val"]}
+    windows_val = {s.path for s in scan_dataset(data).splits["val"]}
+    assert runs_val != windows_val  # the Data tab's own split differs from the run's
+    _load(window, qtbot, data, bundle)
+    report = _evaluate(window, qtbot)
+    assert {Path(r.path) for r in report.results} == runs_val

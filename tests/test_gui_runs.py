@@ -276,6 +276,15 @@ def test_legend_names_what_differs_between_the_runs(window, qtbot, runs_root):
     assert "learning rate" in window.runs_tab.compare.heading.text()
 
 
+def test_every_setting_that_changes_a_result_is_compared(window, qtbot, runs_root):
+    a = make_run(runs_root, "a", weight_decay=1e-4)
+    b = make_run(runs_root, "b", weight_decay=1e-2)
+    show_runs(window, qtbot)
+    select(window, a, b)
+    assert "weight decay" in window.runs_tab.compare.heading.text()
+    assert len(set(curve_names(window, "comparePlot"))) == 2  # the legend tells them apart
+
+
 def test_legend_labels_fall_back_to_names():
     root = Path("/runs")
 

@@ -184,7 +184,18 @@ def test_cli_predict_with_bad_bundle_is_one_line(tmp_path, name):
 
 
 # -- faults during training ------------------------------------------------------------------------
-def test_disk_full_while_writing_a_checkpoint_keeps_the_previous_one(tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    "error",
+    [
+        OSError(errno.ENOSPC, "No space left on device"),
+        # What torch.save itself raises when the disk fills up mid-write.
+        RuntimeError(
+            "[enforce fail at inline_container.cc:664] . unexpected pos 64 vs 0: PytorchStreamWriter failed writing file"
+        ),
+    ],
+    ids=["oserror", "pytorch-stream-writer"],
+)
+def test_disk_full_while_writing_a_checkpoint_keeps_the_previous_one(tmp_path, monkeypatch, error):
     data = make_image_folder(tmp_path / "d", {"a": 6, "b": 6})
 
     real_save = torch.save

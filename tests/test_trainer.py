@@ -130,8 +130,13 @@ def test_resume_continues_exactly(tmp_path, strategy):
         should_stop=lambda: stop["flag"],
     )
     assert partial.cancelled and partial.epochs_completed == 1
+    stopped = RunDir(tmp_path / "part").read_status()
+    assert stopped["status"] == "stopped" and stopped["resumed"] is None
     resumed = resume(tmp_path / "part")
     assert resumed.epochs_completed == 3
+    status = RunDir(tmp_path / "part").read_status()
+    assert status["status"] == "finished" and status["started"] == stopped["started"]  # its first start
+    assert status["resumed"] and status["seconds"] > stopped["seconds"]  # both sessions counted
 
     def strip(history):
         return [{k: v for k, v in row.items() if k != "seconds"} for row in history]

@@ -33,6 +33,8 @@ CHECKPOINT_FILE = "checkpoint.pt"
 BUNDLE_FILE = "model.pt"
 STATUS_FILE = "status.json"
 NOTE_FILE = "note.json"
+#: In a bake-off folder (engine.experiments.bakeoff), beside its run folders.
+LEADERBOARD_FILE = "leaderboard.json"
 
 
 def default_runs_root() -> Path:

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -25,8 +26,8 @@ log = logging.getLogger(__name__)
 
 #: How deep below the root runs are looked for (a bake-off keeps its runs one level down).
 MAX_DEPTH = 3
-#: The settings a run is compared by, besides model and strategy.
-KEY_SETTINGS = ("epochs", "batch_size", "lr", "optimizer", "schedule", "augment", "seed", "device")
+#: Config keys that do not change what a run learns (left out of ``RunSummary.settings``).
+NOT_RESULT_SETTINGS = frozenset({"model", "strategy", "workers", "image_cache_mb"})
 STATUSES = ("running", "finished", "stopped", "failed", "interrupted")
 
 
@@ -40,7 +41,7 @@ class RunSummary:
     dataset: str  # the dataset folder
     model: str
     strategy: str
-    settings: dict[str, Any]  # KEY_SETTINGS from its config
+    settings: dict[str, Any]  # every config setting that can change the result (not model/strategy)
     started: str | None  # ISO 8601, from status.json (None for runs older than it)
     seconds: float  # wall time of every session (feature pass included); older runs: sum of epochs
     epochs_done: int
@@ -82,23 +83,47 @@ def list_runs(root: str | Path) -> list[RunSummary]:
     for folder in find_run_dirs(root):
         try:
             summaries.append(summarize_run(folder))
-        except TransferStudioError as exc:
+        except (TransferStudioError, ValueError, TypeError, AttributeError) as exc:  # one odd folder
             log.warning("leaving %s out of the runs list: %s", folder, exc)
-    return sorted(summaries, key=lambda s: (s.started or "", s.path.name), reverse=True)
+    return sorted(summaries, key=lambda s: (_sort_time(s.started), s.path.name), reverse=True)
+
+
+def parse_status_time(text: object) -> datetime | None:
+    """A time written in status.json (ISO 8601), timezone-aware; None when missing or unreadable.
+
+    Accepts ``+0000`` offsets too (written by earlier versions), which Python 3.10 does not parse.
+    """
+    if not isinstance(text, str) or not text:
+        return None
+    if len(text) >= 5 and text[-5] in "+-" and text[-4:].isdigit():
+        text = f"{text[:-2]}:{text[-2:]}"
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.astimezone()
+
+
+def _sort_time(started: str | None) -> float:
+    moment = parse_status_time(started)
+    return moment.timestamp() if moment is not None else 0.0
 
 
 def summarize_run(path: str | Path) -> RunSummary:
     """The summary of one run folder; TransferStudioError if its config is missing or damaged."""
     run = RunDir(path)
     config, data_root = run.read_config()
+    if not isinstance(config, dict):
+        raise TransferStudioError(f"{run.config_path} is damaged: its config is not an object")
     try:
-        history = run.read_metrics()
+        history = [row for row in run.read_metrics() if isinstance(row, dict)]
     except (OSError, ValueError):
         history = []
     status = run.read_status()
     note = read_note(run.path)
     epochs_done = len(history)
-    epochs_planned = int(config.get("epochs", epochs_done) or epochs_done)
+    planned = config.get("epochs")
+    epochs_planned = planned if isinstance(planned, int) and planned > 0 else epochs_done
     best, best_acc = best_epoch(history)
     has_checkpoint = run.checkpoint_path.is_file()
     state = _state_of(status, epochs_done, epochs_planned, has_checkpoint, run.bundle_path.is_file())
@@ -109,7 +134,7 @@ def summarize_run(path: str | Path) -> RunSummary:
         dataset=str(data_root),
         model=str(config.get("model", "?")),
         strategy=str(config.get("strategy", "?")),
-        settings={k: config[k] for k in KEY_SETTINGS if k in config},
+        settings={k: v for k, v in config.items() if k not in NOT_RESULT_SETTINGS},
         started=status.get("started"),
         seconds=_seconds_of(status, history),
         epochs_done=epochs_done,
@@ -129,14 +154,14 @@ def _seconds_of(status: dict[str, Any], history: list[dict[str, Any]]) -> float:
     recorded = status.get("seconds")
     if isinstance(recorded, (int, float)) and not isinstance(recorded, bool):
         return float(recorded)
-    epochs = round(sum(float(row.get("seconds", 0.0)) for row in history), 3)
-    try:  # a status from before "seconds" was recorded: its start and end times
-        wall = (
-            datetime.fromisoformat(status["ended"]) - datetime.fromisoformat(status["started"])
-        ).total_seconds()
-    except (KeyError, TypeError, ValueError):
-        return epochs
-    return max(epochs, round(wall, 3))
+    epochs = 0.0
+    for row in history:
+        seconds = row.get("seconds", 0.0)
+        epochs += float(seconds) if isinstance(seconds, (int, float)) else 0.0
+    started, ended = parse_status_time(status.get("started")), parse_status_time(status.get("ended"))
+    if started is None or ended is None:  # a status from before "seconds" was recorded
+        return round(epochs, 3)
+    return round(max(epochs, (ended - started).total_seconds()), 3)
 
 
 def _state_of(
@@ -159,8 +184,8 @@ def _process_alive(pid: Any) -> bool:
         return False
     if pid == os.getpid():
         return True
-    if os.name == "nt":  # os.kill(pid, 0) would terminate the process on Windows: cannot ask safely
-        return False
+    if sys.platform == "win32":  # os.kill(pid, 0) would end the process on Windows: ask the kernel
+        return _windows_process_alive(pid)
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -170,6 +195,27 @@ def _process_alive(pid: Any) -> bool:
     except OSError:
         return False
     return True
+
+
+def _windows_process_alive(pid: int) -> bool:
+    import ctypes
+
+    query_limited_information, still_active = 0x1000, 259
+    kernel32 = ctypes.windll.kernel32  # type: ignore[attr-defined,unused-ignore]  # Windows only
+    handle = kernel32.OpenProcess(query_limited_information, False, pid)
+    if not handle:
+        return False
+    try:
+        code = ctypes.c_ulong()
+        return bool(kernel32.GetExitCodeProcess(handle, ctypes.byref(code))) and code.value == still_active
+    finally:
+        kernel32.CloseHandle(handle)
+
+
+def _refuse_if_running(run: RunDir) -> None:
+    status = run.read_status()
+    if status.get("status") == "running" and _process_alive(status.get("pid")):
+        raise TransferStudioError(f"{run.path.name} is still training; stop it first")
 
 
 def read_note(path: str | Path) -> dict[str, str]:
@@ -200,6 +246,7 @@ def move_run_to_trash(path: str | Path) -> None:
     run = RunDir(path)
     if not run.config_path.is_file():
         raise TransferStudioError(f"{run.path} is not a run folder (no {CONFIG_FILE})")
+    _refuse_if_running(run)
     from send2trash import send2trash
 
     try:
@@ -213,6 +260,7 @@ def delete_run(path: str | Path) -> None:
     run = RunDir(path)
     if not run.config_path.is_file():
         raise TransferStudioError(f"{run.path} is not a run folder (no {CONFIG_FILE})")
+    _refuse_if_running(run)
     try:
         shutil.rmtree(run.path)
     except OSError as exc:

@@ -27,8 +27,8 @@ from engine.core.config import STRATEGIES, TrainConfig
 from engine.core.device import resolve_device
 from engine.core.errors import StopCheck, TransferStudioError
 from engine.core.files import atomic_write_text
-from engine.core.rundir import default_runs_root
-from engine.data.datasets import scan_dataset
+from engine.core.rundir import LEADERBOARD_FILE, default_runs_root
+from engine.data.datasets import DatasetReport, scan_dataset
 from engine.models.registry import get_model_info, list_models
 from engine.models.weights import weights_status
 from engine.training import events as ev
@@ -36,7 +36,6 @@ from engine.training.trainer import train
 
 log = logging.getLogger(__name__)
 
-LEADERBOARD_FILE = "leaderboard.json"
 BAKEOFF_FILE = "bakeoff.json"
 BUILT_IN_MODEL = "efficientnet_lite0"
 #: On a CPU, cached torchvision models above this size are left out of the default set (too slow).
@@ -316,7 +315,7 @@ def _train_candidate(
     config: TrainConfig,
     data_root: Path,
     run_dir: Path,
-    report: Any,
+    report: DatasetReport,
     emit: EventCallback,
     stop: StopCheck,
 ) -> Entry:
@@ -325,6 +324,10 @@ def _train_candidate(
     except TransferStudioError as exc:  # e.g. weights that cannot be downloaded: try the next one
         log.warning("bake-off candidate %s failed: %s", candidate.label, exc)
         return Entry(candidate.model, candidate.strategy, "failed", run_dir=str(run_dir), reason=str(exc))
+    except Exception as exc:  # noqa: BLE001 - a model quirk or a device error ends this candidate only
+        log.exception("bake-off candidate %s failed", candidate.label)
+        reason = f"{type(exc).__name__}: {exc}"
+        return Entry(candidate.model, candidate.strategy, "failed", run_dir=str(run_dir), reason=reason)
     bundle = run.bundle_path
     return Entry(
         model=candidate.model,

@@ -13,22 +13,21 @@ dataset folder is gone the report is written without the evaluation, and says so
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import platform
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.core.errors import Cancelled, StopCheck, TransferStudioError, raise_if_stopped
 from engine.core.files import atomic_write_text
-from engine.core.rundir import BUNDLE_FILE, CONFIG_FILE, RunDir
+from engine.core.rundir import BUNDLE_FILE, CONFIG_FILE, LEADERBOARD_FILE, RunDir
 from engine.core.runs import RunSummary, summarize_run
 from engine.experiments import report_html as h
+from engine.experiments.bakeoff import read_leaderboard
 
 if TYPE_CHECKING:
     from engine.inference.evaluate import EvaluationReport
@@ -36,7 +35,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 REPORT_FILE = "report.html"
-LEADERBOARD_FILE = "leaderboard.json"
 #: How many misclassified images the report shows (highest loss first).
 MAX_THUMBNAILS = 12
 #: The settings a bake-off's per-run sections show (the full config is in each run's own report).
@@ -53,7 +51,6 @@ BAKEOFF_SETTINGS = (
 )
 
 ProgressCallback = Callable[[int, int], None]
-_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S%z"  # status.json's "started" and "ended"
 
 
 @dataclass(frozen=True)
@@ -164,19 +161,9 @@ def _headline(run: _Run) -> list[tuple[str, str]]:
         ("best val accuracy", h.percent(s.best_val_acc)),
         ("best epoch", best),
         ("epochs done / planned", f"{s.epochs_done} / {s.epochs_planned}"),
-        ("training time", h.duration(_training_seconds(run))),
+        ("training time", h.duration(s.seconds)),
         ("status", s.status + (f": {s.message}" if s.message else "")),
     ]
-
-
-def _training_seconds(run: _Run) -> float:
-    """From the start to the end of the run (feature pass included), else the sum of its epochs."""
-    started, ended = run.status.get("started"), run.status.get("ended")
-    try:
-        wall = datetime.strptime(str(ended), _TIME_FORMAT) - datetime.strptime(str(started), _TIME_FORMAT)
-    except ValueError:
-        return run.summary.seconds
-    return max(run.summary.seconds, wall.total_seconds())
 
 
 def _started(s: RunSummary) -> str:
@@ -399,16 +386,12 @@ def _environment_section(device: str) -> str:
 
 
 def _read_leaderboard(folder: Path) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
-    path = folder / LEADERBOARD_FILE
-    try:
-        payload = json.loads(path.read_text(encoding="utf-8"))
-        entries = payload["leaderboard"]
-        if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
-            raise TypeError("'leaderboard' is not a list of entries")
-    except OSError as exc:
-        raise TransferStudioError(f"cannot read {path}: {exc.strerror or exc}") from None
-    except (ValueError, KeyError, TypeError) as exc:
-        raise TransferStudioError(f"{path} is damaged: {exc}") from None
+    payload = read_leaderboard(folder)
+    entries = payload["leaderboard"]
+    if not all(isinstance(e, dict) for e in entries):
+        raise TransferStudioError(
+            f"{folder / LEADERBOARD_FILE} is damaged: 'leaderboard' is not a list of entries"
+        )
     best = payload.get("best")
     return entries, best if isinstance(best, dict) else None
 

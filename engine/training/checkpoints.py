@@ -88,7 +88,7 @@ class CheckpointWriter:
             return
         try:
             self._pending.result()
-        except OSError as exc:
+        except (OSError, RuntimeError) as exc:  # torch.save reports a full disk as a RuntimeError
             log.warning("checkpoint not written: %s", exc)
             self.on_error(f"could not write the checkpoint ({exc}); the previous one is kept")
         finally:

@@ -127,40 +127,54 @@ def _run(
 ) -> RunResult:
     """The whole lifecycle: set up, (restore), epochs; a Stop ends it like a finished run."""
     state: TrainingState | None = None
-    earlier = run.read_status().get("seconds")  # a resumed run's earlier sessions
+    previous = run.read_status()  # a resumed run's: its first start and its earlier sessions' time
+    earlier = previous.get("seconds")
     hooks.earlier_seconds = float(earlier) if isinstance(earlier, (int, float)) else 0.0
-    run.write_status("running", started=_now(), pid=os.getpid(), ended=None, message=None)
+    run.write_status(
+        "running",
+        started=previous.get("started") or _now(),
+        resumed=None if checkpoint is None else _now(),
+        pid=os.getpid(),
+        ended=None,
+        message=None,
+    )
     try:
-        device = resolve_device(config.device)  # first: an unusable device is the one error to report
-        if report is None:
-            # No per-file decode check here: every image is decoded in the first epoch anyway, and one
-            # that fails then is skipped and reported. (The Data tab and `scan` show the full check.)
-            report = scan_dataset(data_root, val_fraction=config.val_fraction, seed=config.seed, verify=False)
-        _report_dataset_warnings(report, hooks)
-        state = set_up(config, report, run, device)
-        start_epoch = restore_checkpoint(state, checkpoint, hooks) if checkpoint is not None else 1
-        _plan_eta(state, report, start_epoch, hooks)
-        hooks.emit(
-            ev.RunStarted(
-                run_dir=str(run.path),
-                device=describe_device(state.device),
-                classes=tuple(state.classes),
-                num_train=len(report.splits["train"]),
-                num_val=len(report.splits["val"]),
-                epochs=config.epochs,
-                start_epoch=start_epoch,
-                batches_per_epoch=math.ceil(len(report.splits["train"]) / state.batch_size),
+        try:
+            device = resolve_device(config.device)  # first: an unusable device is the one error to report
+            if report is None:
+                # No per-file decode check here: every image is decoded in the first epoch anyway, and one
+                # that fails then is skipped and reported. (The Data tab and `scan` show the full check.)
+                report = scan_dataset(
+                    data_root, val_fraction=config.val_fraction, seed=config.seed, verify=False
+                )
+            _report_dataset_warnings(report, hooks)
+            state = set_up(config, report, run, device)
+            start_epoch = restore_checkpoint(state, checkpoint, hooks) if checkpoint is not None else 1
+            _plan_eta(state, report, start_epoch, hooks)
+            hooks.emit(
+                ev.RunStarted(
+                    run_dir=str(run.path),
+                    device=describe_device(state.device),
+                    classes=tuple(state.classes),
+                    num_train=len(report.splits["train"]),
+                    num_val=len(report.splits["val"]),
+                    epochs=config.epochs,
+                    start_epoch=start_epoch,
+                    batches_per_epoch=math.ceil(len(report.splits["train"]) / state.batch_size),
+                )
             )
-        )
-        hooks.eta.restart_clock()  # building the model is not a batch
-        with (
-            CheckpointWriter(run, hooks.warn) as checkpoints,
-            open_data_path(state, report, hooks, lambda: halve_batch(state, hooks, training=False)) as data,
-        ):
-            for epoch in range(start_epoch, config.epochs + 1):
-                run_epoch(state, data, epoch, hooks, checkpoints)
-    except Cancelled:
-        return _finish(config, run, state, hooks, cancelled=True)
+            hooks.eta.restart_clock()  # building the model is not a batch
+            with (
+                CheckpointWriter(run, hooks.warn) as checkpoints,
+                open_data_path(
+                    state, report, hooks, lambda: halve_batch(state, hooks, training=False)
+                ) as data,
+            ):
+                for epoch in range(start_epoch, config.epochs + 1):
+                    run_epoch(state, data, epoch, hooks, checkpoints)
+        except Cancelled:
+            return _finish(config, run, state, hooks, cancelled=True)
+        return _finish(config, run, state, hooks, cancelled=False)
     except TransferStudioError as exc:
         run.write_status("failed", ended=_now(), message=str(exc), seconds=hooks.total_seconds())
         hooks.emit(ev.RunFailed(str(exc)))
@@ -171,7 +185,6 @@ def _run(
         run.write_status("failed", ended=_now(), message=message, seconds=hooks.total_seconds())
         hooks.emit(ev.RunFailed(message))
         raise
-    return _finish(config, run, state, hooks, cancelled=False)
 
 
 def _now() -> str:
@@ -425,7 +438,7 @@ def save_checkpoint(state: TrainingState, epoch: int, checkpoints: CheckpointWri
             "optimizer": cpu_copy(state.optimizer.state_dict()),
             "scheduler": state.scheduler.state_dict(),
             "scaler": state.scaler.state_dict() if state.scaler.is_enabled() else {},
-            "history": state.history,
+            "history": list(state.history),  # a copy: the next epoch appends while this is written
             "best_val_acc": state.best_val_acc,
             "best_epoch": state.best_epoch,
             "best_state": state.best_state,
