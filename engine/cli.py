@@ -117,6 +117,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     logging.basicConfig(level=logging.WARNING, format=f"{PROG}: %(levelname)s: %(message)s")
+    from engine.core.allocator import tune_allocator
+
+    tune_allocator()  # before torch allocates anything large (see BENCHMARKS.md, "CPU allocator")
     handlers = {"scan": _scan, "models": _models, "train": _train, "predict": _predict, "weights": _weights}
     handlers.update(doctor=_doctor, evaluate=_evaluate, export=_export, runs=_runs, compare=_compare)
     handlers.update(report=_report)

@@ -71,6 +71,9 @@ def _write_probe(path: str) -> None:
 def run(qt_args: list[str] | None = None, dataset: str | None = None) -> int:
     """Open the main window; returns the exit code (0 at once when an outer event loop runs)."""
     _configure_logging()
+    from engine.core.allocator import tune_allocator
+
+    tune_allocator()  # before training allocates anything large (see BENCHMARKS.md, "CPU allocator")
     app = QApplication.instance()
     if app is None:
         app = QApplication([sys.argv[0] if sys.argv else "transfer-studio", *(qt_args or [])])
