@@ -114,6 +114,9 @@ def run_tutorial(data: Path, model_name: str, strategy: str, epochs: int, device
 
 
 def run_engine(data: Path, model_name: str, strategy: str, epochs: int, device_name: str) -> dict:
+    from engine.core.allocator import tune_allocator
+
+    tune_allocator()  # what the CLI and the window do at start-up
     from engine.core.config import TrainConfig
     from engine.core.device import resolve_device
     from engine.data.datasets import scan_dataset
@@ -129,6 +132,47 @@ def run_engine(data: Path, model_name: str, strategy: str, epochs: int, device_n
     report = scan_dataset(data)
     sizes = {s: len(report.splits[s]) for s in ("train", "val")}
     return _result("Transfer Studio", seconds, result.best_val_acc, result.best_epoch, epochs, sizes, device)
+
+
+def run_floor(data: Path, model_name: str, strategy: str, epochs: int, device_name: str) -> dict:
+    """The backbone's forward pass alone over every view a cold feature-extract run computes, with the
+    engine's best settings (allocator, channels_last, its batch size), on ready-made tensors: no
+    decoding, no head training. What a cold run can at best approach."""
+    from engine.core.allocator import tune_allocator
+
+    tune_allocator()
+    import torch
+
+    from engine.core.config import TrainConfig
+    from engine.core.device import resolve_device
+    from engine.data.datasets import scan_dataset
+    from engine.models.build import build_model
+    from engine.models.registry import get_model_info
+    from engine.training.data_path import feature_views
+    from engine.training.features import FeatureExtractor
+    from engine.training.trainer import inference_batch_size
+
+    device = resolve_device(device_name)
+    config = TrainConfig.for_strategy(strategy, model=model_name, epochs=epochs, device=device_name)
+    report = scan_dataset(data)
+    sizes = {s: len(report.splits[s]) for s in ("train", "val")}
+    views = sizes["train"] * feature_views(config.augment, config.feature_views, device) + sizes["val"]
+    crop = get_model_info(model_name).preprocessing.crop_size
+    batch = inference_batch_size(config.batch_size, device)
+    model, heads = build_model(model_name, 2, pretrained=True)
+    model.to(device)
+    model.to(memory_format=torch.channels_last)
+    model.eval()
+    extractor = FeatureExtractor(model, heads[0])
+    images = torch.rand(batch, 3, crop, crop, device=device).contiguous(memory_format=torch.channels_last)
+    extractor(images[:2])  # warm-up
+    start = time.perf_counter()
+    for first in range(0, views, batch):
+        extractor(images[: min(batch, views - first)])
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+    return _result(f"floor: backbone over {views} views", seconds, float("nan"), 0, epochs, sizes, device)
 
 
 def _result(name, seconds, best_acc, best_epoch, epochs, sizes, device) -> dict:
@@ -148,7 +192,7 @@ def _result(name, seconds, best_acc, best_epoch, epochs, sizes, device) -> dict:
 
 
 def _one(args: argparse.Namespace) -> None:
-    runner = run_tutorial if args.one == "tutorial" else run_engine
+    runner = {"tutorial": run_tutorial, "engine": run_engine, "floor": run_floor}[args.one]
     result = runner(args.data, args.model, args.strategy, args.epochs, args.device)
     print(json.dumps(result))
 
@@ -171,7 +215,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=25)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--write", action="store_true", help="append the table to BENCHMARKS.md")
-    parser.add_argument("--one", choices=["tutorial", "engine"], help=argparse.SUPPRESS)
+    parser.add_argument("--one", choices=["tutorial", "engine", "floor"], help=argparse.SUPPRESS)
     parser.add_argument("--strategy", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
@@ -192,7 +236,10 @@ def main() -> None:
     ]
     for strategy in args.strategies.split(","):
         rows = []
-        for variant in ("tutorial", "engine"):
+        variants = (
+            ("tutorial", "engine", "floor") if strategy == "feature-extract" else ("tutorial", "engine")
+        )
+        for variant in variants:
             cmd = [
                 sys.executable, __file__, str(args.data), "--one", variant, "--strategy", strategy,
                 "--model", args.model, "--epochs", str(args.epochs), "--device", args.device,
@@ -202,13 +249,16 @@ def main() -> None:
                 sys.exit(f"{variant} {strategy} failed:\n{proc.stderr[-3000:]}")
             rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
             print(f"{strategy} {variant}: {rows[-1]}", file=sys.stderr)
-        ratio = rows[0]["seconds"] / rows[1]["seconds"]
         for row in rows:
-            speedup = f"**{ratio:.1f}x**" if row is rows[1] else "1.0x"
+            ratio = rows[0]["seconds"] / row["seconds"]
+            speedup = f"**{ratio:.1f}x**" if row is rows[1] else f"{ratio:.1f}x"
+            if row is rows[-1] and len(rows) == 3:  # the floor: how far the engine's run is from it
+                speedup += f" (engine run = {rows[1]['seconds'] / row['seconds']:.2f}x the floor)"
             gpu = row["peak_gpu_mb"] if row["peak_gpu_mb"] is not None else "-"
+            acc = f"{row['best_val_acc']:.4f}" if row["best_val_acc"] == row["best_val_acc"] else "-"
             lines.append(
                 f"| {strategy} | {row['variant']} | {row['seconds']} | {row['images_per_s']} | "
-                f"{row['best_val_acc']:.4f} | {gpu} | {row['peak_rss_mb']} | {speedup} |"
+                f"{acc} | {gpu} | {row['peak_rss_mb']} | {speedup} |"
             )
     table = "\n".join(lines) + "\n"
     print(table)

@@ -172,17 +172,30 @@ def test_undecodable_image_is_skipped_not_fatal(tmp_path):
     assert isinstance(finished, ev.RunFinished) and finished.bundle_path and not finished.cancelled
 
 
-def test_eta_rates_feature_batches_and_epoch_batches_separately():
-    from engine.training.eta import Eta
+def test_eta_prices_head_only_epochs_far_below_feature_batches():
+    from engine.training.eta import HEAD_BATCH_PER_FEATURE_BATCH, Eta
 
     eta = Eta()
-    eta.planned = {"features": 2, "epoch": 10}
+    eta.plan(features=2, train=10, val=10, cached_features=True)
     eta.last = 0.0
     eta.record("features", 1.0)
-    assert eta.seconds_left() == pytest.approx(1.0 + 10 * 1.0)  # epoch rate unknown yet: guess
+    # Epochs not measured yet: priced as head-only batches, not as feature batches.
+    assert eta.seconds_left() == pytest.approx(1.0 + 20 * HEAD_BATCH_PER_FEATURE_BATCH)
     eta.record("features", 2.0)
-    eta.record("epoch", 2.1)
-    assert eta.seconds_left() == pytest.approx(9 * 0.1)  # cheap epochs no longer priced like features
+    eta.record("train", 2.1)
+    assert eta.seconds_left() == pytest.approx(9 * 0.1 + 10 * 0.1)  # val priced like train until measured
+    eta.record("val", 2.15)
+    assert eta.seconds_left() == pytest.approx(9 * 0.1 + 9 * 0.05)
+
+
+def test_eta_on_images_prices_training_batches_above_validation_ones():
+    from engine.training.eta import TRAIN_BATCH_PER_VAL_BATCH, Eta
+
+    eta = Eta()
+    eta.plan(features=0, train=4, val=4, cached_features=False)
+    eta.last = 0.0
+    eta.record("train", 3.0)
+    assert eta.seconds_left() == pytest.approx(3 * 3.0 + 4 * 3.0 / TRAIN_BATCH_PER_VAL_BATCH)
 
 
 def test_head_snapshot_loading_is_strict():

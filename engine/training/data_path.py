@@ -188,11 +188,12 @@ def _compute_split_features(
     set_mode(state.model, state.head_names, "feature-extract", training=False)
     views = {"train": feature_views(config.augment, config.feature_views, state.device), "val": 1}
 
-    def progress(done: int, total: int) -> None:
-        hooks.batch_done(0, "features", done, total)
-
     features: dict[str, tuple[torch.Tensor, list[int]]] = {}
     for name in SPLITS:
+
+        def progress(done: int, total: int, weight: int = views[name]) -> None:
+            hooks.batch_done(0, "features", done, total, weight=weight)
+
         while True:
             try:
                 with state.autocast():
@@ -215,6 +216,8 @@ def _compute_split_features(
         if is_accelerator(state.device):  # kept on the device: every epoch reads them
             feats = feats.to(state.device)
         features[name] = (feats, _labels_of(splits[name].labels, kept))
+    hooks.eta.planned["features"] = hooks.eta.done["features"]  # cached ones needed no batch
+    hooks.eta.restart_clock()  # stacking and saving the features is not the first epoch batch
     hooks.info(
         f"backbone features ready ({views['train']} view(s) per training image); "
         "each epoch now trains only the head"

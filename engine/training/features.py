@@ -111,6 +111,7 @@ class FeatureStore:
             "augmentation": {k: list(v) if isinstance(v, tuple) else v for k, v in AUGMENTATION.items()},
             "seed": seed,
             "precision": precision,  # the backbone's compute dtype (bf16/fp16 autocast on a GPU)
+            "layout": "channels_last",  # the memory format the backbone runs in (changes the float sums)
         }
         digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:24]
         self.path = (cache_dir or default_cache_dir()) / f"{info.name}-{digest}.pt"
@@ -187,9 +188,7 @@ def compute_features(
                     boxes = torch.stack([d[0] for d in draws])
                     flips = torch.stack([d[1] for d in draws])
                     pixels = augment(images, cache.pre.crop_size, boxes, flips)
-                batch = normalize(pixels)
-                if device.type == "cuda":
-                    batch = batch.contiguous(memory_format=torch.channels_last)
+                batch = normalize(pixels).contiguous(memory_format=torch.channels_last)  # as the model
                 feats = extractor(batch).flatten(1).cpu()
                 for row, i in enumerate(kept):
                     if i in key_of:  # a file that could not be stat'ed has no key: nothing to store

@@ -159,10 +159,7 @@ class ImageBatches:
         else:
             rows = [chunk.index(i) for i in kept]
             pixels = augment(images, self.crop, draw[0][rows], draw[1][rows])
-        batch = self.normalize(pixels)
-        if self.device.type == "cuda":
-            batch = batch.contiguous(memory_format=torch.channels_last)
-        return batch
+        return self.normalize(pixels).contiguous(memory_format=torch.channels_last)  # as the model
 
 
 class FeatureBatches:

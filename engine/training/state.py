@@ -92,10 +92,15 @@ class Hooks:
     def info(self, text: str) -> None:
         self.emit(ev.Message("info", text))
 
-    def batch_done(self, epoch: int, phase: str, index: int, count: int, loss: float = math.nan) -> None:
-        """Record one finished batch of ``phase`` ("features", "train" or "val") and report it."""
+    def batch_done(
+        self, epoch: int, phase: str, index: int, count: int, loss: float = math.nan, weight: int = 1
+    ) -> None:
+        """Record one finished batch of ``phase`` ("features", "train" or "val") and report it.
+
+        ``weight``: how many units of work the batch was for the ETA (a feature batch: its views).
+        """
         now = time.perf_counter()
-        self.eta.record("features" if phase == "features" else "epoch", now)
+        self.eta.record(phase, now, weight)
         self.emit(
             ev.BatchProgress(
                 epoch=epoch,

@@ -38,7 +38,7 @@ from engine.models.heads import split_outputs
 from engine.models.registry import get_model_info
 from engine.training import events as ev
 from engine.training.checkpoints import CheckpointWriter, load_weights_snapshot, weights_snapshot
-from engine.training.data_path import DataPath, cacheable_head, open_data_path
+from engine.training.data_path import DataPath, cacheable_head, feature_views, open_data_path
 from engine.training.state import EventCallback, Hooks, TrainingState
 from engine.training.strategies import parameter_groups
 
@@ -207,9 +207,10 @@ def set_up(config: TrainConfig, report: DatasetReport, run: RunDir, device: torc
     classes = list(report.classes)
     torch.manual_seed(config.seed)  # the new head's (and a scratch model's) initial weights
     model, head_names = build_model(config.model, len(classes), pretrained=config.pretrained)
+    # channels_last everywhere: faster convolutions on GPUs and on CPUs alike (BENCHMARKS.md, "CPU floor").
     model.to(device)
+    model.to(memory_format=torch.channels_last)
     if device.type == "cuda":
-        model.to(memory_format=torch.channels_last)
         torch.backends.cudnn.benchmark = True
     optimizer = make_optimizer(model, head_names, config)
     amp_dtype = autocast_dtype(device)
@@ -272,10 +273,18 @@ def inference_batch_size(batch_size: int, device: torch.device) -> int:
 
 def _plan_eta(state: TrainingState, report: DatasetReport, start_epoch: int, hooks: Hooks) -> None:
     n_train, n_val = len(report.splits["train"]), len(report.splits["val"])
-    per_epoch = math.ceil(n_train / state.batch_size) + math.ceil(n_val / state.inference_batch)
-    hooks.eta.planned["epoch"] = (state.config.epochs - start_epoch + 1) * per_epoch
-    if cacheable_head(state) is not None:
-        hooks.eta.planned["features"] = math.ceil((n_train + n_val) / state.inference_batch)
+    epochs = state.config.epochs - start_epoch + 1
+    cached = cacheable_head(state) is not None
+    views = feature_views(state.config.augment, state.config.feature_views, state.device)
+    feature_work = views * math.ceil(n_train / state.inference_batch) + math.ceil(
+        n_val / state.inference_batch
+    )
+    hooks.eta.plan(
+        features=feature_work if cached else 0,
+        train=epochs * math.ceil(n_train / state.batch_size),
+        val=epochs * math.ceil(n_val / state.inference_batch),
+        cached_features=cached,
+    )
 
 
 # -- one epoch ------------------------------------------------------------------------------------
