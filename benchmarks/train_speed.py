@@ -192,6 +192,10 @@ def _result(name, seconds, best_acc, best_epoch, epochs, sizes, device) -> dict:
 
 
 def _one(args: argparse.Namespace) -> None:
+    if args.random_weights:  # speed only: where the pretrained file cannot be had (an offline GPU box)
+        from engine.models import build
+
+        build._build_pretrained = build._build_scratch  # type: ignore[assignment]  # benchmark-only switch
     runner = {"tutorial": run_tutorial, "engine": run_engine, "floor": run_floor}[args.one]
     result = runner(args.data, args.model, args.strategy, args.epochs, args.device)
     print(json.dumps(result))
@@ -215,6 +219,11 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=25)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--write", action="store_true", help="append the table to BENCHMARKS.md")
+    parser.add_argument(
+        "--random-weights",
+        action="store_true",
+        help="speed only: start from random weights instead of the ImageNet ones (same network)",
+    )
     parser.add_argument("--one", choices=["tutorial", "engine", "floor"], help=argparse.SUPPRESS)
     parser.add_argument("--strategy", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -229,7 +238,8 @@ def main() -> None:
         "",
         f"torch {torch.__version__}, measured {time.strftime('%Y-%m-%d')}, "
         f"`python benchmarks/train_speed.py {args.data} --model {args.model} --strategies {args.strategies} "
-        f"--epochs {args.epochs} --device {args.device}`",
+        f"--epochs {args.epochs} --device {args.device}{' --random-weights' if args.random_weights else ''}`"
+        + (" (random weights: speed only, accuracy meaningless)" if args.random_weights else ""),
         "",
         "| strategy | variant | seconds | images/s | best val acc | peak GPU MB | peak RSS MB | speed-up |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
@@ -243,6 +253,7 @@ def main() -> None:
             cmd = [
                 sys.executable, __file__, str(args.data), "--one", variant, "--strategy", strategy,
                 "--model", args.model, "--epochs", str(args.epochs), "--device", args.device,
+                *(["--random-weights"] if args.random_weights else []),
             ]  # fmt: skip
             proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
             if proc.returncode != 0:

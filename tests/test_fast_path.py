@@ -184,3 +184,34 @@ def test_feature_cache_key_covers_precision_and_preprocessing(tmp_path):
     for change in ({"interpolation": "bicubic"}, {"resize_size": 300}, {"crop_size": 240}):
         other = dataclasses.replace(info, preprocessing=dataclasses.replace(info.preprocessing, **change))
         assert FeatureStore(other, seed=0, cache_dir=tmp_path).path != base, change
+
+
+def test_big_jpegs_decode_in_draft_mode_identically_for_training_and_prediction(tmp_path):
+    """A phone-sized JPEG is decoded at a quarter of its size, and training's cached eval view is
+    exactly what the Predictor feeds the model for the same file."""
+    import numpy as np
+    from PIL import Image
+
+    from engine.data.datasets import Sample
+    from engine.data.images import open_image
+    from engine.inference.predict import Predictor
+    from engine.models.build import build_model
+    from engine.models.bundle import Bundle
+
+    rng = np.random.default_rng(0)
+    path = tmp_path / "phone.jpg"
+    pixels = rng.integers(0, 255, (1800, 2400, 3), dtype=np.uint8)
+    Image.fromarray(pixels).resize((2400, 1800)).save(path, quality=90)
+    assert open_image(path).size == (2400, 1800)
+    assert open_image(path, min_size=PRE.resize_size).size == (600, 450)  # 1/4: the smallest >= 256 px
+
+    cache = DecodedImageCache([Sample(path, 0)], PRE)
+    images, _ = cache.batch([0])
+    cache.close()
+    model, _ = build_model("mobilenet_v3_small", 2, pretrained=False)
+    predictor = Predictor(Bundle("mobilenet_v3_small", ["a", "b"], model.state_dict(), PRE), device="cpu")
+    expected = predictor.transform(predictor.load(path))
+    mean = torch.tensor(PRE.mean).view(3, 1, 1)
+    std = torch.tensor(PRE.std).view(3, 1, 1)
+    got = (center_crop(images, PRE.crop_size)[0] - mean) / std
+    assert torch.allclose(got, expected, atol=1e-5)

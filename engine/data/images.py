@@ -146,16 +146,22 @@ def to_rgb(im: Image.Image) -> Image.Image:
     return im.convert("RGB")
 
 
-def open_image(path: str | Path) -> Image.Image:
+def open_image(path: str | Path, *, min_size: int | None = None) -> Image.Image:
     """Open an image as a fully loaded RGB PIL image with its EXIF orientation applied.
 
-    Only the first frame of animated images is used. Raises :class:`UnreadableImageError`
-    (and nothing else) when the file cannot be used.
+    With ``min_size``, a JPEG is decoded in PIL's draft mode straight to the smallest of its 1/1,
+    1/2, 1/4 or 1/8 scales whose sides are all at least ``min_size`` (the size the pipeline resizes
+    to next): a 12-megapixel phone photo then decodes at an eighth of the cost. Every path that feeds
+    a model (training, evaluation, prediction, export parity) passes the same ``min_size``, so they
+    all see the same pixels. Only the first frame of animated images is used. Raises
+    :class:`UnreadableImageError` (and nothing else) when the file cannot be used.
     """
     path = Path(path)
     try:
         im = _open_header(path)
         with im:
+            if min_size is not None and im.format == "JPEG":
+                im.draft("RGB", (min_size, min_size))
             im.load()
             try:
                 ImageOps.exif_transpose(im, in_place=True)

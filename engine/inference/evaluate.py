@@ -25,7 +25,6 @@ import torch
 
 from engine.core.errors import TransferStudioError, UnreadableImageError, raise_if_stopped
 from engine.data.datasets import DatasetReport, Sample, scan_dataset
-from engine.data.images import open_image
 from engine.inference.predict import Predictor
 from engine.models.bundle import Bundle, load_bundle
 from engine.models.heads import split_outputs
@@ -315,7 +314,7 @@ def evaluate(
 def _load(path: Path, predictor: Predictor) -> torch.Tensor | str:
     """The preprocessed image, or the reason it cannot be read."""
     try:
-        return predictor.transform(open_image(path))
+        return predictor.transform(predictor.load(path))
     except UnreadableImageError as exc:
         return str(exc)
 

@@ -34,7 +34,6 @@ from torch import nn
 from engine import __version__
 from engine.core.errors import DatasetError, TransferStudioError, UnreadableImageError, raise_if_stopped
 from engine.data.datasets import DatasetReport, scan_dataset
-from engine.data.images import open_image
 from engine.inference.predict import Predictor, list_images
 from engine.models.bundle import Bundle, load_bundle
 from engine.models.heads import split_outputs
@@ -408,7 +407,7 @@ def parity_check(
 
 def _load(path: Path, predictor: Predictor) -> torch.Tensor | None:
     try:
-        return predictor.transform(open_image(path))
+        return predictor.transform(predictor.load(path))
     except UnreadableImageError as exc:
         log.warning("parity check: skipping %s", exc)
         return None

@@ -71,6 +71,10 @@ class Predictor:
         self.model = bundle.build_model().to(self.device)
         self.transform = eval_transform(bundle.preprocessing)
 
+    def load(self, path: str | Path) -> Image.Image:
+        """Decode an image the way training did for this model (JPEG draft to its resize size)."""
+        return open_image(path, min_size=self.bundle.preprocessing.resize_size)
+
     @classmethod
     def from_bundle(cls, path: str | Path, device: str = "auto") -> Predictor:
         return cls(load_bundle(path), device)
@@ -88,7 +92,7 @@ class Predictor:
 
     def predict_image(self, image: str | Path | Image.Image, top_k: int = 3) -> list[tuple[str, float]]:
         """Top-k (class, probability) for one image; UnreadableImageError if it cannot be decoded."""
-        img = image if isinstance(image, Image.Image) else open_image(image)
+        img = image if isinstance(image, Image.Image) else self.load(image)
         return self._top(self.probabilities([img])[0], top_k)
 
     def predict_paths(
@@ -108,7 +112,7 @@ class Predictor:
             errors: dict[Path, str] = {}
             for p in chunk:
                 try:
-                    images.append(open_image(p))
+                    images.append(self.load(p))
                     readable.append(p)
                 except UnreadableImageError as exc:
                     errors[p] = str(exc)

@@ -68,7 +68,7 @@ class DecodedImageCache:
             return None
         path = self.samples[index].path
         try:
-            img = open_image(path)
+            img = open_image(path, min_size=self.size)  # the same decode as Predictor.load
             img = TF.resize(img, self.size, interpolation=interpolation_mode(self.pre), antialias=True)
             img = TF.center_crop(img, [self.size, self.size])
             tensor = torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1)
