@@ -39,7 +39,7 @@ from gui.prediction_views import ProbabilityBarDelegate, confidence_item
 from gui.settings import Settings
 from gui.thumbnails import ThumbnailGrid
 from gui.widgets import MessageBanner, dropped_paths, empty_state_pages, heading, hint_label
-from gui.worker import FunctionWorker, ThreadRunner
+from gui.worker import FunctionWorker, ThreadRunner, freeze_gc
 
 if TYPE_CHECKING:
     from engine.data.datasets import DatasetReport
@@ -216,6 +216,7 @@ class DataTab(QWidget):
         self.progress.show()
         self.summary.setText(f"Scanning {path}…")
         self._scanning_path = path
+        freeze_gc()  # a scan allocates an object per file: keep the collections it triggers short
         worker = FunctionWorker(lambda w: _scan(path, w))
         worker.progress.connect(self._on_scan_progress)
         worker.returned.connect(self._on_scanned)

@@ -190,3 +190,39 @@ def test_closing_during_training_asks_then_stops_cleanly(
         window.close()
     assert not window.isVisible()
     assert not window.runner.is_busy()
+
+
+def test_the_estimate_shows_from_the_first_feature_batch(
+    window, qtbot, monkeypatch, synthetic_dataset, tmp_path
+):
+    from PySide6.QtCore import QObject, Slot
+
+    from gui.train_tab import TrainTab
+
+    class Recorder(QObject):  # lives on the GUI thread: the worker's signals reach it queued
+        def __init__(self) -> None:
+            super().__init__()
+            self.events: list = []
+
+        @Slot(object, object)
+        def on_progress(self, event, _points) -> None:
+            self.events.append(event)
+
+    recorder = Recorder()
+    real_launch = TrainTab._launch
+
+    def launch(self, worker):
+        worker.progress.connect(recorder.on_progress)
+        real_launch(self, worker)
+
+    monkeypatch.setattr(TrainTab, "_launch", launch)
+    monkeypatch.setenv("TRANSFER_STUDIO_CACHE", str(tmp_path / "cache"))  # a cold run: features computed
+    open_dataset(window, qtbot, monkeypatch, synthetic_dataset)
+    configure(window, epochs=2, batch_size=2)
+    start(window, qtbot)
+    wait_until_finished(window, qtbot)
+    features = [e for e in recorder.events if e.phase == "features"]
+    assert features and features[0].batch == 1 and features[0].eta_s > 0  # an estimate from batch 1 on
+    window.train_tab._on_progress(features[0], [])  # what the tab showed then
+    text = window.train_tab.status.text()
+    assert text.startswith("Computing the backbone's features once · batch 1/") and "left" in text
