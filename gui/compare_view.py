@@ -42,6 +42,10 @@ from gui.widgets import format_duration
 logger = logging.getLogger(__name__)
 
 MAX_COMPARED = 8
+#: What names a run in the legend when it differs; other differing settings only when none of these do.
+PRIMARY_KEYS = ("model", "strategy", "dataset")
+#: Up to this many epochs, the x axis has a tick at every whole epoch.
+MAX_EPOCH_TICKS = 20
 #: One colour per compared run (matplotlib's tab10, which stays distinct on light and dark themes).
 RUN_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")
 #: How compared settings are named, in the order legend entries and table rows list them; settings
@@ -134,7 +138,7 @@ def legend_part(key: str, value: Any) -> str:
         return f"{value} schedule"
     if key == "augment":
         return "augmented" if value else "not augmented"
-    return f"{key} {value}"
+    return f"{key_title(key)} {format_setting(key, value)}"
 
 
 def legend_labels(runs: Sequence[RunSummary]) -> list[str]:
@@ -144,6 +148,10 @@ def legend_labels(runs: Sequence[RunSummary]) -> list[str]:
     read the same.
     """
     keys = differing_keys(runs)
+    # When the model, strategy or dataset differ, they name the runs; settings that follow from them
+    # (a strategy's own default weight decay, say) stay in the table beside the plots.
+    primary = [key for key in keys if key in PRIMARY_KEYS]
+    keys = primary or keys
     if not keys:
         labels = [run.name for run in runs]
     else:
@@ -267,8 +275,12 @@ class CompareView(QWidget):
                     xs, ys, name=label, pen=pg.mkPen(colour, width=2), symbol="o", symbolSize=5,
                     symbolBrush=colour, symbolPen=None,
                 )  # fmt: skip
+        longest = max((run.epochs_done for run in self.runs), default=0)
         for plot in self.plots.values():
             plot.getPlotItem().enableAutoRange()
+            # Whole epochs on the x axis for short runs (pyqtgraph would label 1.0, 1.2, ...).
+            spacing = (1, 1) if 0 < longest <= MAX_EPOCH_TICKS else (None, None)
+            plot.getAxis("bottom").setTickSpacing(*spacing)
         self.legend.setText(
             "&nbsp;&nbsp;&nbsp;".join(
                 f"<span style='color:{RUN_COLOURS[i % len(RUN_COLOURS)]}'>&#9632;&#9632;</span>&nbsp;"

@@ -282,7 +282,17 @@ def test_every_setting_that_changes_a_result_is_compared(window, qtbot, runs_roo
     show_runs(window, qtbot)
     select(window, a, b)
     assert "weight decay" in window.runs_tab.compare.heading.text()
-    assert len(set(curve_names(window, "comparePlot"))) == 2  # the legend tells them apart
+    assert sorted(curve_names(window, "comparePlot")) == ["weight decay 0.0001", "weight decay 0.01"]
+
+
+def test_strategies_name_the_runs_even_when_their_defaults_differ(window, qtbot, runs_root):
+    """The tutorials' comparison: scratch's own default weight decay stays in the table, not the legend."""
+    a = make_run(runs_root, "a", strategy="fine-tune", weight_decay=1e-4)
+    b = make_run(runs_root, "b", strategy="scratch", weight_decay=5e-4)
+    show_runs(window, qtbot)
+    select(window, a, b)
+    assert sorted(curve_names(window, "comparePlot")) == ["fine-tune", "scratch"]
+    assert "weight decay" in window.runs_tab.compare.heading.text()
 
 
 def test_legend_labels_fall_back_to_names():
