@@ -16,9 +16,6 @@ from __future__ import annotations
 
 import html
 import logging
-import os
-import sys
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -48,7 +45,7 @@ from engine.core.sizes import format_size
 from engine.training import events as ev
 from gui.settings import Settings
 from gui.widgets import MessageBanner, format_duration, hint_label
-from gui.worker import PROGRESS_INTERVAL_S, FunctionWorker, ThreadRunner, Worker, freeze_gc
+from gui.worker import FunctionWorker, ThreadRunner, TrainingEventsWorker, freeze_gc
 
 if TYPE_CHECKING:
     from engine.data.datasets import DatasetReport
@@ -75,22 +72,18 @@ DEFAULT_SET_TEXT = (
 )
 
 
-class BakeoffWorker(Worker):
+class BakeoffWorker(TrainingEventsWorker):
     """Runs a bake-off on its thread; Stop (``abort``) ends the candidate being trained cleanly.
 
     ``candidates`` None means the default set for ``device`` (``default_candidates``), chosen on the
-    worker thread. ``progress`` is throttled like :class:`gui.worker.TrainWorker`'s and carries the
-    (fractional epoch, loss) points since the last emission.
+    worker thread. The current candidate's training events arrive as the signals of
+    :class:`gui.worker.TrainingEventsWorker`.
     """
 
     bakeoffStarted = Signal(object)  # BakeoffStarted
     candidateStarted = Signal(object)  # CandidateStarted
     candidateEnded = Signal(object)  # CandidateEnded
     bakeoffFinished = Signal(object)  # BakeoffFinished (also after a Stop)
-    runStarted = Signal(object)  # engine.training.events.RunStarted of the current candidate
-    progress = Signal(object, object)  # BatchProgress, list[tuple[float, float]]
-    epochEnded = Signal(object)  # EpochEnd
-    message = Signal(str, str)  # level, text
 
     def __init__(
         self,
@@ -109,19 +102,11 @@ class BakeoffWorker(Worker):
         self.budget_minutes = budget_minutes
         self.device = device
         self.candidates = candidates
-        self._pending: list[tuple[float, float]] = []
-        self._last_emit = 0.0
 
     def work(self) -> BakeoffResult:
-        import torch  # heavy, imported on the worker thread only
-
         from engine.experiments import bakeoff
 
-        # As for a single run: on Linux this thread runs at a lower priority; elsewhere leave a core.
-        cores, threads = os.cpu_count() or 1, torch.get_num_threads()
-        if not sys.platform.startswith("linux") and cores > 1 and threads > cores - 1:
-            torch.set_num_threads(cores - 1)
-        try:
+        with self.training_threads():
             candidates = self.candidates or bakeoff.default_candidates(self.device)
             return bakeoff.run_bakeoff(
                 self.data_root,
@@ -133,22 +118,13 @@ class BakeoffWorker(Worker):
                 on_event=self._on_event,
                 should_stop=lambda: self.abort_requested,
             )
-        finally:
-            torch.set_num_threads(threads)
 
     def _on_event(self, event: object) -> None:
         from engine.experiments import bakeoff  # already imported by work()
 
-        if isinstance(event, ev.BatchProgress):
-            self._on_batch(event)
-        elif isinstance(event, ev.EpochEnd):
-            self.epochEnded.emit(event)
-        elif isinstance(event, ev.RunStarted):
-            self._pending, self._last_emit = [], 0.0
-            self.runStarted.emit(event)
-        elif isinstance(event, ev.Message):
-            self.message.emit(event.level, event.text)
-        elif isinstance(event, ev.RunFailed):
+        if self.emit_training_event(event):
+            return
+        if isinstance(event, ev.RunFailed):
             self.message.emit("warning", event.message)
         elif isinstance(event, bakeoff.BakeoffStarted):
             self.bakeoffStarted.emit(event)
@@ -158,15 +134,6 @@ class BakeoffWorker(Worker):
             self.candidateEnded.emit(event)
         elif isinstance(event, bakeoff.BakeoffFinished):
             self.bakeoffFinished.emit(event)
-
-    def _on_batch(self, event: ev.BatchProgress) -> None:
-        if event.phase == "train" and event.batches:
-            self._pending.append((event.epoch - 1 + event.batch / event.batches, float(event.loss)))
-        now = time.monotonic()
-        if event.batch >= event.batches or now - self._last_emit >= PROGRESS_INTERVAL_S:
-            self._last_emit = now
-            points, self._pending = self._pending, []
-            self.progress.emit(event, points)
 
 
 def default_candidate_list(device: str) -> list[Candidate]:

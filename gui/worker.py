@@ -20,7 +20,8 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -229,8 +230,9 @@ class ThreadRunner(QObject):
         return self.wait_all(timeout_s)
 
 
-class TrainWorker(Worker):
-    """Wraps ``engine.training.trainer.train`` (or ``resume`` with ``resume_dir``): engine events become Qt signals; Stop takes effect within a batch.
+class TrainingEventsWorker(Worker):
+    """Base of the workers that run the trainer (one run, or a bake-off's runs): training events
+    become Qt signals, and torch's threads are set up so the GUI thread keeps a core.
 
     ``progress`` carries the latest BatchProgress plus every (x, loss) pair since the last emission,
     where x = epoch - 1 + batch / batches, so the per-batch loss curve loses no point to throttling.
@@ -240,6 +242,60 @@ class TrainWorker(Worker):
     progress = Signal(object, object)  # BatchProgress, list[tuple[float, float]]
     epochEnded = Signal(object)  # EpochEnd
     message = Signal(str, str)  # level, text
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._pending: list[tuple[float, float]] = []
+        self._last_emit = 0.0
+
+    @contextmanager
+    def training_threads(self) -> Iterator[None]:
+        """torch's thread count while training on this worker thread, restored afterwards.
+
+        On Linux this thread (and the threads torch and the engine start from it) runs at a lower
+        priority, so the GUI thread wins the CPU and every core can train. Elsewhere, leave one
+        core to the GUI thread.
+        """
+        import torch  # heavy, imported on the worker thread only
+
+        cores, threads = os.cpu_count() or 1, torch.get_num_threads()
+        if not sys.platform.startswith("linux") and cores > 1 and threads > cores - 1:
+            torch.set_num_threads(cores - 1)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(threads)
+
+    def emit_training_event(self, event: object) -> bool:
+        """Emit the signal for a run's progress event; False for events the subclass handles."""
+        if isinstance(event, ev.BatchProgress):
+            self._on_batch(event)
+        elif isinstance(event, ev.EpochEnd):
+            self.epochEnded.emit(event)
+        elif isinstance(event, ev.RunStarted):
+            self._pending, self._last_emit = [], 0.0  # a new run's curve starts empty
+            self.runStarted.emit(event)
+        elif isinstance(event, ev.Message):
+            self.message.emit(event.level, event.text)
+        else:
+            return False
+        return True
+
+    def _on_batch(self, event: ev.BatchProgress) -> None:
+        if event.phase == "train" and event.batches:
+            self._pending.append((event.epoch - 1 + event.batch / event.batches, float(event.loss)))
+        now = time.monotonic()
+        last_of_phase = event.batch >= event.batches
+        if last_of_phase or now - self._last_emit >= PROGRESS_INTERVAL_S:
+            self._last_emit = now
+            points, self._pending = self._pending, []
+            self.progress.emit(event, points)
+
+
+class TrainWorker(TrainingEventsWorker):
+    """Wraps ``engine.training.trainer.train`` (or ``resume`` with ``resume_dir``): engine events become
+    Qt signals (see :class:`TrainingEventsWorker`); Stop takes effect within a batch."""
+
     finished = Signal(object)  # RunFinished (also when stopped: it names the best epoch's bundle)
     history = Signal(object)  # list of metrics.jsonl rows, before a resumed run goes on
 
@@ -259,71 +315,43 @@ class TrainWorker(Worker):
         self.data_root = Path(data_root) if data_root is not None else None
         self.runs_root = Path(runs_root) if runs_root else None
         self.report = report
-        self._pending: list[tuple[float, float]] = []
-        self._last_emit = 0.0
         self._failure: str | None = None
 
     def work(self) -> RunResult:
-        import torch  # heavy, imported on the worker thread only
-
         from engine.core.rundir import RunDir, new_run_dir
         from engine.training import trainer
 
-        # On Linux this thread (and the threads torch and the engine start from it) runs at a lower
-        # priority, so the GUI thread wins the CPU and every core can train. Elsewhere, leave one
-        # core to the GUI thread.
-        cores = os.cpu_count() or 1
-        threads = torch.get_num_threads()
-        if not sys.platform.startswith("linux") and cores > 1 and threads > cores - 1:
-            torch.set_num_threads(cores - 1)
         stop = lambda: self._abort  # noqa: E731
         try:
-            if self.resume_dir is not None:  # continue a stopped or killed run
-                try:
-                    rows = RunDir(self.resume_dir).read_metrics()
-                except (OSError, ValueError):  # a damaged history only loses the earlier points
-                    rows = []
-                self.history.emit(rows)
-                return trainer.resume(self.resume_dir, on_event=self._on_event, should_stop=stop)
-            assert self.config is not None and self.data_root is not None  # checked in __init__
-            return trainer.train(
-                self.config,
-                self.data_root,
-                run_dir=new_run_dir(self.config.model, self.config.strategy, self.runs_root),
-                on_event=self._on_event,
-                should_stop=stop,
-                report=self.report,
-            )
+            with self.training_threads():
+                if self.resume_dir is not None:  # continue a stopped or killed run
+                    try:
+                        rows = RunDir(self.resume_dir).read_metrics()
+                    except (OSError, ValueError):  # a damaged history only loses the earlier points
+                        rows = []
+                    self.history.emit(rows)
+                    return trainer.resume(self.resume_dir, on_event=self._on_event, should_stop=stop)
+                assert self.config is not None and self.data_root is not None  # checked in __init__
+                return trainer.train(
+                    self.config,
+                    self.data_root,
+                    run_dir=new_run_dir(self.config.model, self.config.strategy, self.runs_root),
+                    on_event=self._on_event,
+                    should_stop=stop,
+                    report=self.report,
+                )
         except Exception as exc:
             if self._failure is not None:  # the trainer said why (RunFailed) and logged the traceback
                 raise TransferStudioError(self._failure) from exc
             raise
-        finally:
-            torch.set_num_threads(threads)
 
     def _on_event(self, event: ev.Event) -> None:
-        if isinstance(event, ev.BatchProgress):
-            self._on_batch(event)
-        elif isinstance(event, ev.EpochEnd):
-            self.epochEnded.emit(event)
-        elif isinstance(event, ev.RunStarted):
-            self.runStarted.emit(event)
-        elif isinstance(event, ev.Message):
-            self.message.emit(event.level, event.text)
-        elif isinstance(event, ev.RunFinished):
+        if self.emit_training_event(event):
+            return
+        if isinstance(event, ev.RunFinished):
             self.finished.emit(event)
         elif isinstance(event, ev.RunFailed):
             self._failure = event.message
-
-    def _on_batch(self, event: ev.BatchProgress) -> None:
-        if event.phase == "train" and event.batches:
-            self._pending.append((event.epoch - 1 + event.batch / event.batches, float(event.loss)))
-        now = time.monotonic()
-        last_of_phase = event.batch >= event.batches
-        if last_of_phase or now - self._last_emit >= PROGRESS_INTERVAL_S:
-            self._last_emit = now
-            points, self._pending = self._pending, []
-            self.progress.emit(event, points)
 
 
 class PredictWorker(Worker):
