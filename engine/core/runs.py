@@ -125,8 +125,8 @@ def summarize_run(path: str | Path) -> RunSummary:
     planned = config.get("epochs")
     epochs_planned = planned if isinstance(planned, int) and planned > 0 else epochs_done
     best, best_acc = best_epoch(history)
-    has_checkpoint = run.checkpoint_path.is_file()
-    state = _state_of(status, epochs_done, epochs_planned, has_checkpoint, run.bundle_path.is_file())
+    has_checkpoint, has_bundle = run.checkpoint_path.is_file(), run.bundle_path.is_file()
+    state = _state_of(status, epochs_done, epochs_planned, has_checkpoint, has_bundle)
     return RunSummary(
         path=run.path,
         name=note.get("name") or run.path.name,
@@ -145,7 +145,7 @@ def summarize_run(path: str | Path) -> RunSummary:
         resumable=has_checkpoint
         and state in ("stopped", "interrupted", "failed")
         and epochs_done < epochs_planned,
-        has_bundle=run.bundle_path.is_file(),
+        has_bundle=has_bundle,
         message=status.get("message"),
     )
 
