@@ -218,7 +218,6 @@ class BakeoffPanel(QScrollArea):
         self.worker: BakeoffWorker | None = None
         self.result: BakeoffResult | None = None
         self.entries: list[Entry] = []
-        self.leaders: list[Entry] = []
         self.candidates: list[Candidate] = []
         self.current = -1  # index of the candidate being trained
         self._training = False  # a single training run is going in the Train tab
@@ -435,7 +434,7 @@ class BakeoffPanel(QScrollArea):
         self.settings.set("bakeoff/budget_minutes", budget or 0)
         self.error.hide()
         self.message.hide()
-        self.result, self.entries, self.leaders, self.candidates = None, [], [], []
+        self.result, self.entries, self.candidates = None, [], []
         self.current = -1
         self._fill_leaderboard([], final=False)
         self._show_unranked()
@@ -629,7 +628,6 @@ class BakeoffPanel(QScrollArea):
         self.hint.setText("   ".join(parts))
 
     def _fill_leaderboard(self, board: list[Entry], final: bool) -> None:
-        self.leaders = list(board)
         self.table.setRowCount(len(board))
         bold = QFont(self.table.font())
         bold.setBold(True)
