@@ -16,6 +16,9 @@ from pathlib import Path
 from helpers_images import class_colour, make_image
 from PIL import Image
 
+#: A real 40000 x 40000 PNG (1-bit, 194 KB): 1.6 gigapixels, far over the decoding limit.
+HUGE_PNG = Path(__file__).parent / "data" / "huge_40000x40000.png"
+
 
 def _png_with_huge_header(width: int, height: int) -> bytes:
     """A tiny PNG file whose header claims ``width`` x ``height`` pixels (a decompression bomb)."""
@@ -60,6 +63,8 @@ def make_hostile_dataset(root: Path, good_per_class: int = 6) -> tuple[dict[str,
     add("truncated-jpeg", ants / "truncated.jpg", good[: len(good) // 3], bad=True)
     add("text-as-jpeg", ants / "notes.jpg", b"this is a text file, not a photo\n" * 20, bad=True)
     add("bomb", ants / "bomb.png", _png_with_huge_header(60_000, 60_000), bad=True)
+    add("text-as-png", ants / "letter.png", b"Dear Sir or Madam,\n" * 10, bad=True)
+    add("huge-png", bees / "huge.png", HUGE_PNG.read_bytes(), bad=True)  # a real 40000x40000 PNG
     add("unsupported-extension", ants / "readme.txt", b"hello", bad=True)
 
     sixteen = Image.new("I;16", (40, 30))
@@ -91,6 +96,13 @@ def make_hostile_dataset(root: Path, good_per_class: int = 6) -> tuple[dict[str,
     cases["file-link"] = bees / "linked.jpg"
     os.symlink(bees, bees / "loop")  # a folder link to itself: a loop, reported, not followed forever
     add("link-loop", bees / "loop", bad=True)
+    os.symlink(bees / "ping.jpg", bees / "pong.jpg")  # two file links pointing at each other
+    os.symlink(bees / "pong.jpg", bees / "ping.jpg")
+    add("file-link-loop", bees / "ping.jpg", bad=True)
+    skipped.add(bees / "pong.jpg")
+    if hasattr(os, "mkfifo"):  # a named pipe: reading it would block forever
+        os.mkfifo(bees / "pipe.jpg")
+        add("fifo", bees / "pipe.jpg", bad=True)
     os.symlink(root / "missing.jpg", bees / "dangling.jpg")
     add("broken-link", bees / "dangling.jpg", bad=True)
     (root / "train" / "empty_class").mkdir()

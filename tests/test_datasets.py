@@ -217,7 +217,7 @@ def test_bad_files_are_skipped_with_reasons(tmp_path: Path) -> None:
     (cls / "fake.jpg").write_text("not really a jpeg")
     (cls / "empty.png").touch()
     (cls / "notes.txt").write_text("hello")
-    (cls / "photo.heic").write_bytes(b"\x00\x00\x00\x18ftypheic")
+    (cls / "layers.psd").write_bytes(b"8BPS")
     data = (cls / "a_000.jpg").read_bytes()
     (cls / "truncated.jpg").write_bytes(data[: len(data) // 2])
     make_image((0, 0, 0)).save(root / "train" / "loose.png")
@@ -226,7 +226,7 @@ def test_bad_files_are_skipped_with_reasons(tmp_path: Path) -> None:
     assert reasons["fake.jpg"].startswith("not an image")
     assert reasons["empty.png"].startswith("empty file")
     assert reasons["notes.txt"] == "not an image (.txt)"
-    assert reasons["photo.heic"].startswith("unsupported format (.heic)")
+    assert reasons["layers.psd"].startswith("unsupported format (.psd)")
     assert reasons["truncated.jpg"].startswith("corrupt")
     assert reasons["loose.png"] == "not inside a class folder"
     assert report.counts()["a"] == {"train": 4, "val": 4}
@@ -263,8 +263,9 @@ def test_progress_callback(tmp_path: Path) -> None:
     (root / "train" / "a" / "notes.txt").write_text("x")
     calls: list[tuple[int, int]] = []
     scan_dataset(root, on_progress=lambda d, t: calls.append((d, t)))
-    assert calls[0] == (0, 15) and calls[-1] == (15, 15)
-    assert [d for d, _ in calls] == list(range(16))
+    # 14 photos are decoded; notes.txt is ruled out by its name before any decoding starts.
+    assert calls[0] == (0, 14) and calls[-1] == (14, 14)
+    assert [d for d, _ in calls] == list(range(15))
 
 
 def test_progress_callback_can_cancel(tmp_path: Path) -> None:
@@ -315,3 +316,92 @@ def test_hymenoptera() -> None:
     assert "imageNotFound.gif" in train  # a real (placeholder) GIF: a valid image, so it is kept
     for sample in report.splits["train"][:3]:
         assert open_image(sample.path).mode == "RGB"
+
+
+# --- formats: AVIF and HEIC (issue 13) ----------------------------------------------------------
+
+HEIC_PHOTO = Path(__file__).parent / "data" / "green_64x48.heic"  # 64x48, made with pillow-heif
+
+
+def test_jpeg_and_avif_photos_are_all_counted(tmp_path: Path) -> None:
+    for index, name in enumerate(("cats", "dogs")):
+        folder = tmp_path / "ds" / name
+        folder.mkdir(parents=True)
+        for i in range(3):
+            make_image((200 * index, 80, 40), (48, 40), seed=i).save(folder / f"{name}_{i}.jpg")
+            make_image((40, 200 * index, 80), (48, 40), seed=i + 7).save(folder / f"{name}_{i}.avif")
+    report = scan_dataset(tmp_path / "ds")
+    assert report.skipped == []
+    assert sum(len(samples) for samples in report.splits.values()) == 12
+    avif = next(s.path for s in report.splits["train"] if s.path.suffix == ".avif")
+    assert open_image(avif).size == (48, 40)
+
+
+def test_heic_photos_are_counted_with_the_heic_extra(tmp_path: Path) -> None:
+    pytest.importorskip("pi_heif", reason="the heic extra (pi-heif) is not installed")
+    for name in ("cats", "dogs"):
+        folder = tmp_path / "ds" / name
+        folder.mkdir(parents=True)
+        make_image((90, 90, 90), (48, 40)).save(folder / "a.jpg")
+        make_image((90, 90, 90), (48, 40)).save(folder / "b.avif")
+        (folder / "c.heic").write_bytes(HEIC_PHOTO.read_bytes())
+    report = scan_dataset(tmp_path / "ds")
+    assert report.skipped == []
+    assert sum(len(samples) for samples in report.splits.values()) == 6
+    image = open_image(tmp_path / "ds" / "cats" / "c.heic")
+    assert image.size == (64, 48) and image.mode == "RGB"
+    assert image.getpixel((3, 3))[1] > 120  # green, as written
+
+
+def test_heic_without_the_extra_says_how_to_read_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import engine.data.images as images
+
+    monkeypatch.setattr(images, "heif_available", lambda: False)
+    root = make_image_folder(tmp_path, {"a": 2, "b": 2})
+    (root / "train" / "a" / "iphone.heic").write_bytes(HEIC_PHOTO.read_bytes())
+    reason = _reasons(scan_dataset(root))["iphone.heic"]
+    assert "heic extra" in reason and "transfer-studio[heic]" in reason
+
+
+# --- the cheap checks every scan makes, and one split for every caller (issue 13) ----------------
+
+
+def test_links_loops_pipes_and_empty_files_are_skipped_even_without_verifying(tmp_path: Path) -> None:
+    root = make_image_folder(tmp_path, {"a": 3, "b": 3})
+    folder = root / "train" / "a"
+    os.symlink(folder / "x2.jpg", folder / "x1.jpg")
+    os.symlink(folder / "x1.jpg", folder / "x2.jpg")
+    os.symlink("self.jpg", folder / "self.jpg")  # a link to itself
+    os.symlink(tmp_path / "gone.jpg", folder / "dangling.jpg")
+    os.mkfifo(folder / "pipe.png")
+    (folder / "empty.jpg").touch()
+    for verify in (True, False):
+        reasons = _reasons(scan_dataset(root, verify=verify))
+        assert reasons["x1.jpg"].startswith("link loop") and reasons["x2.jpg"].startswith("link loop")
+        assert reasons["self.jpg"].startswith("link loop")
+        assert reasons["dangling.jpg"] == "broken link"
+        assert reasons["pipe.png"].startswith("not a regular file")
+        assert reasons["empty.jpg"].startswith("empty file")
+
+
+def test_every_good_photo_gets_the_same_split_whether_or_not_the_scan_decodes(tmp_path: Path) -> None:
+    root = make_image_folder(tmp_path, {"a": 15, "b": 12}, splits=None)
+    for i in range(4):  # corrupt files among the good ones: they must not shift the split
+        (root / "a" / f"broken_{i}.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really")
+    checked = scan_dataset(root, seed=5)
+    quick = scan_dataset(root, seed=5, verify=False)
+    broken = {p for p in (root / "a").glob("broken_*")}
+    assert {s.path for s in checked.skipped} == broken
+    for split in ("train", "val"):
+        assert [s.path for s in checked.splits[split]] == [
+            s.path for s in quick.splits[split] if s.path not in broken
+        ]
+    assert checked.same_split(0.2, 5) and not checked.same_split(0.2, 6)
+
+
+@pytest.mark.skipif(os.geteuid() == 0 if hasattr(os, "geteuid") else True, reason="root reads any file")
+def test_unreadable_file_is_skipped(tmp_path: Path) -> None:
+    root = make_image_folder(tmp_path, {"a": 3, "b": 3})
+    locked = root / "train" / "a" / "a_000.jpg"
+    locked.chmod(0)
+    assert _reasons(scan_dataset(root, verify=False))["a_000.jpg"] == "unreadable (permission denied)"

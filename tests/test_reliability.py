@@ -72,11 +72,37 @@ def test_awkward_images_all_decode_to_rgb(hostile):
 
 
 def test_training_runs_on_the_good_images_of_a_hostile_folder(hostile, tmp_path):
-    root, _, _ = hostile
+    root, _, expected = hostile
     events: list = []
     result = train(_scratch(epochs=1), root, run_dir=tmp_path / "run", on_event=events.append)
     assert result.epochs_completed == 1 and result.bundle_path.is_file()
-    assert any(isinstance(e, ev.Message) and "skipped" in e.text for e in events)
+    # Training used exactly the files `scan` keeps, and reported each skipped one once.
+    report = scan_dataset(root)
+    started = next(e for e in events if isinstance(e, ev.RunStarted))
+    assert (started.num_train, started.num_val) == (len(report.splits["train"]), len(report.splits["val"]))
+    text = "\n".join(e.text for e in events if isinstance(e, ev.Message))
+    for path in expected:
+        assert text.count(f"{path.relative_to(report.root)}: ") == 1, path
+    assert "could not be decoded" not in text  # nothing bad reached the training loop
+    scans = [e for e in events if isinstance(e, ev.ScanProgress)]
+    assert scans and scans[-1].done == scans[-1].total
+
+
+def test_cli_trains_a_hostile_folder_reporting_each_bad_file_once(hostile, tmp_path, capsys):
+    """The acceptance case: a link loop, a zero-byte file, a truncated JPEG, a text file named .png and
+    a real 40000x40000 PNG (and more) next to good photos; `train` finishes on the good ones."""
+    root, cases, expected = hostile
+    for case in ("file-link-loop", "zero-byte", "truncated-jpeg", "text-as-png", "huge-png"):
+        assert cases[case] in expected
+    args = ["train", str(root), "--model", "mobilenet_v3_small", "--strategy", "scratch", "--epochs", "1"]
+    code = main([*args, "--batch-size", "8", "--device", "cpu", "--out", str(tmp_path / "run"), "--json"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert json.loads(captured.out.strip().splitlines()[-1])["epochs"] == 1
+    assert "\r" not in captured.err  # no progress bar when the output is not a terminal
+    for path in expected:
+        assert captured.err.count(f"{path.relative_to(root.resolve())}: ") == 1, path
+    assert RunDir(tmp_path / "run").bundle_path.is_file()
 
 
 def test_cli_scan_of_hostile_folder_lists_problems(hostile, capsys):

@@ -1,4 +1,4 @@
-"""Dataset folders: scanning, checking and train/val splitting.
+"""Dataset folders: the one scan (files, checks, train/val split) that every part of the app uses.
 
 This module owns how a folder of photos becomes a :class:`DatasetReport` (classes, samples per
 split, skipped files with reasons, warnings) via :func:`scan_dataset`, and the human-readable report
@@ -11,9 +11,11 @@ split. Images in sub-folders of a class folder belong to that class.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import random
+import stat
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -21,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.core.errors import DatasetError, UnreadableImageError
-from engine.data.images import IMAGE_EXTENSIONS, verify_image
+from engine.data.images import FORMATS_TEXT, IMAGE_EXTENSIONS, verify_image
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +43,7 @@ _JUNK_NAMES = frozenset(
      "system volume information", "icon\r"}
 )  # fmt: skip
 _OTHER_IMAGE_EXTENSIONS = frozenset(
-    {".heic", ".heif", ".avif", ".ico", ".ppm", ".pgm", ".pbm", ".pnm", ".psd", ".svg", ".tga",
+    {".ico", ".ppm", ".pgm", ".pbm", ".pnm", ".psd", ".svg", ".tga",
      ".jp2", ".j2k", ".jxl", ".raw", ".cr2", ".cr3", ".nef", ".arw", ".dng", ".orf", ".rw2", ".eps"}
 )  # fmt: skip
 
@@ -72,6 +74,12 @@ class DatasetReport:
     auto_split: bool = False
     skipped: list[SkippedFile] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    val_fraction: float = 0.2  # the settings of the automatic split (used only when auto_split)
+    seed: int = 0
+
+    def same_split(self, val_fraction: float, seed: int) -> bool:
+        """Whether a scan with these split settings would give this report's split."""
+        return not self.auto_split or (self.val_fraction, self.seed) == (val_fraction, seed)
 
     def counts(self) -> dict[str, dict[str, int]]:
         """Number of images per class and split: ``{class: {split: n}}``."""
@@ -111,7 +119,7 @@ def _is_junk(name: str) -> bool:
 def _skip_reason_for_extension(path: Path) -> str:
     ext = path.suffix.lower()
     if ext in _OTHER_IMAGE_EXTENSIONS:
-        return f"unsupported format ({ext}); use JPEG, PNG, GIF, WebP, BMP or TIFF"
+        return f"unsupported format ({ext}); use {FORMATS_TEXT}"
     return f"not an image ({ext or 'no extension'})"
 
 
@@ -128,6 +136,29 @@ def _is_dir(entry: os.DirEntry[str]) -> bool:
         return entry.is_dir()  # follows symlinks
     except OSError:
         return False
+
+
+def _kind(path: str | Path) -> tuple[str, str | None]:
+    """``("dir" | "file" | "skip", reason)`` for one folder entry: follows links, never raises.
+
+    The cheap checks every scan makes, verifying or not: broken links, link loops, entries that
+    cannot be examined, and things that are neither a folder nor a regular file (pipes, sockets,
+    devices), which would block or fail when read.
+    """
+    try:
+        info = os.stat(path)  # follows symlinks
+    except OSError as exc:
+        is_link = os.path.islink(path)  # never raises
+        if exc.errno == errno.ELOOP:
+            return "skip", "link loop (the link points back to itself)"
+        if is_link and exc.errno == errno.ENOENT:
+            return "skip", "broken link"
+        return "skip", f"unreadable ({exc.strerror or exc})"
+    if stat.S_ISDIR(info.st_mode):
+        return "dir", None
+    if stat.S_ISREG(info.st_mode):
+        return "file", None
+    return "skip", "not a regular file (a pipe, socket or device)"
 
 
 def _walk_files(
@@ -152,12 +183,13 @@ def _walk_files(
         return
     for entry in entries:
         path = Path(entry.path)
-        if _is_dir(entry):
+        kind, reason = _kind(path)
+        if kind == "dir":
             yield from _walk_files(path, skipped, seen)
-        elif entry.is_file():
+        elif kind == "file":
             yield path
-        elif entry.is_symlink():
-            skipped.append(SkippedFile(path, "broken link"))
+        elif reason is not None:
+            skipped.append(SkippedFile(path, reason))
 
 
 def _find_split_folders(root: Path, dirs: list[Path]) -> dict[str, Path]:
@@ -178,10 +210,11 @@ def _collect(folder: Path, skipped: list[SkippedFile]) -> dict[str, list[Path]]:
     per_class: dict[str, list[Path]] = {}
     for entry in _visible_entries(folder):
         path = Path(entry.path)
-        if _is_dir(entry):
+        kind, reason = _kind(path)
+        if kind == "dir":
             per_class[entry.name] = list(_walk_files(path, skipped))
         elif path.suffix.lower() in IMAGE_EXTENSIONS:
-            skipped.append(SkippedFile(path, "not inside a class folder"))
+            skipped.append(SkippedFile(path, reason or "not inside a class folder"))
     return per_class
 
 
@@ -204,15 +237,27 @@ def _split_stratified(
     return train, val
 
 
-def _check_file(path: Path, verify: bool) -> str | None:
-    """None when ``path`` is usable, else the reason to skip it."""
+def _cheap_reason(path: Path) -> str | None:
+    """Why ``path`` cannot be used, from its name and metadata alone (None when it may be an image)."""
     if path.suffix.lower() not in IMAGE_EXTENSIONS:
         return _skip_reason_for_extension(path)
-    if verify:
-        try:
-            verify_image(path)
-        except UnreadableImageError as exc:
-            return exc.reason
+    try:
+        size = os.stat(path).st_size
+    except OSError as exc:  # vanished or became unreadable since the folder was listed
+        return f"unreadable ({exc.strerror or exc})"
+    if size == 0:
+        return "empty file (0 bytes)"
+    if not os.access(path, os.R_OK):
+        return "unreadable (permission denied)"
+    return None
+
+
+def _decode_reason(path: Path) -> str | None:
+    """None when ``path`` decodes (see :func:`engine.data.images.verify_image`), else why not."""
+    try:
+        verify_image(path)
+    except UnreadableImageError as exc:
+        return exc.reason
     return None
 
 
@@ -226,9 +271,13 @@ def scan_dataset(
 ) -> DatasetReport:
     """Scan a dataset folder into a :class:`DatasetReport`; raise DatasetError if it is unusable.
 
-    ``verify=True`` checks each image cheaply (see :func:`engine.data.images.verify_image`);
-    ``verify=False`` only checks file extensions. ``on_progress(done, total)`` is called as files
-    are checked (it may raise, e.g. to cancel, and the exception propagates).
+    This is the one scan: ``scan``, the Data tab and training all call it with ``verify=True``, so
+    they use exactly the same files and split. Every scan skips (and reports) non-image extensions,
+    broken links, link loops, pipes and other non-files, empty and unreadable files. ``verify=True``
+    also decodes each image cheaply (see :func:`engine.data.images.verify_image`); ``verify=False``
+    (re-creating a finished run's split for evaluation or a report) skips that but gives every good
+    photo the same split. ``on_progress(done, total)`` is called as files are verified (it may
+    raise, e.g. to cancel, and the exception propagates).
     """
     if not 0.0 < val_fraction < 1.0:
         raise DatasetError(f"Validation fraction must be between 0 and 1, got {val_fraction}")
@@ -259,68 +308,46 @@ def scan_dataset(
     else:
         raw["train"] = _collect(root, skipped)
 
-    # Check every candidate file (decoding releases the GIL, so threads help).
-    jobs = [(split, name, path) for split, found in raw.items() for name, ps in found.items() for path in ps]
-    total = len(jobs)
-    if on_progress is not None:
-        on_progress(0, total)
-    usable: dict[str, dict[str, list[Path]]] = {
-        split: {name: [] for name in found} for split, found in raw.items()
-    }
-    workers = min(_VERIFY_THREADS, os.cpu_count() or 1) if verify else 1
-    pool = ThreadPoolExecutor(workers) if workers > 1 else None
-    try:
-        reasons = (
-            pool.map(_check_file, (j[2] for j in jobs), [verify] * total)
-            if pool is not None
-            else (_check_file(j[2], verify) for j in jobs)
-        )
-        for done, ((split, name, path), reason) in enumerate(zip(jobs, reasons, strict=True), start=1):
-            if reason is None:
-                usable[split][name].append(path)
-            else:
-                skipped.append(SkippedFile(path, reason))
-            if on_progress is not None:
-                on_progress(done, total)
-    finally:
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
-    for split, by_class in usable.items():
-        for name in [n for n, ps in by_class.items() if not ps]:
-            del by_class[name]
-            where = f" in {split_dirs[split].name}/" if split in split_dirs else ""
-            warnings.append(f"Class folder '{name}'{where} has no usable images; ignored")
+    # The cheap checks, always; then the automatic split, made before any decoding so that a verifying
+    # scan (`scan`, the Data tab, training) and a quick one (evaluate, report) give every good photo
+    # the same split; then, when verifying, the decode check.
+    usable = _keep(raw, _cheap_reason, skipped)
+    _drop_empty_classes(usable, split_dirs, warnings)
     if "val" in usable and not usable["val"]:
         del usable["val"]
         warnings.append(f"Folder {split_dirs['val'].name}/ has no usable images; ignored")
-
-    # Every class must appear in train and val (test may miss classes but not add new ones).
     auto_split = "val" not in usable
-    if "val" in usable:
-        for missing_in, present_in in (("val", "train"), ("train", "val")):
-            for name in sorted(set(usable[present_in]) - set(usable[missing_in])):
-                raise DatasetError(f"Class '{name}' has images in {present_in}/ but none in {missing_in}/")
-    if "test" in usable:
-        for name in sorted(set(usable["test"]) - set(usable["train"])):
-            raise DatasetError(f"Class '{name}' has images in test/ but none in train/")
-        for name in sorted(set(usable["train"]) - set(usable["test"])):
-            warnings.append(f"Class '{name}' has no images in test/")
-
-    classes = sorted(usable["train"])
-    if not classes:
-        raise DatasetError(
-            f"No class folders with images found in {root} "
-            "(expected <folder>/<class>/<images> or <folder>/train/<class>/<images>)"
-        )
-    if len(classes) == 1:
-        raise DatasetError(f"Only one class ('{classes[0]}') found in {root}; at least two are needed")
     if auto_split:
+        _require_two_classes(usable["train"], root)
         usable["train"], usable["val"] = _split_stratified(usable["train"], val_fraction, seed)
         where = "train/" if "train" in split_dirs else "the folder"
         warnings.append(
             f"No val/ folder: {val_fraction:.0%} of each class in {where} was set aside for "
             f"validation (seed {seed})"
         )
+    if verify:
+        usable = _keep(usable, _decode_reason, skipped, on_progress=on_progress, threads=_VERIFY_THREADS)
+        _drop_empty_classes(usable, split_dirs, warnings)
+    elif on_progress is not None:
+        total = sum(len(ps) for found in usable.values() for ps in found.values())
+        on_progress(total, total)
+
+    # Every class must appear in train and val (test may miss classes but not add new ones).
+    for missing_in, present_in in (("val", "train"), ("train", "val")):
+        for name in sorted(set(usable[present_in]) - set(usable[missing_in])):
+            if auto_split:
+                raise DatasetError(
+                    f"Class '{name}' has no usable images left for {missing_in} after the automatic "
+                    "split; add images to it"
+                )
+            raise DatasetError(f"Class '{name}' has images in {present_in}/ but none in {missing_in}/")
+    if "test" in usable:
+        for name in sorted(set(usable["test"]) - set(usable["train"])):
+            raise DatasetError(f"Class '{name}' has images in test/ but none in train/")
+        for name in sorted(set(usable["train"]) - set(usable["test"])):
+            warnings.append(f"Class '{name}' has no images in test/")
+    classes = sorted(usable["train"])
+    _require_two_classes(usable["train"], root)
 
     label = {name: i for i, name in enumerate(classes)}
     splits = {
@@ -328,11 +355,73 @@ def scan_dataset(
         for split in SPLITS
         if split in usable
     }
-    report = DatasetReport(root, classes, splits, auto_split, skipped, warnings)
+    report = DatasetReport(root, classes, splits, auto_split, skipped, warnings, val_fraction, seed)
     _add_data_warnings(report)
     for w in report.warnings:
         logger.info("Dataset %s: %s", root, w)
     return report
+
+
+def _keep(
+    found: dict[str, dict[str, list[Path]]],
+    reason_for: Callable[[Path], str | None],
+    skipped: list[SkippedFile],
+    *,
+    on_progress: Callable[[int, int], None] | None = None,
+    threads: int = 1,
+) -> dict[str, dict[str, list[Path]]]:
+    """The files for which ``reason_for`` gives None (order kept); the others go to ``skipped``.
+
+    With ``threads`` > 1 the checks run in a thread pool (decoding releases the GIL).
+    """
+    jobs = [
+        (split, name, path)
+        for split, by_class in found.items()
+        for name, ps in by_class.items()
+        for path in ps
+    ]
+    total = len(jobs)
+    if on_progress is not None:
+        on_progress(0, total)
+    kept: dict[str, dict[str, list[Path]]] = {split: {name: [] for name in bc} for split, bc in found.items()}
+    workers = min(threads, os.cpu_count() or 1, max(total, 1))
+    pool = ThreadPoolExecutor(workers) if workers > 1 else None
+    try:
+        paths = [job[2] for job in jobs]
+        reasons = pool.map(reason_for, paths) if pool is not None else map(reason_for, paths)
+        for done, ((split, name, path), reason) in enumerate(zip(jobs, reasons, strict=True), start=1):
+            if reason is None:
+                kept[split][name].append(path)
+            else:
+                skipped.append(SkippedFile(path, reason))
+            if on_progress is not None:
+                on_progress(done, total)
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+    return kept
+
+
+def _drop_empty_classes(
+    found: dict[str, dict[str, list[Path]]], split_dirs: dict[str, Path], warnings: list[str]
+) -> None:
+    for split, by_class in found.items():
+        for name in [n for n, ps in by_class.items() if not ps]:
+            del by_class[name]
+            where = f" in {split_dirs[split].name}/" if split in split_dirs else ""
+            warnings.append(f"Class folder '{name}'{where} has no usable images; ignored")
+
+
+def _require_two_classes(by_class: dict[str, list[Path]], root: Path) -> None:
+    if not by_class:
+        raise DatasetError(
+            f"No class folders with images found in {root} "
+            "(expected <folder>/<class>/<images> or <folder>/train/<class>/<images>)"
+        )
+    if len(by_class) == 1:
+        raise DatasetError(
+            f"Only one class ('{next(iter(by_class))}') found in {root}; at least two are needed"
+        )
 
 
 def _add_data_warnings(report: DatasetReport) -> None:

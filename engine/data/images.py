@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import struct
 import warnings
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -21,12 +22,21 @@ from engine.core.errors import UnreadableImageError
 
 logger = logging.getLogger(__name__)
 
+#: HEIC/HEIF (iPhone photos): read through pi-heif, the ``heic`` extra, when it is installed.
+HEIF_EXTENSIONS: frozenset[str] = frozenset({".heic", ".heif", ".hif"})
+
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
-    {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"}
+    {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff", ".avif", *HEIF_EXTENSIONS}
 )
 
 #: Image formats (as PIL names them) that are accepted, whatever the file's extension says.
-SUPPORTED_FORMATS: frozenset[str] = frozenset({"JPEG", "MPO", "PNG", "GIF", "WEBP", "BMP", "TIFF"})
+SUPPORTED_FORMATS: frozenset[str] = frozenset(
+    {"JPEG", "MPO", "PNG", "GIF", "WEBP", "BMP", "TIFF", "AVIF", "HEIF"}
+)
+
+#: What README and error messages call the accepted formats.
+FORMATS_TEXT = "JPEG, PNG, GIF, WebP, BMP, TIFF, AVIF or HEIC"
+HEIC_EXTRA_HINT = "HEIC photo: install the heic extra to read it (pip install 'transfer-studio[heic]')"
 
 #: Images with more pixels than this are refused as "too large" (decompression-bomb guard).
 MAX_PIXELS = 100_000_000
@@ -59,8 +69,32 @@ def _reason_for(exc: BaseException) -> str:
     return f"unreadable ({text})"
 
 
+@cache
+def heif_available() -> bool:
+    """Whether HEIC/HEIF photos can be read: registers pi-heif's Pillow plug-in on first call."""
+    try:
+        from pi_heif import register_heif_opener
+    except ImportError:
+        return False
+    register_heif_opener()
+    return True
+
+
+@cache
+def avif_available() -> bool:
+    """Whether Pillow was built with AVIF support (its wheels are, from 11.3)."""
+    from PIL import features
+
+    return bool(features.check("avif"))
+
+
 def _open_header(path: Path) -> Image.Image:
     """Open ``path`` lazily (header only) and check its format and size; the caller closes it."""
+    suffix = path.suffix.lower()
+    if suffix in HEIF_EXTENSIONS and not heif_available():
+        raise _error(path, HEIC_EXTRA_HINT)
+    if suffix == ".avif" and not avif_available():
+        raise _error(path, "AVIF photo: this Pillow cannot read AVIF (upgrade Pillow to 11.3 or newer)")
     try:
         if path.stat().st_size == 0:
             raise _error(path, "empty file (0 bytes)")
@@ -184,9 +218,13 @@ def is_image_file(path: str | Path) -> bool:
 
 
 __all__ = [
+    "FORMATS_TEXT",
+    "HEIF_EXTENSIONS",
     "IMAGE_EXTENSIONS",
     "MAX_PIXELS",
     "SUPPORTED_FORMATS",
+    "avif_available",
+    "heif_available",
     "is_image_file",
     "open_image",
     "to_rgb",

@@ -25,9 +25,10 @@ from typing import Any
 
 from engine.core.config import STRATEGIES, TrainConfig
 from engine.core.device import resolve_device
-from engine.core.errors import StopCheck, TransferStudioError
+from engine.core.errors import StopCheck, TransferStudioError, raise_if_stopped
 from engine.core.files import atomic_write_text
-from engine.core.rundir import LEADERBOARD_FILE, default_runs_root
+from engine.core.locations import default_runs_root
+from engine.core.rundir import LEADERBOARD_FILE
 from engine.data.datasets import DatasetReport, scan_dataset
 from engine.models.registry import get_model_info, list_models
 from engine.models.weights import weights_status
@@ -254,7 +255,10 @@ def run_bakeoff(
     stop: StopCheck = should_stop or (lambda: False)
     resolve_device(device)  # an unusable device fails now, not once per candidate
     data_root = Path(data_root)
-    report = scan_dataset(data_root, seed=seed, verify=False)  # the one split every candidate uses
+    # The one scan every candidate uses: the same files and split as `scan` and a single training run.
+    report = scan_dataset(
+        data_root, seed=seed, on_progress=lambda _done, _total: raise_if_stopped(stop, "bake-off")
+    )
     out_dir = Path(out) if out is not None else new_bakeoff_dir()
     out_dir.mkdir(parents=True, exist_ok=True)
     settings = {

@@ -22,6 +22,14 @@ class RunStarted:
 
 
 @dataclass(frozen=True)
+class ScanProgress:
+    """Files of the dataset checked so far, before training starts (the same check as ``scan``)."""
+
+    done: int
+    total: int
+
+
+@dataclass(frozen=True)
 class BatchProgress:
     epoch: int
     phase: str  # "train", "val" or "features" (feature caching)
@@ -68,4 +76,4 @@ class RunFailed:
     message: str
 
 
-Event = RunStarted | BatchProgress | EpochEnd | Message | RunFinished | RunFailed
+Event = RunStarted | ScanProgress | BatchProgress | EpochEnd | Message | RunFinished | RunFailed

@@ -44,6 +44,9 @@ from engine.training.strategies import parameter_groups
 
 log = logging.getLogger(__name__)
 
+#: The training scan reports its progress every this many files (and at the end).
+SCAN_PROGRESS_EVERY = 64
+
 AUX_LOSS_WEIGHT = 0.4
 
 
@@ -141,12 +144,8 @@ def _run(
     try:
         try:
             device = resolve_device(config.device)  # first: an unusable device is the one error to report
-            if report is None:
-                # No per-file decode check here: every image is decoded in the first epoch anyway, and one
-                # that fails then is skipped and reported. (The Data tab and `scan` show the full check.)
-                report = scan_dataset(
-                    data_root, val_fraction=config.val_fraction, seed=config.seed, verify=False
-                )
+            if report is None or not report.same_split(config.val_fraction, config.seed):
+                report = scan_for_training(data_root, config, hooks)
             _report_dataset_warnings(report, hooks)
             state = set_up(config, report, run, device)
             start_epoch = restore_checkpoint(state, checkpoint, hooks) if checkpoint is not None else 1
@@ -192,14 +191,30 @@ def _now() -> str:
     return datetime.now().astimezone().isoformat(timespec="seconds")
 
 
+def scan_for_training(data_root: Path, config: TrainConfig, hooks: Hooks) -> DatasetReport:
+    """The same scan as ``transfer-studio scan`` and the Data tab (so the same files and split), with
+    progress events and Stop."""
+
+    def progress(done: int, total: int) -> None:
+        hooks.check_stop()
+        if done == total or done % SCAN_PROGRESS_EVERY == 0:
+            hooks.emit(ev.ScanProgress(done=done, total=total))
+
+    return scan_dataset(data_root, val_fraction=config.val_fraction, seed=config.seed, on_progress=progress)
+
+
 def _report_dataset_warnings(report: DatasetReport, hooks: Hooks) -> None:
     for warning in report.warnings:
         hooks.warn(warning)
-    if report.skipped:
-        hooks.warn(f"{len(report.skipped)} file(s) skipped while scanning")
-
-
-# -- set-up ---------------------------------------------------------------------------------------
+    if report.skipped:  # each skipped file once, with its reason
+        lines = []
+        for skipped in report.skipped:
+            try:
+                shown = skipped.path.relative_to(report.root)
+            except ValueError:
+                shown = skipped.path
+            lines.append(f"  {shown}: {skipped.reason}")
+        hooks.warn(f"{len(report.skipped)} file(s) skipped, not used for training:\n" + "\n".join(lines))
 
 
 def set_up(config: TrainConfig, report: DatasetReport, run: RunDir, device: torch.device) -> TrainingState:
