@@ -17,7 +17,8 @@ from typing import Any, NoReturn, TextIO
 from engine import __version__
 from engine.core.commands import COMMANDS
 from engine.core.config import DEVICES, OPTIMIZERS, SCHEDULES, STRATEGIES
-from engine.core.errors import TransferStudioError
+from engine.core.errors import Cancelled, TransferStudioError
+from engine.core.progress import CountBar, DownloadBar, bars_wanted, new_bar
 
 PROG = "transfer-studio"
 EXIT_USAGE = 2
@@ -116,7 +117,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    logging.basicConfig(level=logging.WARNING, format=f"{PROG}: %(levelname)s: %(message)s")
+    from engine.core.logs import set_up_logging
+
+    set_up_logging(logging.WARNING, f"{PROG}: %(levelname)s: %(message)s")
     from engine.core.allocator import tune_allocator
 
     tune_allocator()  # before torch allocates anything large (see BENCHMARKS.md, "CPU allocator")
@@ -129,6 +132,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TransferStudioError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return EXIT_FAILURE
+    except Cancelled as exc:  # a stop request that reached a step with nothing to save
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return EXIT_CANCELLED
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return EXIT_CANCELLED
@@ -144,7 +150,8 @@ def _print_json(payload: Any) -> None:
 def _scan(args: argparse.Namespace) -> int:
     from engine.data.datasets import format_report, scan_dataset
 
-    report = scan_dataset(args.data, val_fraction=args.val_fraction, seed=args.seed)
+    with CountBar("checking photos", unit="file", enabled=bars_wanted(json_output=args.json)) as bar:
+        report = scan_dataset(args.data, val_fraction=args.val_fraction, seed=args.seed, on_progress=bar)
     if args.json:
         _print_json(report.summary())
     else:
@@ -183,33 +190,33 @@ def _train(args: argparse.Namespace) -> int:
     from engine.models.registry import get_model_info
     from engine.training.trainer import resume, train
 
-    progress = _Progress(sys.stderr)
     stop = _StopFlag()
-    if args.resume is not None:
-        result = resume(args.resume, on_event=progress, should_stop=stop, epochs=args.epochs)
-    else:
-        if args.data is None:
-            raise TransferStudioError("give a dataset folder (or --resume RUN_DIR)")
-        get_model_info(args.model)  # fail fast on an unknown model name, before scanning
-        config = TrainConfig.for_strategy(
-            args.strategy,
-            model=args.model,
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            lr=args.lr,
-            optimizer=args.optimizer,
-            schedule=args.schedule,
-            weight_decay=args.weight_decay,
-            augment=False if args.no_augment else None,
-            device=args.device,
-            seed=args.seed,
-            workers=args.workers,
-            val_fraction=args.val_fraction,
-        )
-        if config.pretrained:  # download now, with a progress bar, rather than silently inside train()
-            config.validate()
-            _ensure_weights(config.model)
-        result = train(config, args.data, run_dir=args.out, on_event=progress, should_stop=stop)
+    with _Progress(sys.stderr, json_output=args.json) as progress:
+        if args.resume is not None:
+            result = resume(args.resume, on_event=progress, should_stop=stop, epochs=args.epochs)
+        else:
+            if args.data is None:
+                raise TransferStudioError("give a dataset folder (or --resume RUN_DIR)")
+            get_model_info(args.model)  # fail fast on an unknown model name, before scanning
+            config = TrainConfig.for_strategy(
+                args.strategy,
+                model=args.model,
+                epochs=args.epochs,
+                batch_size=args.batch_size,
+                lr=args.lr,
+                optimizer=args.optimizer,
+                schedule=args.schedule,
+                weight_decay=args.weight_decay,
+                augment=False if args.no_augment else None,
+                device=args.device,
+                seed=args.seed,
+                workers=args.workers,
+                val_fraction=args.val_fraction,
+            )
+            if config.pretrained:  # download now, with a progress bar, rather than silently inside train()
+                config.validate()
+                _ensure_weights(config.model)
+            result = train(config, args.data, run_dir=args.out, on_event=progress, should_stop=stop)
     if args.json:
         payload = result.to_json()
         payload.pop("history", None)
@@ -240,14 +247,13 @@ def _compare(args: argparse.Namespace) -> int:
         )
         strategies = _split_names(args.strategies) or list(STRATEGIES)
         candidates = bakeoff.candidates_from(models, strategies)
-    progress = _Progress(sys.stderr)
+    progress = _Progress(sys.stderr, json_output=args.json)
     stop = _StopFlag()
 
     def on_event(event: Any) -> None:
         if isinstance(event, bakeoff.CandidateStarted):
-            print(
-                f"[{event.index + 1}/{event.total}] {event.candidate.label}: run folder {event.run_dir}",
-                file=sys.stderr,
+            progress.say(
+                f"[{event.index + 1}/{event.total}] {event.candidate.label}: run folder {event.run_dir}"
             )
         elif isinstance(event, bakeoff.CandidateEnded):
             entry = event.entry
@@ -255,21 +261,22 @@ def _compare(args: argparse.Namespace) -> int:
                 line = f"best val accuracy {entry.best_val_acc:.4f} at epoch {entry.best_epoch} ({entry.seconds:.1f}s)"
             else:
                 line = f"{entry.status}: {entry.reason}"
-            print(f"  {entry.model} · {entry.strategy}: {line}", file=sys.stderr, flush=True)
+            progress.say(f"  {entry.model} · {entry.strategy}: {line}")
         elif not isinstance(event, (bakeoff.BakeoffStarted, bakeoff.BakeoffFinished)):
             progress(event)
 
-    result = bakeoff.run_bakeoff(
-        args.data,
-        candidates,
-        epochs=args.epochs,
-        budget_minutes=args.budget_minutes,
-        device=args.device,
-        seed=args.seed,
-        out=args.out,
-        on_event=on_event,
-        should_stop=stop,
-    )
+    with progress:
+        result = bakeoff.run_bakeoff(
+            args.data,
+            candidates,
+            epochs=args.epochs,
+            budget_minutes=args.budget_minutes,
+            device=args.device,
+            seed=args.seed,
+            out=args.out,
+            on_event=on_event,
+            should_stop=stop,
+        )
     if args.json:
         payload = result.to_json()
         _print_json(
@@ -293,18 +300,18 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _runs(args: argparse.Namespace) -> int:
-    from engine.core.rundir import default_runs_root
+    from engine.core.locations import runs_roots
     from engine.core.runs import list_runs
 
-    root = args.root or default_runs_root()
-    if args.root is not None and not root.is_dir():
-        raise TransferStudioError(f"{root}: no such folder")
-    runs = list_runs(root) if root.is_dir() else []
+    if args.root is not None and not args.root.is_dir():
+        raise TransferStudioError(f"{args.root}: no such folder")
+    roots = [args.root] if args.root is not None else runs_roots()  # the default: old runs' folder too
+    runs = list_runs(*(root for root in roots if root.is_dir()))
     if args.json:
         _print_json([r.to_json() for r in runs])
         return 0
     if not runs:
-        print(f"no runs under {root}")
+        print(f"no runs under {' or '.join(str(root) for root in roots)}")
         return 0
     print(f"{'started':<19} {'model':<22} {'strategy':<15} {'epochs':>7} {'best val':>9}  {'status':<11} run")
     for r in runs:
@@ -335,7 +342,8 @@ def _predict(args: argparse.Namespace) -> int:
     paths = list_images(args.target)
     if not paths:
         raise TransferStudioError(f"{args.target} holds no image files")
-    predictions = predictor.predict_paths(paths, top_k=args.top_k)
+    with CountBar("classifying", enabled=bars_wanted(json_output=args.json)) as bar:
+        predictions = predictor.predict_paths(paths, top_k=args.top_k, on_progress=bar)
     if args.csv:
         write_predictions_csv(predictions, args.csv, top_k=args.top_k, threshold=args.threshold)
     if args.json:
@@ -384,26 +392,33 @@ class _StopFlag:
 
 
 class _Progress:
-    """Turns trainer events into a progress bar (terminals only) and one stdout line per epoch."""
+    """Turns trainer events into tqdm bars (terminals only) and one stdout line per epoch."""
 
-    def __init__(self, stream: TextIO) -> None:
+    PHASES = {"features": "features", "train": "training", "val": "validation"}
+
+    def __init__(self, stream: TextIO, *, json_output: bool = False) -> None:
         self.stream = stream
-        self.tty = stream.isatty()
-        self.last_draw = 0.0
+        self.enabled = bars_wanted(stream, json_output=json_output)
+        self.bar: Any = None
+        self.key: tuple[int, str] | None = None
+        self.scan = CountBar("checking photos", unit="file", enabled=self.enabled)
 
     def __call__(self, event: Any) -> None:
         from engine.training import events as ev
 
-        if isinstance(event, ev.RunStarted):
-            print(
+        if isinstance(event, ev.ScanProgress):
+            self.scan(event.done, event.total)
+            if event.done >= event.total:
+                self.scan.close()
+        elif isinstance(event, ev.RunStarted):
+            self.say(
                 f"training on {event.device}: {event.num_train} train / {event.num_val} val images, "
-                f"{len(event.classes)} classes; run folder {event.run_dir}",
-                file=sys.stderr,
+                f"{len(event.classes)} classes; run folder {event.run_dir}"
             )
         elif isinstance(event, ev.BatchProgress):
             self._draw(event)
         elif isinstance(event, ev.EpochEnd):
-            self._clear()
+            self.close()
             best = "  *best" if event.is_best else ""
             print(
                 f"epoch {event.epoch}/{event.epochs}  train loss {event.train_loss:.4f} "
@@ -412,28 +427,43 @@ class _Progress:
                 flush=True,
             )
         elif isinstance(event, ev.Message):
-            self._clear()
-            print(f"{PROG}: {event.level}: {event.text}", file=sys.stderr)
+            self.say(f"{PROG}: {event.level}: {event.text}")
+        elif isinstance(event, (ev.RunFinished, ev.RunFailed)):
+            self.close()
 
     def _draw(self, event: Any) -> None:
-        now = time.monotonic()
-        if not self.tty or now - self.last_draw < 0.1:
-            return
-        self.last_draw = now
-        width = 24
-        filled = int(width * event.batch / max(event.batches, 1))
-        bar = "#" * filled + "." * (width - filled)
+        key = (event.epoch, event.phase)
+        if self.bar is None or key != self.key:
+            self.close()
+            phase = self.PHASES.get(event.phase, event.phase)
+            what = phase if event.phase == "features" else f"epoch {event.epoch} {phase}"
+            self.bar = new_bar(what, event.batches, unit="batch", enabled=self.enabled)
+            self.key = key
+        self.bar.update(event.batch - self.bar.n)
         eta = time.strftime("%M:%S", time.gmtime(event.eta_s)) if event.eta_s < 3600 else ">1h"
-        self.stream.write(
-            f"\r[{bar}] epoch {event.epoch} {event.phase} {event.batch}/{event.batches} "
-            f"loss {event.loss:.4f} ETA {eta}  "
-        )
-        self.stream.flush()
+        loss = f"{event.loss:.4f}" if event.loss == event.loss else "-"  # nan: a batch of unreadable images
+        self.bar.set_postfix_str(f"loss {loss}, run ETA {eta}", refresh=False)
 
-    def _clear(self) -> None:
-        if self.tty:
-            self.stream.write("\r" + " " * 79 + "\r")
-            self.stream.flush()
+    def say(self, text: str) -> None:
+        """A line on standard error that does not tear a bar."""
+        if self.bar is not None:
+            self.bar.clear()
+        print(text, file=self.stream, flush=True)
+        if self.bar is not None:
+            self.bar.refresh()
+
+    def close(self) -> None:
+        self.scan.close()
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+            self.key = None
+
+    def __enter__(self) -> _Progress:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
 
 
 # --- evaluate and export ------------------------------------------------------------------------
@@ -473,7 +503,10 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     if args.top_k < 1:
         raise TransferStudioError(f"--top-k must be at least 1, got {args.top_k}")
-    report = evaluate(args.bundle, args.data, split=args.split, device=args.device, top_k=args.top_k)
+    with CountBar("evaluating", enabled=bars_wanted(json_output=args.json)) as bar:
+        report = evaluate(
+            args.bundle, args.data, split=args.split, device=args.device, top_k=args.top_k, on_progress=bar
+        )
     if args.json:
         _print_json(report.to_json())
     else:
@@ -509,7 +542,8 @@ def _export(args: argparse.Namespace) -> int:
         else:
             print(f"parity check {reason}")
         return 0
-    parity = parity_check(bundle, result.path, parity_images(data), fmt=args.fmt)
+    with CountBar("checking parity", enabled=bars_wanted(json_output=args.json)) as bar:
+        parity = parity_check(bundle, result.path, parity_images(data), fmt=args.fmt, on_progress=bar)
     payload["parity"] = parity.to_json()
     if args.json:
         _print_json(payload)
@@ -575,51 +609,8 @@ def _ensure_weights(name: str) -> Path:
     """The model's weights file, downloaded first (with a progress bar on a terminal) if needed."""
     from engine.models.weights import download_weights
 
-    bar = _DownloadBar(sys.stderr, name)
-    try:
-        path = download_weights(name, on_progress=bar)
-    finally:
-        bar.finish()
-    return path
-
-
-class _DownloadBar:
-    """on_progress for download_weights: a bar on a terminal, one summary line otherwise."""
-
-    def __init__(self, stream: TextIO, label: str) -> None:
-        self.stream = stream
-        self.label = label
-        self.tty = stream.isatty()
-        self.last: tuple[int, int, float] | None = None
-
-    def __call__(self, done: int, total: int, speed: float) -> None:
-        from engine.core.sizes import format_size
-
-        if self.last is None:
-            print(f"downloading {self.label} weights...", file=self.stream, flush=True)
-        self.last = (done, total, speed)
-        if not self.tty:
-            return
-        width = 24
-        filled = int(width * done / total) if total else 0
-        size = f"{format_size(done)} / {format_size(total)}" if total else format_size(done)
-        eta = ""
-        if total and speed > 0:
-            eta = "  ETA " + time.strftime("%M:%S", time.gmtime(min((total - done) / speed, 3599)))
-        bar = "#" * filled + "." * (width - filled)
-        self.stream.write(f"\r[{bar}] {size}  {format_size(speed)}/s{eta}  ")
-        self.stream.flush()
-
-    def finish(self) -> None:
-        from engine.core.sizes import format_size
-
-        if self.last is None:  # nothing was downloaded: cached, built in, or failed before starting
-            return
-        if self.tty:
-            self.stream.write("\r" + " " * 79 + "\r")
-        done, total, speed = self.last
-        if total and done == total:
-            print(f"downloaded {format_size(done)} ({format_size(speed)}/s)", file=self.stream, flush=True)
+    with DownloadBar(name, enabled=bars_wanted()) as bar:
+        return download_weights(name, on_progress=bar)
 
 
 def _doctor(args: argparse.Namespace) -> int:

@@ -59,6 +59,7 @@ def environment_report() -> dict[str, Any]:
         "weights_cache": _probe(_weights_cache_report),
         "feature_cache": _probe(_feature_cache_report),
         "runs": _probe(_runs_report),
+        "log": _probe(_log_report),
         "offline_model": _probe(_offline_model_report),
     }
 
@@ -271,11 +272,23 @@ def _feature_cache_report() -> dict[str, Any]:
 
 
 def _runs_report() -> dict[str, Any]:
-    from engine.core.rundir import default_runs_root
+    from engine.core.locations import default_runs_root, runs_roots
 
     root = default_runs_root()
     writable, problem = folder_writable(root)
-    return {"path": str(root), "exists": root.is_dir(), "writable": writable, "problem": problem}
+    legacy = [str(r) for r in runs_roots(root)[1:]]
+    return {"path": str(root), "exists": root.is_dir(), "writable": writable, "problem": problem,
+            "legacy_runs": legacy[0] if legacy else None}  # fmt: skip
+
+
+def _log_report() -> dict[str, Any]:
+    from engine.core.logs import log_file
+
+    path = log_file()
+    writable, problem = folder_writable(path.parent)
+    size = path.stat().st_size if path.is_file() else 0
+    return {"path": str(path), "exists": path.is_file(), "size_bytes": size, "writable": writable,
+            "problem": problem}  # fmt: skip
 
 
 def folder_writable(path: Path) -> tuple[bool, str | None]:
@@ -393,6 +406,18 @@ def format_environment(report: dict[str, Any]) -> str:
         if runs.get("writable") and not runs.get("exists"):
             state += " (created on the first run)"
         lines.append(("Runs folder", f"{runs.get('path')}: {state}"))
+    legacy = report.get("runs", {}).get("legacy_runs")
+    if legacy:
+        lines.append(("Older runs", f"{legacy} (runs made by earlier versions; still listed)"))
+
+    log_report = report.get("log", {})
+    if "error" in log_report:
+        lines.append(("Log file", f"could not be checked: {log_report['error']}"))
+    else:
+        state = format_size(log_report["size_bytes"]) if log_report.get("exists") else "not written yet"
+        if not log_report.get("writable"):
+            state = f"NOT writable: {log_report.get('problem')}"
+        lines.append(("Log file", f"{log_report.get('path')}: {state}"))
 
     offline = report.get("offline_model", {})
     if "error" in offline:

@@ -19,7 +19,7 @@ import traceback
 from pathlib import Path
 from types import TracebackType
 
-from PySide6.QtCore import QTimer
+from PySide6.QtCore import QTimer, QtMsgType, qInstallMessageHandler
 from PySide6.QtWidgets import QApplication, QMessageBox
 
 from gui.icon import app_icon
@@ -33,11 +33,24 @@ _in_hook = False
 
 
 def _configure_logging() -> None:
+    """The console at ``$TRANSFER_STUDIO_LOG_LEVEL`` and the log file (:mod:`engine.core.logs`)."""
+    from engine.core.logs import set_up_logging  # standard library only
+
     level = os.environ.get("TRANSFER_STUDIO_LOG_LEVEL", "WARNING").upper()
-    logging.basicConfig(
-        level=getattr(logging, level, logging.WARNING),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    set_up_logging(
+        getattr(logging, level, logging.WARNING), "%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    qInstallMessageHandler(_log_qt_message)
+
+
+def _log_qt_message(mode: QtMsgType, _context: object, message: str) -> None:
+    """Qt's own warnings and errors go to the log like everything else."""
+    level = {
+        QtMsgType.QtDebugMsg: logging.DEBUG,
+        QtMsgType.QtInfoMsg: logging.INFO,
+        QtMsgType.QtWarningMsg: logging.WARNING,
+    }.get(mode, logging.ERROR)
+    logging.getLogger("qt").log(level, "%s", message)
 
 
 def show_unexpected_error(
@@ -54,9 +67,12 @@ def show_unexpected_error(
     _in_hook = True
     try:
         box = QMessageBox(QMessageBox.Icon.Critical, "Transfer Studio", "Something went wrong.")
+        from engine.core.logs import log_file
+
         box.setInformativeText(
             f"{friendly_error(exc)}\n\nYour work is not lost; you can keep using the app. "
-            "If this happens again, please report it with the details below."
+            "If this happens again, please report it with the details below and the log file:\n"
+            f"{log_file()}"
         )
         box.setDetailedText("".join(traceback.format_exception(exc_type, exc, tb)))
         box.exec()

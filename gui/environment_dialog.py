@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import logging
 
-from PySide6.QtCore import Slot
-from PySide6.QtGui import QFontDatabase, QGuiApplication
+from PySide6.QtCore import QUrl, Slot
+from PySide6.QtGui import QDesktopServices, QFontDatabase, QGuiApplication
 from PySide6.QtWidgets import (
     QDialog,
     QHBoxLayout,
@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from engine.core.logs import log_file
 from gui.worker import FunctionWorker, ThreadRunner
 
 logger = logging.getLogger(__name__)
@@ -61,6 +62,11 @@ class EnvironmentDialog(QDialog):
         self.refresh_button.setObjectName("environmentRefreshButton")
         self.refresh_button.setAccessibleName("Check the environment again")
         self.refresh_button.clicked.connect(self.refresh)
+        self.log_button = QPushButton("Open log folder")
+        self.log_button.setObjectName("environmentLogButton")
+        self.log_button.setAccessibleName("Open the folder of the log file")
+        self.log_button.setToolTip(str(log_file()))
+        self.log_button.clicked.connect(self.open_log_folder)
         close = QPushButton("Close")
         close.setObjectName("environmentCloseButton")
         close.setAccessibleName("Close")
@@ -68,6 +74,7 @@ class EnvironmentDialog(QDialog):
         buttons = QHBoxLayout()
         buttons.addWidget(self.copy_button)
         buttons.addWidget(self.refresh_button)
+        buttons.addWidget(self.log_button)
         buttons.addStretch(1)
         buttons.addWidget(close)
         layout = QVBoxLayout(self)
@@ -98,7 +105,7 @@ class EnvironmentDialog(QDialog):
     @Slot(object)
     def _on_report(self, text: str) -> None:
         self.text.setPlainText(text)
-        self.status.setText("Include this report when you ask for help.")
+        self.status.setText(f"Include this report, and the log file {log_file()}, when you ask for help.")
         self.copy_button.setEnabled(True)
 
     @Slot(str)
@@ -115,3 +122,10 @@ class EnvironmentDialog(QDialog):
         """Put the report on the clipboard."""
         QGuiApplication.clipboard().setText(self.text.toPlainText())
         self.status.setText("Copied to the clipboard.")
+
+    @Slot()
+    def open_log_folder(self) -> None:
+        """Show the log file's folder in the file manager."""
+        folder = log_file().parent
+        folder.mkdir(parents=True, exist_ok=True)
+        QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder)))

@@ -1,18 +1,28 @@
-"""The ``transfer-studio`` entry point: opens the window, or hands a subcommand to the CLI.
+"""The ``transfer-studio`` and ``transfer-studio-gui`` entry points: open the window, or hand a subcommand to the CLI.
 
 ``transfer-studio`` (optionally with Qt options such as ``-platform offscreen``, or a dataset folder)
 opens the window. ``transfer-studio COMMAND …`` (any of :data:`engine.core.commands.COMMANDS`), ``-h``/``--help``
 and ``--version`` run :func:`engine.cli.main` and return its exit code without ever importing Qt;
-``--self-test`` runs :mod:`gui.selftest`. This module imports nothing heavy at import time.
+``--self-test`` runs :mod:`gui.selftest`. ``transfer-studio-gui`` (:func:`main_window`, a gui-script:
+no console window on Windows; what the ``.desktop`` file runs) only ever opens the window.
+
+Before the window opens, :func:`gui.qt_platform.check` makes sure Qt's platform plugin can load on Linux;
+if system libraries are missing, the launcher says which packages to install and exits with
+:data:`gui.qt_platform.EXIT_MISSING_LIBRARIES` instead of letting Qt abort. This module imports nothing
+heavy at import time.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from engine.core.commands import is_cli_call
+
+logger = logging.getLogger(__name__)
 
 #: Qt's own command-line options that take a value (``-platform offscreen``).
 QT_VALUE_OPTIONS = frozenset({
@@ -49,22 +59,75 @@ def split_arguments(argv: Sequence[str]) -> tuple[list[str], list[str]] | None:
     return qt_args, positional
 
 
+def _window_ready(qt_args: Sequence[str]) -> int | None:
+    """None when the window can try to open; else the exit code, after telling the user why not."""
+    from gui import qt_platform  # standard library only
+
+    problem = qt_platform.check(qt_args)
+    if problem is None:
+        return None
+    from engine.core.logs import set_up_logging  # standard library and platformdirs only
+
+    set_up_logging()  # so the message also reaches the log file
+    qt_platform.report(problem)
+    return qt_platform.EXIT_MISSING_LIBRARIES
+
+
+def _open_window(qt_args: list[str], positional: list[str]) -> int:
+    refused = _window_ready(qt_args)
+    if refused is not None:
+        return refused
+    from gui.app import run  # Qt only when the window opens
+
+    return run(qt_args, dataset=positional[0] if positional else None)
+
+
+def _run_self_test(args: list[str]) -> int:
+    from gui import selftest
+
+    refused = _window_ready([arg for arg in args if arg != selftest.FLAG])
+    return refused if refused is not None else selftest.main(args)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run Transfer Studio; returns the process exit code."""
+    """Run Transfer Studio (the ``transfer-studio`` console script); returns the process exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
     from gui import selftest  # standard library only; Qt is imported when the self-test runs
 
     if selftest.requested(args):
-        return selftest.main(args)
+        return _run_self_test(args)
     split = split_arguments(args)
     if split is None:
         from engine.cli import main as cli_main  # no Qt on this path
 
         return int(cli_main(args) or 0)
-    from gui.app import run  # Qt only when the window opens
+    return _open_window(*split)
 
-    qt_args, positional = split
-    return run(qt_args, dataset=positional[0] if positional else None)
+
+def _ensure_standard_streams() -> None:
+    """A gui-script on Windows (pythonw) has no stdout/stderr: send them to the null device."""
+    for name in ("stdout", "stderr"):
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(os.devnull, "w", encoding="utf-8"))  # noqa: SIM115 - lives as long as the process
+
+
+def main_window(argv: Sequence[str] | None = None) -> int:
+    """The ``transfer-studio-gui`` gui-script: always opens the window (or the self-test), never the CLI.
+
+    Qt options and a dataset folder are honoured as for ``transfer-studio``; any other argument is
+    logged and ignored, since a windowed process has no console to print a usage message to.
+    """
+    _ensure_standard_streams()
+    args = list(sys.argv[1:] if argv is None else argv)
+    from gui import selftest
+
+    if selftest.requested(args):
+        return _run_self_test(args)
+    split = split_arguments(args)
+    if split is None:
+        logger.warning("transfer-studio-gui: ignoring the arguments %s (the CLI is transfer-studio)", args)
+        split = ([], [])
+    return _open_window(*split)
 
 
 if __name__ == "__main__":

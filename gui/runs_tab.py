@@ -59,6 +59,7 @@ from PySide6.QtWidgets import (
 )
 
 from engine.core.errors import TransferStudioError
+from engine.core.locations import runs_roots
 from engine.core.rundir import RunDir
 from engine.core.runs import RunSummary, delete_run, list_runs, move_run_to_trash, parse_status_time, set_note
 from gui.compare_view import CompareView
@@ -195,6 +196,7 @@ class RunsTab(QWidget):
         self.runner = runner
         self.runs: dict[str, RunSummary] = {}
         self.root: Path | None = None
+        self.roots: list[Path] = []
         self.note_dialog: NoteDialog | None = None
         self._lister: FunctionWorker | None = None
         self._training = False
@@ -332,9 +334,11 @@ class RunsTab(QWidget):
         """List the runs folder again on a worker thread; the table fills when it answers."""
         root = self.settings.runs_root()
         self.root = root
+        roots = runs_roots(root)  # runs made by earlier versions, in the old default folder, too
+        self.roots = roots
         if self._lister is not None:
             self._lister.abort()  # its answer is ignored (sender check)
-        worker = FunctionWorker(lambda _worker: list_runs(root))
+        worker = FunctionWorker(lambda _worker: list_runs(*roots))
         worker.returned.connect(self._on_listed)
         worker.errored.connect(self._on_list_failed)
         worker.done.connect(self._on_list_done)
@@ -431,7 +435,7 @@ class RunsTab(QWidget):
 
     def _update_summary(self) -> None:
         total, shown = len(self.runs), self.proxy.rowCount()
-        root = str(self.root) if self.root else ""
+        root = " and ".join(str(r) for r in self.roots)
         if total == 0:
             self.summary.setText(f"No runs yet in {root}. Runs you train appear here.")
         elif shown == total:

@@ -143,6 +143,6 @@ class Settings:
         saved = self.get_str("train/runs_root")
         if saved:
             return Path(saved).expanduser()
-        from engine.core.rundir import default_runs_root  # torch-free
+        from engine.core.locations import default_runs_root  # torch-free
 
         return default_runs_root()

@@ -9,6 +9,7 @@ For those GUI tests:
 - a test fails if it leaves a QThread running or a visible top-level widget behind.
 
 For every test:
+- the log file goes to a temporary folder, and the old default runs folder is an empty one;
 - network connections to anything but the loopback interface (127.0.0.1, localhost, ::1) raise
   :class:`NetworkAccessBlocked` before any packet is sent, and the test fails even if the code under
   test swallowed that error (the suite must pass offline: it may talk only to local test servers);
@@ -22,6 +23,7 @@ import ipaddress
 import os
 import socket
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,10 +32,21 @@ import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("QT_LOGGING_RULES", "qt.qpa.*=false")
+# The log file of every app and CLI started by the tests (subprocesses too) stays out of the user's.
+os.environ.setdefault("TRANSFER_STUDIO_LOGS", tempfile.mkdtemp(prefix="transfer-studio-test-logs-"))
 
 THREAD_GRACE_MS = 10_000
 
 pytest_plugins = ["pytester"]  # tests/test_conftest_guards.py runs inner sessions with this conftest
+
+
+@pytest.fixture(autouse=True)
+def _no_runs_from_the_real_old_folder(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pre-platformdirs runs folder (``~/TransferStudio/runs``) is a per-session empty place."""
+    legacy = tmp_path_factory.getbasetemp() / "legacy-home" / "TransferStudio" / "runs"
+    monkeypatch.setattr("engine.core.locations.legacy_runs_root", lambda: legacy)
 
 
 # -- needs_cuda -----------------------------------------------------------------------------------

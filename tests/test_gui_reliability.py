@@ -15,19 +15,29 @@ from typing import Any
 import pyqtgraph as pg
 from helpers_hostile import make_hostile_dataset
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QFileDialog, QLabel, QPushButton, QTableWidget, QWidget
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QLabel,
+    QMessageBox,
+    QPlainTextEdit,
+    QPushButton,
+    QTableWidget,
+    QWidget,
+)
 from test_gui_training import configure, open_dataset, start, wait_for_batches, wait_until_finished
+
+from engine.data.datasets import scan_dataset
 
 
 def _rows(table: QTableWidget) -> list[list[str]]:
     return [[table.item(r, c).text() for c in range(table.columnCount())] for r in range(table.rowCount())]
 
 
-def test_hostile_dataset_report_lists_every_skipped_file_with_its_reason(
+def test_hostile_dataset_report_lists_every_skipped_file_with_its_reason_and_trains(
     window, qtbot, monkeypatch, tmp_path
 ):
     root = tmp_path / "hostile"
-    _cases, expected = make_hostile_dataset(root)
+    cases, expected = make_hostile_dataset(root)
     open_dataset(window, qtbot, monkeypatch, root)
     assert window.isVisible()
     rows = _rows(window.findChild(QTableWidget, "skippedFiles"))
@@ -36,7 +46,51 @@ def test_hostile_dataset_report_lists_every_skipped_file_with_its_reason(
     assert all(shown[p.name] for p in expected)
     classes = [r[0] for r in _rows(window.findChild(QTableWidget, "classTable"))]
     assert classes == ["ants", "bees"]
-    assert window.findChild(QPushButton, "startButton").isEnabled()  # the good images can train
+    # The window's files and split are exactly the command line's (one shared scan).
+    cli_report = scan_dataset(root)
+    for split, samples in cli_report.splits.items():
+        assert window.data_tab.report.splits[split] == samples
+    # It trains to completion on the good photos, naming each bad file once in the log.
+    configure(window, epochs=1)
+    start(window, qtbot)
+    wait_until_finished(window, qtbot)
+    log = window.findChild(QPlainTextEdit, "trainLog").toPlainText()
+    assert "Training failed" not in log and "Error" not in log
+    for path in expected:
+        assert log.count(f"{path.relative_to(cli_report.root)}: ") == 1, path
+    runs = [p for p in Path(window.settings.runs_root()).iterdir() if p.is_dir()]
+    assert len(runs) == 1 and (runs[0] / "model.pt").is_file()
+
+
+def test_an_unexpected_error_is_shown_and_logged_with_its_traceback(window, qtbot, monkeypatch, tmp_path):
+    import logging
+
+    from engine.core import logs
+    from gui import app
+
+    monkeypatch.setenv("TRANSFER_STUDIO_LOGS", str(tmp_path / "logs"))
+    root_logger = logging.getLogger()
+    before = root_logger.handlers[:]
+    path = logs.set_up_logging(logging.CRITICAL)
+    shown: list[str] = []
+    monkeypatch.setattr(
+        QMessageBox, "exec", lambda box: shown.append(box.informativeText() + box.detailedText())
+    )
+    try:
+        try:
+            raise RuntimeError("a bug in a slot")
+        except RuntimeError as exc:
+            app.show_unexpected_error(type(exc), exc, exc.__traceback__)
+        for handler in root_logger.handlers:
+            handler.flush()
+        text = path.read_text(encoding="utf-8")
+    finally:
+        for handler in root_logger.handlers[:]:
+            if handler not in before:
+                root_logger.removeHandler(handler)
+                handler.close()
+    assert "unexpected error" in text and "RuntimeError: a bug in a slot" in text and "Traceback" in text
+    assert shown and "a bug in a slot" in shown[0] and str(path) in shown[0]
 
 
 def test_start_while_a_run_is_going_starts_no_second_run(window, qtbot, monkeypatch, synthetic_dataset):

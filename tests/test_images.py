@@ -30,7 +30,20 @@ def _unreadable_reason(path: Path) -> str:
 
 
 def test_extensions() -> None:
-    assert {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"} == IMAGE_EXTENSIONS
+    assert {
+        ".jpg",
+        ".jpeg",
+        ".png",
+        ".gif",
+        ".webp",
+        ".bmp",
+        ".tif",
+        ".tiff",
+        ".avif",
+        ".heic",
+        ".heif",
+        ".hif",
+    } == (IMAGE_EXTENSIONS)
 
 
 def test_open_jpeg_is_loaded_rgb_and_detached_from_file(tmp_path: Path) -> None:

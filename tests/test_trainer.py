@@ -8,6 +8,7 @@ from helpers_images import make_image_folder
 
 from engine.core.config import TrainConfig
 from engine.core.rundir import RunDir
+from engine.data.datasets import scan_dataset
 from engine.models.build import build_model
 from engine.models.bundle import load_bundle
 from engine.models.heads import split_outputs
@@ -35,7 +36,7 @@ def test_feature_extract_run_writes_everything_and_keeps_backbone(tmp_path):
     kinds = [type(e) for e in events]
     assert kinds.count(ev.RunStarted) == 1 and kinds.count(ev.RunFinished) == 1
     assert kinds.index(ev.RunStarted) < kinds.index(ev.BatchProgress)  # only dataset messages come before
-    assert set(kinds[: kinds.index(ev.RunStarted)]) <= {ev.Message}
+    assert set(kinds[: kinds.index(ev.RunStarted)]) <= {ev.Message, ev.ScanProgress}
     assert kinds[-1] is ev.RunFinished
     epoch_ends = [e for e in events if isinstance(e, ev.EpochEnd)]
     assert [e.epoch for e in epoch_ends] == [1, 2]
@@ -167,9 +168,23 @@ def test_undecodable_image_is_skipped_not_fatal(tmp_path):
     result = train(_config(epochs=1), data, run_dir=tmp_path / "run", on_event=events.append, report=None)
     assert result.epochs_completed == 1
     warnings = [e.text for e in events if isinstance(e, ev.Message) and e.level == "warning"]
-    assert [w for w in warnings if "decoded" in w] == ["1 image(s) could not be decoded and were skipped"]
+    # The training scan (the same as `scan`) skips it up front, with its reason, once.
+    assert sum(w.count("train/red/broken.jpg: ") for w in warnings) == 1
+    assert not any("could not be decoded" in w for w in warnings)
     finished = events[-1]
     assert isinstance(finished, ev.RunFinished) and finished.bundle_path and not finished.cancelled
+
+
+def test_image_broken_after_the_scan_is_skipped_not_fatal(tmp_path):
+    data = _data(tmp_path)
+    report = scan_dataset(data)
+    victim = report.splits["train"][0].path
+    victim.write_bytes(b"\xff\xd8\xff\xe0 broken since the scan")
+    events: list = []
+    result = train(_config(epochs=1), data, run_dir=tmp_path / "run", on_event=events.append, report=report)
+    assert result.epochs_completed == 1
+    warnings = [e.text for e in events if isinstance(e, ev.Message) and e.level == "warning"]
+    assert [w for w in warnings if "decoded" in w] == ["1 image(s) could not be decoded and were skipped"]
 
 
 def test_eta_prices_head_only_epochs_far_below_feature_batches():

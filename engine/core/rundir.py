@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 from engine.core.errors import TransferStudioError
 from engine.core.files import atomic_torch_save, atomic_write_text
+from engine.core.locations import default_runs_root
 
 log = logging.getLogger(__name__)
 
@@ -35,12 +35,6 @@ STATUS_FILE = "status.json"
 NOTE_FILE = "note.json"
 #: In a bake-off folder (engine.experiments.bakeoff), beside its run folders.
 LEADERBOARD_FILE = "leaderboard.json"
-
-
-def default_runs_root() -> Path:
-    """Where new runs go: ``$TRANSFER_STUDIO_RUNS`` or ``~/TransferStudio/runs``."""
-    env = os.environ.get("TRANSFER_STUDIO_RUNS")
-    return Path(env).expanduser() if env else Path.home() / "TransferStudio" / "runs"
 
 
 def new_run_dir(model: str, strategy: str, root: Path | None = None) -> Path:

@@ -77,10 +77,16 @@ def find_run_dirs(root: str | Path, max_depth: int = MAX_DEPTH) -> Iterator[Path
             stack.extend((child, depth + 1) for child in sorted(children, reverse=True))
 
 
-def list_runs(root: str | Path) -> list[RunSummary]:
-    """Every readable run under ``root``, newest first; unreadable folders are logged and left out."""
+def list_runs(*roots: str | Path) -> list[RunSummary]:
+    """Every readable run under any of ``roots``, newest first; unreadable folders are logged and left
+    out, and a run found under two roots is listed once."""
     summaries = []
-    for folder in find_run_dirs(root):
+    seen: set[Path] = set()
+    for folder in (f for root in roots for f in find_run_dirs(root)):
+        key = folder.resolve()
+        if key in seen:
+            continue
+        seen.add(key)
         try:
             summaries.append(summarize_run(folder))
         except (TransferStudioError, ValueError, TypeError, AttributeError) as exc:  # one odd folder

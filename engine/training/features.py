@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from torch import nn
 
 from engine.core.errors import Cancelled
 from engine.core.files import atomic_torch_save
+from engine.core.locations import cache_root
 from engine.data.datasets import Sample
 from engine.models.registry import ModelInfo
 from engine.training.image_cache import DecodedImageCache
@@ -42,10 +42,8 @@ FEATURE_CACHE_VERSION = 1
 
 
 def default_cache_dir() -> Path:
-    """``$TRANSFER_STUDIO_CACHE`` or ``~/.cache/transfer-studio``, plus ``features``."""
-    env = os.environ.get("TRANSFER_STUDIO_CACHE")
-    base = Path(env).expanduser() if env else Path.home() / ".cache" / "transfer-studio"
-    return base / "features"
+    """``features`` in the app's cache folder (:func:`engine.core.locations.cache_root`)."""
+    return cache_root() / "features"
 
 
 class _HeadReached(Exception):
