@@ -16,7 +16,7 @@ from typing import Any, NoReturn, TextIO
 
 from engine import __version__
 from engine.core.commands import COMMANDS
-from engine.core.config import DEVICES, OPTIMIZERS, SCHEDULES, STRATEGIES
+from engine.core.config import BALANCE, DEVICES, OPTIMIZERS, SCHEDULES, STRATEGIES
 from engine.core.errors import Cancelled, TransferStudioError
 from engine.core.progress import CountBar, DownloadBar, bars_wanted, new_bar
 
@@ -65,6 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--workers", type=int, help="data-loading processes (default: automatic)")
     train.add_argument("--val-fraction", type=float, help="val share when there is no val/ split")
+    train.add_argument(
+        "--balance",
+        choices=list(BALANCE),
+        help="class imbalance: auto (default: weights when largest/smallest class > 3), none, weights, sampler",
+    )
     train.add_argument("--out", type=Path, metavar="RUN_DIR", help="where to write the run")
     train.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue an interrupted run")
     train.add_argument("--json", action="store_true", help="end with one JSON line of results")
@@ -212,6 +217,7 @@ def _train(args: argparse.Namespace) -> int:
                 seed=args.seed,
                 workers=args.workers,
                 val_fraction=args.val_fraction,
+                balance=args.balance,
             )
             if config.pretrained:  # download now, with a progress bar, rather than silently inside train()
                 config.validate()

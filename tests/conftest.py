@@ -34,6 +34,8 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("QT_LOGGING_RULES", "qt.qpa.*=false")
 # The log file of every app and CLI started by the tests (subprocesses too) stays out of the user's.
 os.environ.setdefault("TRANSFER_STUDIO_LOGS", tempfile.mkdtemp(prefix="transfer-studio-test-logs-"))
+# And the app's data folder (exclusion lists), with its default runs folder.
+os.environ.setdefault("TRANSFER_STUDIO_DATA", tempfile.mkdtemp(prefix="transfer-studio-test-data-"))
 
 THREAD_GRACE_MS = 10_000
 

@@ -44,9 +44,10 @@ def fresh_logging(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
 
 
 def test_default_folders_are_the_platforms(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in (locations.RUNS_ENV, locations.CACHE_ENV, locations.LOGS_ENV):
+    for name in (locations.DATA_ENV, locations.RUNS_ENV, locations.CACHE_ENV, locations.LOGS_ENV):
         monkeypatch.delenv(name, raising=False)
     dirs = PlatformDirs("transfer-studio", appauthor=False)
+    assert locations.app_data_dir() == dirs.user_data_path
     assert locations.default_runs_root() == dirs.user_data_path / "runs"
     assert locations.cache_root() == dirs.user_cache_path
     assert locations.log_dir() == dirs.user_log_path

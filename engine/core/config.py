@@ -16,6 +16,22 @@ STRATEGIES: dict[str, str] = {
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("none", "step", "cosine")
 DEVICES = ("auto", "cpu", "cuda", "mps", "xpu")
+#: What becomes of the pretrained 1000-way classifier (engine.models.heads): ``replace`` it by a new
+#: ``num_classes``-way layer; ``append`` a new ``1000 -> num_classes`` layer after it (kept, and frozen
+#: with the backbone); or replace it by an ``mlp`` (``head_hidden`` units, ReLU, ``head_dropout``).
+HEADS = ("replace", "append", "mlp")
+#: What early stopping watches on the validation split: its mean ``loss`` (lower is better) or its
+#: ``accuracy`` (higher is better).
+EARLY_STOPPING_METRICS = ("loss", "accuracy")
+#: Class-imbalance handling: ``auto`` uses class weights when the largest training class has more than
+#: :data:`BALANCE_AUTO_RATIO` times the images of the smallest, and nothing otherwise.
+BALANCE: dict[str, str] = {
+    "auto": "Class-weighted loss when the classes are imbalanced (largest/smallest over 3), else none.",
+    "none": "Every photo counts the same: large classes dominate.",
+    "weights": "Class-weighted loss: each class counts as much as any other, whatever its size.",
+    "sampler": "Each epoch draws photos (with replacement) so that every class is seen equally often.",
+}
+BALANCE_AUTO_RATIO = 3.0
 
 # Per-strategy defaults for the hyper-parameters a user is most likely to leave alone.
 _STRATEGY_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -48,9 +64,16 @@ class TrainConfig:
     val_fraction: float = 0.2
     backbone_lr_scale: float = 0.1
     label_smoothing: float = 0.0
+    # 0: off; N: stop after N epochs in a row without a better validation `early_stopping_metric`.
+    early_stopping_patience: int = 0
+    early_stopping_metric: str = "loss"
+    head: str = "replace"  # one of HEADS
+    head_hidden: int = 256  # the mlp head's hidden units
+    head_dropout: float = 0.2  # the mlp head's dropout, before its last layer
     image_cache_mb: int = 2048
     feature_views: int = 0
     cache_features: bool = True
+    balance: str = "auto"
 
     def __post_init__(self) -> None:
         self.validate()
@@ -85,6 +108,10 @@ class TrainConfig:
                 f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}",
             ),
             (self.device in DEVICES, f"unknown device {self.device!r}; choose one of {', '.join(DEVICES)}"),
+            (
+                self.balance in BALANCE,
+                f"unknown balance {self.balance!r}; choose one of {', '.join(BALANCE)}",
+            ),
             (self.epochs >= 1, "epochs must be at least 1"),
             (self.batch_size >= 1, "batch size must be at least 1"),
             (self.lr > 0, "learning rate must be positive"),
@@ -92,12 +119,28 @@ class TrainConfig:
             (0 < self.val_fraction < 1, "validation fraction must be between 0 and 1"),
             (self.workers >= 0, "workers cannot be negative"),
             (0 <= self.label_smoothing < 1, "label smoothing must be in [0, 1)"),
+            (self.head in HEADS, f"unknown head {self.head!r}; choose one of {', '.join(HEADS)}"),
+            (self.head_hidden >= 1, "the MLP head needs at least one hidden unit"),
+            (0 <= self.head_dropout < 1, "head dropout must be in [0, 1)"),
+            (self.early_stopping_patience >= 0, "early stopping patience cannot be negative"),
+            (
+                self.early_stopping_metric in EARLY_STOPPING_METRICS,
+                f"unknown early stopping metric {self.early_stopping_metric!r}; "
+                f"choose one of {', '.join(EARLY_STOPPING_METRICS)}",
+            ),
             (self.image_cache_mb >= 0, "image cache size cannot be negative"),
             (self.feature_views >= 0, "feature views cannot be negative"),
         ]
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
+
+    def resolved_balance(self, imbalance: float) -> str:
+        """``none``, ``weights`` or ``sampler``: what ``balance`` means for a dataset whose largest
+        training class has ``imbalance`` times the images of its smallest."""
+        if self.balance != "auto":
+            return self.balance
+        return "weights" if imbalance > BALANCE_AUTO_RATIO else "none"
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able dict of every field."""

@@ -4,7 +4,8 @@
 macOS: ``~/Library/Application Support/transfer-studio``, ``~/Library/Caches``, ``~/Library/Logs``;
 Windows: ``%LOCALAPPDATA%\\transfer-studio``). Each has an environment-variable override:
 
-  ``TRANSFER_STUDIO_RUNS``   training runs          (default: <user data>/runs)
+  ``TRANSFER_STUDIO_DATA``   the app's data folder  (default: <user data>; exclusion lists live here)
+  ``TRANSFER_STUDIO_RUNS``   training runs          (default: <app data>/runs)
   ``TRANSFER_STUDIO_CACHE``  the feature cache      (default: <user cache>)
   ``TRANSFER_STUDIO_LOGS``   the log file's folder  (default: <user log>)
 
@@ -21,6 +22,7 @@ from pathlib import Path
 from platformdirs import PlatformDirs
 
 APP_NAME = "transfer-studio"
+DATA_ENV = "TRANSFER_STUDIO_DATA"
 RUNS_ENV = "TRANSFER_STUDIO_RUNS"
 CACHE_ENV = "TRANSFER_STUDIO_CACHE"
 LOGS_ENV = "TRANSFER_STUDIO_LOGS"
@@ -33,9 +35,14 @@ def _from_env(name: str) -> Path | None:
     return Path(value).expanduser() if value else None
 
 
+def app_data_dir() -> Path:
+    """The app's own data folder: ``$TRANSFER_STUDIO_DATA``, else the user data folder."""
+    return _from_env(DATA_ENV) or _DIRS.user_data_path
+
+
 def default_runs_root() -> Path:
-    """Where new runs go: ``$TRANSFER_STUDIO_RUNS``, else ``runs`` in the user data folder."""
-    return _from_env(RUNS_ENV) or _DIRS.user_data_path / "runs"
+    """Where new runs go: ``$TRANSFER_STUDIO_RUNS``, else ``runs`` in the app's data folder."""
+    return _from_env(RUNS_ENV) or app_data_dir() / "runs"
 
 
 def legacy_runs_root() -> Path:

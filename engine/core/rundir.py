@@ -79,6 +79,21 @@ class RunDir:
         payload = {"config": config, "data_root": str(data_root)}
         atomic_write_text(self.config_path, json.dumps(payload, indent=2) + "\n")
 
+    def record_dataset(self, dataset: dict[str, Any]) -> None:
+        """Add what the run trained on (images, exclusions, class balance) to ``config.json``."""
+        payload = json.loads(self.config_path.read_text(encoding="utf-8"))
+        payload["dataset"] = dataset
+        atomic_write_text(self.config_path, json.dumps(payload, indent=2) + "\n")
+
+    def read_dataset(self) -> dict[str, Any]:
+        """What :meth:`record_dataset` wrote (empty for runs of earlier versions)."""
+        try:
+            payload = json.loads(self.config_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        dataset = payload.get("dataset") if isinstance(payload, dict) else None
+        return dataset if isinstance(dataset, dict) else {}
+
     def read_config(self) -> tuple[dict[str, Any], Path]:
         """The saved config dict and dataset path; TransferStudioError if missing or unreadable."""
         try:

@@ -16,13 +16,14 @@ import logging
 import os
 import random
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from engine.core.errors import DatasetError, UnreadableImageError
+from engine.data.exclusions import load_exclusions
 from engine.data.images import FORMATS_TEXT, IMAGE_EXTENSIONS, verify_image
 
 logger = logging.getLogger(__name__)
@@ -76,6 +77,7 @@ class DatasetReport:
     warnings: list[str] = field(default_factory=list)
     val_fraction: float = 0.2  # the settings of the automatic split (used only when auto_split)
     seed: int = 0
+    excluded: list[Path] = field(default_factory=list)  # left out by the user's exclusion list
 
     def same_split(self, val_fraction: float, seed: int) -> bool:
         """Whether a scan with these split settings would give this report's split."""
@@ -106,6 +108,7 @@ class DatasetReport:
             "totals": {split: len(samples) for split, samples in self.splits.items()},
             "auto_split": self.auto_split,
             "skipped": [{"path": str(s.path), "reason": s.reason} for s in self.skipped],
+            "excluded": [str(p) for p in self.excluded],
             "warnings": list(self.warnings),
             "imbalance": round(ratio, 3) if ratio != float("inf") else None,
         }
@@ -268,6 +271,7 @@ def scan_dataset(
     seed: int = 0,
     verify: bool = True,
     on_progress: Callable[[int, int], None] | None = None,
+    exclusions: Iterable[str | Path] | None = None,
 ) -> DatasetReport:
     """Scan a dataset folder into a :class:`DatasetReport`; raise DatasetError if it is unusable.
 
@@ -277,7 +281,9 @@ def scan_dataset(
     also decodes each image cheaply (see :func:`engine.data.images.verify_image`); ``verify=False``
     (re-creating a finished run's split for evaluation or a report) skips that but gives every good
     photo the same split. ``on_progress(done, total)`` is called as files are verified (it may
-    raise, e.g. to cancel, and the exception propagates).
+    raise, e.g. to cancel, and the exception propagates). ``exclusions`` (default: the dataset's
+    stored list, :mod:`engine.data.exclusions`) are left out after the split and listed in
+    ``report.excluded``.
     """
     if not 0.0 < val_fraction < 1.0:
         raise DatasetError(f"Validation fraction must be between 0 and 1, got {val_fraction}")
@@ -325,6 +331,15 @@ def scan_dataset(
             f"No val/ folder: {val_fraction:.0%} of each class in {where} was set aside for "
             f"validation (seed {seed})"
         )
+    excluded_set = {Path(p) if Path(p).is_absolute() else root / p for p in (
+        load_exclusions(root) if exclusions is None else exclusions)}  # fmt: skip
+    excluded: list[Path] = []
+    if excluded_set:
+        for by_class in usable.values():
+            for name, paths in by_class.items():
+                excluded.extend(p for p in paths if p in excluded_set)
+                by_class[name] = [p for p in paths if p not in excluded_set]
+        _drop_empty_classes(usable, split_dirs, warnings)
     if verify:
         usable = _keep(usable, _decode_reason, skipped, on_progress=on_progress, threads=_VERIFY_THREADS)
         _drop_empty_classes(usable, split_dirs, warnings)
@@ -355,7 +370,7 @@ def scan_dataset(
         for split in SPLITS
         if split in usable
     }
-    report = DatasetReport(root, classes, splits, auto_split, skipped, warnings, val_fraction, seed)
+    report = DatasetReport(root, classes, splits, auto_split, skipped, warnings, val_fraction, seed, excluded)
     _add_data_warnings(report)
     for w in report.warnings:
         logger.info("Dataset %s: %s", root, w)
@@ -467,6 +482,15 @@ def format_report(report: DatasetReport) -> str:
             except ValueError:
                 shown = s.path
             lines.append(f"  {shown}: {s.reason}")
+    if report.excluded:
+        lines.append(
+            f"Excluded by you ({len(report.excluded)}; `transfer-studio audit` or the Data tab manage the list):"
+        )
+        for path in report.excluded:
+            try:
+                lines.append(f"  {path.relative_to(report.root)}")
+            except ValueError:
+                lines.append(f"  {path}")
     if report.warnings:
         lines.append("Warnings:")
         lines.extend(f"  - {w}" for w in report.warnings)

@@ -23,6 +23,7 @@ from torch import nn
 from engine.core.device import is_accelerator
 from engine.core.errors import TransferStudioError
 from engine.data.datasets import DatasetReport
+from engine.models.heads import HeadSpec
 from engine.models.registry import get_model_info
 from engine.training.features import FeatureExtractor, FeatureStore, compute_features, head_is_last
 from engine.training.image_cache import DecodedImageCache
@@ -97,7 +98,9 @@ class ImagePath(_DataPathBase):
         self.forward = state.model
         self._state = state
 
-    def batches(self, split: str, batch_size: int, generator: torch.Generator) -> ImageBatches:
+    def batches(
+        self, split: str, batch_size: int, generator: torch.Generator, *, balanced: bool = False
+    ) -> ImageBatches:
         part = self.splits[split]
         return ImageBatches(
             part.cache,
@@ -107,6 +110,7 @@ class ImagePath(_DataPathBase):
             train=split == "train",
             augment=self._state.config.augment,
             generator=generator,
+            balanced=balanced,
         )
 
     def set_mode(self, training: bool) -> None:
@@ -128,10 +132,18 @@ class FeaturePath(_DataPathBase):
         self.forward = head
         self.device = device
 
-    def batches(self, split: str, batch_size: int, generator: torch.Generator) -> FeatureBatches:
+    def batches(
+        self, split: str, batch_size: int, generator: torch.Generator, *, balanced: bool = False
+    ) -> FeatureBatches:
         feats, labels = self.features[split]
         return FeatureBatches(
-            feats, labels, batch_size, self.device, train=split == "train", generator=generator
+            feats,
+            labels,
+            batch_size,
+            self.device,
+            train=split == "train",
+            generator=generator,
+            balanced=balanced,
         )
 
     def set_mode(self, training: bool) -> None:
@@ -183,7 +195,12 @@ def _compute_split_features(
     halve_inference_batch: Callable[[], int],
 ) -> dict[str, tuple[torch.Tensor, list[int]]]:
     config = state.config
-    store = FeatureStore(get_model_info(config.model), config.seed, precision=state.precision)
+    store = FeatureStore(
+        get_model_info(config.model),
+        config.seed,
+        precision=state.precision,
+        head_input=HeadSpec.from_config(config).head_input,
+    )
     extractor = FeatureExtractor(state.model, head_name)
     set_mode(state.model, state.head_names, "feature-extract", training=False)
     views = {"train": feature_views(config.augment, config.feature_views, state.device), "val": 1}

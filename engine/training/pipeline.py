@@ -38,6 +38,19 @@ AUGMENTATION: dict[str, object] = {
 Batch = tuple[torch.Tensor, torch.Tensor]  # inputs and labels, on the training device
 
 
+def epoch_order(
+    labels: torch.Tensor, generator: torch.Generator | None, *, balanced: bool = False
+) -> torch.Tensor:
+    """The order of one training epoch: a seeded permutation, or with ``balanced`` as many seeded draws
+    (with replacement) in which every class is equally likely (a weighted random sampler)."""
+    n = labels.numel()
+    if not balanced or n == 0:
+        return torch.randperm(n, generator=generator)
+    counts = torch.bincount(labels).to(torch.float64)
+    weights = 1.0 / counts[labels]
+    return torch.multinomial(weights, n, replacement=True, generator=generator)
+
+
 def crop_boxes(count: int, generator: torch.Generator | None) -> torch.Tensor:
     """Random-resized-crop boxes as affine parameters ``[count, 4]``: (half width, half height, cx, cy).
 
@@ -101,6 +114,7 @@ class ImageBatches:
         train: bool,
         augment: bool,
         generator: torch.Generator | None = None,
+        balanced: bool = False,
     ) -> None:
         self.cache = cache
         self.labels = torch.as_tensor(list(labels), dtype=torch.long)
@@ -111,7 +125,7 @@ class ImageBatches:
         self.generator = generator
         self.crop = cache.pre.crop_size
         self.normalize = Normalizer(cache.pre, device)
-        order = torch.randperm(len(cache), generator=generator) if train else torch.arange(len(cache))
+        order = epoch_order(self.labels, generator, balanced=balanced) if train else torch.arange(len(cache))
         self.chunks = [order[i : i + batch_size].tolist() for i in range(0, len(order), batch_size)]
 
     def __len__(self) -> int:
@@ -157,9 +171,19 @@ class ImageBatches:
         if draw is None:
             pixels = center_crop(images, self.crop)
         else:
-            rows = [chunk.index(i) for i in kept]
+            rows = _kept_rows(chunk, kept)
             pixels = augment(images, self.crop, draw[0][rows], draw[1][rows])
         return self.normalize(pixels).contiguous(memory_format=torch.channels_last)  # as the model
+
+
+def _kept_rows(chunk: list[int], kept: list[int]) -> list[int]:
+    """Positions in ``chunk`` of the ``kept`` indices (an in-order filter of it; indices may repeat)."""
+    rows, j = [], 0
+    for position, index in enumerate(chunk):
+        if j < len(kept) and kept[j] == index:
+            rows.append(position)
+            j += 1
+    return rows
 
 
 class FeatureBatches:
@@ -174,6 +198,7 @@ class FeatureBatches:
         *,
         train: bool,
         generator: torch.Generator | None = None,
+        balanced: bool = False,
     ) -> None:
         self.features = features
         self.labels = torch.as_tensor(list(labels), dtype=torch.long)
@@ -181,7 +206,7 @@ class FeatureBatches:
         self.device = device
         n = features.shape[1]
         if train:
-            order = torch.randperm(n, generator=generator)
+            order = epoch_order(self.labels, generator, balanced=balanced)
             self.views = torch.randint(0, features.shape[0], (n,), generator=generator)
         else:
             order, self.views = torch.arange(n), torch.zeros(n, dtype=torch.long)

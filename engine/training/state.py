@@ -40,7 +40,9 @@ class TrainingState:
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     scaler: torch.amp.GradScaler
-    criterion: nn.Module
+    criterion: nn.Module  # validation's loss (every image counts the same)
+    train_criterion: nn.Module  # training's loss: class-weighted with balance "weights"
+    balance: str  # "none", "weights" or "sampler" (config.balance resolved for this dataset)
     amp_dtype: torch.dtype | None  # None: full precision
     batch_size: int  # training batches; halved on CUDA out-of-memory
     inference_batch: int  # batches without gradients (features, validation); halved likewise

@@ -148,6 +148,7 @@ def _run(
                 report = scan_for_training(data_root, config, hooks)
             _report_dataset_warnings(report, hooks)
             state = set_up(config, report, run, device)
+            _record_dataset(run, report, state, hooks)
             start_epoch = restore_checkpoint(state, checkpoint, hooks) if checkpoint is not None else 1
             _plan_eta(state, report, start_epoch, hooks)
             hooks.emit(
@@ -217,6 +218,33 @@ def _report_dataset_warnings(report: DatasetReport, hooks: Hooks) -> None:
         hooks.warn(f"{len(report.skipped)} file(s) skipped, not used for training:\n" + "\n".join(lines))
 
 
+def _record_dataset(run: RunDir, report: DatasetReport, state: TrainingState, hooks: Hooks) -> None:
+    """Say and record (in config.json) what the run trains on: images, exclusions, class balance."""
+    ratio = report.imbalance()
+    if state.balance != "none":
+        why = " (the classes are imbalanced)" if state.config.balance == "auto" else ""
+        how = "a class-weighted loss" if state.balance == "weights" else "a class-balanced sampler"
+        hooks.info(f"Class balance: {how}{why}; largest/smallest training class {ratio:.1f}")
+    if report.excluded:
+        hooks.info(f"{len(report.excluded)} photo(s) left out by the dataset's exclusion list")
+    run.record_dataset(
+        {
+            "images": {split: len(samples) for split, samples in report.splits.items()},
+            "skipped": len(report.skipped),
+            "excluded": sorted(_relative_to(p, report.root) for p in report.excluded),
+            "imbalance": round(ratio, 3) if math.isfinite(ratio) else None,
+            "balance": state.balance,
+        }
+    )
+
+
+def _relative_to(path: Path, root: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return str(path)
+
+
 def set_up(config: TrainConfig, report: DatasetReport, run: RunDir, device: torch.device) -> TrainingState:
     """The model with its new head on ``device``, its optimizer, schedule, precision and loss."""
     classes = list(report.classes)
@@ -229,6 +257,13 @@ def set_up(config: TrainConfig, report: DatasetReport, run: RunDir, device: torc
         torch.backends.cudnn.benchmark = True
     optimizer = make_optimizer(model, head_names, config)
     amp_dtype = autocast_dtype(device)
+    balance = config.resolved_balance(report.imbalance())
+    criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    train_criterion = (
+        nn.CrossEntropyLoss(weight=class_weights(report).to(device), label_smoothing=config.label_smoothing)
+        if balance == "weights"
+        else criterion
+    )
     return TrainingState(
         config=config,
         run=run,
@@ -240,11 +275,25 @@ def set_up(config: TrainConfig, report: DatasetReport, run: RunDir, device: torc
         optimizer=optimizer,
         scheduler=make_scheduler(optimizer, config),
         scaler=torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and amp_dtype == torch.float16),
-        criterion=nn.CrossEntropyLoss(label_smoothing=config.label_smoothing),
+        criterion=criterion,
+        train_criterion=train_criterion,
+        balance=balance,
         amp_dtype=amp_dtype,
         batch_size=config.batch_size,
         inference_batch=inference_batch_size(config.batch_size, device),
     )
+
+
+def class_weights(report: DatasetReport) -> torch.Tensor:
+    """Per-class loss weights ``N / (K * n_c)`` from the training split: each class weighs the same in
+    total (1.0 for every class when balanced; a class missing from train gets weight 0)."""
+    counts = torch.zeros(len(report.classes))
+    for sample in report.splits["train"]:
+        counts[sample.label] += 1
+    present = counts > 0
+    weights = torch.zeros_like(counts)
+    weights[present] = counts.sum() / (int(present.sum()) * counts[present])
+    return weights
 
 
 def make_optimizer(model: nn.Module, head_names: list[str], config: TrainConfig) -> torch.optim.Optimizer:
@@ -359,7 +408,7 @@ def train_one_epoch(
 ) -> tuple[float, float]:
     """One pass over the training split with gradient steps; returns (mean loss, accuracy)."""
     data.set_mode(training=True)
-    batches = data.batches("train", state.batch_size, generator)
+    batches = data.batches("train", state.batch_size, generator, balanced=state.balance == "sampler")
     return _pass(state, data.forward, batches, epoch, "train", hooks)
 
 
@@ -420,9 +469,10 @@ def _step(
 ) -> tuple[float, int]:
     with state.autocast():
         main, aux = split_outputs(forward(inputs))
-        loss = state.criterion(main, labels)
+        criterion = state.train_criterion if training else state.criterion
+        loss = criterion(main, labels)
         if training and aux:
-            loss = loss + AUX_LOSS_WEIGHT * sum(state.criterion(a, labels) for a in aux)
+            loss = loss + AUX_LOSS_WEIGHT * sum(criterion(a, labels) for a in aux)
     if training:
         state.optimizer.zero_grad(set_to_none=True)
         state.scaler.scale(loss).backward()
