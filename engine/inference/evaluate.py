@@ -307,7 +307,12 @@ def evaluate(
         top_k=top_k,
     )
     result.unreadable = unreadable
-    result.source = {"data": str(report.root), "split": split_name, "architecture": bundle.architecture}
+    result.source = {
+        "data": str(report.root),
+        "split": split_name,
+        "architecture": bundle.architecture,
+        "head": bundle.head.kind,
+    }
     return result
 
 

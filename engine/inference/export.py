@@ -125,6 +125,7 @@ def export_metadata(bundle: Bundle, fmt: str) -> dict[str, Any]:
         "version": EXPORT_VERSION,
         "model_format": fmt,
         "architecture": bundle.architecture,
+        "head": bundle.head.to_dict(),
         "class_names": list(bundle.class_names),
         "preprocessing": pre.to_dict(),
         "input": {

@@ -34,7 +34,7 @@ from engine.core.errors import TransferStudioError
 from engine.data.images import open_image
 from engine.inference.predict import Predictor
 from engine.models.bundle import Bundle, load_bundle
-from engine.models.heads import find_head_modules, split_outputs
+from engine.models.heads import find_head_modules, head_container, split_outputs
 from engine.models.preprocessing import Preprocessing
 
 log = logging.getLogger(__name__)
@@ -119,8 +119,14 @@ def find_target_layer(model: nn.Module, image_size: int = 224, model_name: str |
             handle.remove()
         model.train(was_training)
     # The head is the last module with num_classes outputs to run: with few classes, a backbone layer
-    # can have as many outputs (Swin V2's position-bias MLP has 3, one per attention head).
-    head_starts = [entered[h] for h in find_head_modules(model, num_classes) if h in entered]
+    # can have as many outputs (Swin V2's position-bias MLP has 3, one per attention head). An
+    # appended or MLP head starts where its container does (a convolutional MLP head's hidden layer,
+    # or the kept 1000-way layer before an appended one, is part of the classifier, not the backbone).
+    head_starts = [
+        entered[head_container(model, h)]
+        for h in find_head_modules(model, num_classes)
+        if head_container(model, h) in entered
+    ]
     end = max(head_starts, default=len(events))
     maps = [i for i in range(end) if events[i][2] == "map"]
     if not maps:

@@ -1,4 +1,4 @@
-"""Building a catalog model with a fresh classification head, pretrained or from scratch."""
+"""Building a catalog model with a fresh classification head (any variant), pretrained or from scratch."""
 
 from __future__ import annotations
 
@@ -12,21 +12,29 @@ from torch import nn
 from engine.core.errors import ModelError
 from engine.models import lite0
 from engine.models import weights as weights_files
-from engine.models.heads import find_head_modules, replace_head_module
+from engine.models.heads import HeadSpec, find_head_modules, replace_head_module
 from engine.models.registry import PRETRAINED_NUM_CLASSES, ModelInfo, get_model_info
 
 logger = logging.getLogger(__name__)
 
 
 def build_model(
-    name: str, num_classes: int, *, pretrained: bool, replace_head: bool = True
+    name: str,
+    num_classes: int,
+    *,
+    pretrained: bool,
+    replace_head: bool = True,
+    head: HeadSpec | None = None,
 ) -> tuple[nn.Module, list[str]]:
     """Build ``name`` and give it a fresh ``num_classes``-way head.
 
     ``pretrained`` loads the ImageNet weights (torchvision's download/cache, or the built-in
     file for the offline model). Every classification head -- any ``nn.Linear`` or 1x1
-    ``nn.Conv2d`` with 1000 outputs, auxiliary heads included -- is replaced by a freshly
-    initialised layer of the same kind. Returns the model and the heads' qualified module names.
+    ``nn.Conv2d`` with 1000 outputs, auxiliary heads included -- gets the head variant ``head``
+    (default: replaced by a freshly initialised layer of the same kind; see
+    :mod:`engine.models.heads`). Returns the model and the qualified names of the heads' trainable
+    modules (for ``append``, the new layers after the kept 1000-way ones). The same ``head`` always
+    gives the same network, pretrained or not, so a bundle rebuilds it with ``pretrained=False``.
     ``replace_head=False`` keeps the original 1000-class ImageNet heads (``num_classes`` must
     then be 1000), e.g. to check what the pretrained model recognises.
     """
@@ -43,13 +51,12 @@ def build_model(
     if not heads:
         raise ModelError(f"Cannot find the classification head of {name}")
     if replace_head:
-        for head in heads:
-            replace_head_module(model, head, num_classes)
+        heads = [replace_head_module(model, qname, num_classes, head) for qname in heads]
     elif num_classes != PRETRAINED_NUM_CLASSES:
         raise ModelError(
             f"Keeping the ImageNet head of {name} means {PRETRAINED_NUM_CLASSES} classes, not {num_classes}"
         )
-    logger.debug("Built %s (pretrained=%s), heads %s", name, pretrained, heads)
+    logger.debug("Built %s (pretrained=%s, head %s), heads %s", name, pretrained, head, heads)
     return model, heads
 
 

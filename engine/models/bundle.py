@@ -3,8 +3,13 @@
 A bundle is a plain dict of strings, numbers, lists and tensors, so ``torch.load(path, weights_only=True)``
 reads it without ever executing code from the file::
 
-    {"format": "transfer-studio-bundle", "version": 1, "architecture": "resnet18",
+    {"format": "transfer-studio-bundle", "version": 1, "architecture": "resnet18", "head": {"kind": "replace"},
      "class_names": [...], "state_dict": {...}, "preprocessing": {...}, "metrics": {...}, "config": {...}}
+
+``head`` is the head variant (:class:`~engine.models.heads.HeadSpec`) the weights were trained with; a
+bundle without it (made before head variants) has the plain ``replace`` head. A bundle with another
+head is written as version 2, so an earlier Transfer Studio, which would rebuild the wrong network,
+says it was made by a newer version instead; a ``replace`` bundle stays version 1, readable by both.
 """
 
 from __future__ import annotations
@@ -16,13 +21,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from engine.core.errors import BundleError, TransferStudioError
+from engine.core.errors import BundleError, ModelError, TransferStudioError
 from engine.core.files import atomic_torch_save
 from engine.models.build import build_model
+from engine.models.heads import HeadSpec
 from engine.models.preprocessing import Preprocessing
 
 BUNDLE_FORMAT = "transfer-studio-bundle"
-BUNDLE_VERSION = 1
+BUNDLE_VERSION = 2  # the newest this version reads and writes (2: a head variant other than replace)
 
 
 @dataclass
@@ -35,12 +41,14 @@ class Bundle:
     preprocessing: Preprocessing
     metrics: dict[str, Any] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
+    head: HeadSpec = field(default_factory=HeadSpec)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "format": BUNDLE_FORMAT,
-            "version": BUNDLE_VERSION,
+            "version": 1 if self.head.kind == "replace" else BUNDLE_VERSION,
             "architecture": self.architecture,
+            "head": self.head.to_dict(),
             "class_names": list(self.class_names),
             "state_dict": self.state_dict,
             "preprocessing": self.preprocessing.to_dict(),
@@ -51,15 +59,16 @@ class Bundle:
     def build_model(self) -> nn.Module:
         """The network with this bundle's weights, in eval mode, on the CPU."""
         try:
-            model, _ = build_model(self.architecture, len(self.class_names), pretrained=False)
+            model, _ = build_model(self.architecture, len(self.class_names), pretrained=False, head=self.head)
             model.load_state_dict(self.state_dict)
         except TransferStudioError:
             raise
         except (RuntimeError, KeyError, ValueError) as exc:
             first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            head = "" if self.head.kind == "replace" else f" and the {self.head.kind} head"
             raise BundleError(
                 f"the bundle's weights do not fit a {self.architecture} with "
-                f"{len(self.class_names)} classes: {first_line}"
+                f"{len(self.class_names)} classes{head}: {first_line}"
             ) from None
         return model.eval()
 
@@ -98,6 +107,9 @@ def load_bundle(path: str | Path) -> Bundle:
             preprocessing=Preprocessing.from_dict(raw["preprocessing"]),
             metrics=dict(raw.get("metrics", {})),
             config=dict(raw.get("config", {})),
+            head=HeadSpec.from_dict(raw.get("head")),
         )
+    except ModelError as exc:
+        raise BundleError(f"{path.name} has a head this version cannot build ({exc})") from None
     except (KeyError, TypeError, ValueError) as exc:
         raise BundleError(f"{path.name} is a damaged bundle (missing {exc})") from None

@@ -69,6 +69,7 @@ class RunFinished:
     cancelled: bool
     device: str
     run_dir: str
+    stopped_early: bool = False  # early stopping ended it before its planned epochs (epochs_completed)
 
 
 @dataclass(frozen=True)

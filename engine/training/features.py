@@ -8,6 +8,11 @@ the compute precision and each file's path, size and modification time: changing
 
 This applies whenever the head's output *is* the model's output (true across the catalog except
 squeezenet, whose head is followed by pooling); other models train on cached images instead.
+
+"The head" is the trainable part (:mod:`engine.models.heads`): for the ``replace`` and ``mlp`` heads its
+input is the backbone's pooled features, shared by both; for ``append`` it is the kept pretrained
+1000-way layer's logits, so that frozen layer also runs only once per view. The store's key says which
+(``head_input``).
 """
 
 from __future__ import annotations
@@ -99,9 +104,15 @@ class FeatureStore:
     """A dict ``entry key -> feature tensor`` for one model/weights/preprocessing, saved on disk."""
 
     def __init__(
-        self, info: ModelInfo, seed: int, cache_dir: Path | None = None, *, precision: str = "float32"
+        self,
+        info: ModelInfo,
+        seed: int,
+        cache_dir: Path | None = None,
+        *,
+        precision: str = "float32",
+        head_input: str = "features",
     ) -> None:
-        spec = {
+        spec: dict[str, object] = {
             "version": FEATURE_CACHE_VERSION,
             "model": info.name,
             "weights": info.weights_name or info.weights_url or "built-in",
@@ -111,6 +122,8 @@ class FeatureStore:
             "precision": precision,  # the backbone's compute dtype (bf16/fp16 autocast on a GPU)
             "layout": "channels_last",  # the memory format the backbone runs in (changes the float sums)
         }
+        if head_input != "features":  # the pretrained logits (append head); features keep their old key
+            spec["head_input"] = head_input
         digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:24]
         self.path = (cache_dir or default_cache_dir()) / f"{info.name}-{digest}.pt"
         self.entries: dict[str, torch.Tensor] = {}

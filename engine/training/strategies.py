@@ -4,6 +4,11 @@
   the pretrained ones); only the new head trains.
 - ``fine-tune``: every layer trains; the backbone at ``lr * backbone_lr_scale``, the head at ``lr``.
 - ``scratch``: random initial weights, every layer at ``lr``.
+
+"The head" is the trainable head modules :func:`~engine.models.build.build_model` names, whatever the
+head variant (:mod:`engine.models.heads`): the new layer, or the whole MLP; for an ``append`` head only
+the appended layer, so the kept pretrained 1000-way layer before it counts as backbone (frozen in
+feature extraction, at the backbone's rate in fine-tuning).
 """
 
 from __future__ import annotations

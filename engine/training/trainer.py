@@ -34,11 +34,12 @@ from engine.core.rundir import RunDir, new_run_dir
 from engine.data.datasets import DatasetReport, scan_dataset
 from engine.models.build import build_model
 from engine.models.bundle import Bundle, save_bundle
-from engine.models.heads import split_outputs
+from engine.models.heads import HeadSpec, head_spec_of, split_outputs
 from engine.models.registry import get_model_info
 from engine.training import events as ev
 from engine.training.checkpoints import CheckpointWriter, load_weights_snapshot, weights_snapshot
 from engine.training.data_path import DataPath, cacheable_head, feature_views, open_data_path
+from engine.training.early_stopping import EarlyStopping
 from engine.training.state import EventCallback, Hooks, TrainingState
 from engine.training.strategies import parameter_groups
 
@@ -64,6 +65,7 @@ class RunResult:
     device: str
     cancelled: bool
     history: list[dict[str, Any]] = field(default_factory=list)
+    stopped_early: bool = False  # early stopping ended the run before its planned epochs
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -76,6 +78,7 @@ class RunResult:
             "bundle": str(self.bundle_path) if self.bundle_path else None,
             "run_dir": str(self.run_dir),
             "cancelled": self.cancelled,
+            "stopped_early": self.stopped_early,
             "history": self.history,
         }
 
@@ -130,6 +133,7 @@ def _run(
 ) -> RunResult:
     """The whole lifecycle: set up, (restore), epochs; a Stop ends it like a finished run."""
     state: TrainingState | None = None
+    stopper: EarlyStopping | None = None
     previous = run.read_status()  # a resumed run's: its first start and its earlier sessions' time
     earlier = previous.get("seconds")
     hooks.earlier_seconds = float(earlier) if isinstance(earlier, (int, float)) else 0.0
@@ -140,6 +144,7 @@ def _run(
         pid=os.getpid(),
         ended=None,
         message=None,
+        stopped_early=None,
     )
     try:
         try:
@@ -148,8 +153,12 @@ def _run(
                 report = scan_for_training(data_root, config, hooks)
             _report_dataset_warnings(report, hooks)
             state = set_up(config, report, run, device)
+            _check_head(state)
             _record_dataset(run, report, state, hooks)
             start_epoch = restore_checkpoint(state, checkpoint, hooks) if checkpoint is not None else 1
+            stopper = _early_stopping(state, checkpoint, hooks)
+            if stopper.stopped_at is not None:  # it stopped early and no more epochs were asked for
+                start_epoch = config.epochs + 1
             _plan_eta(state, report, start_epoch, hooks)
             hooks.emit(
                 ev.RunStarted(
@@ -172,9 +181,13 @@ def _run(
             ):
                 for epoch in range(start_epoch, config.epochs + 1):
                     run_epoch(state, data, epoch, hooks, checkpoints)
+                    if stopper.update(epoch, state.history[-1]):
+                        hooks.info(stopper.describe_stop(config.epochs))
+                        break
         except Cancelled:
             return _finish(config, run, state, hooks, cancelled=True)
-        return _finish(config, run, state, hooks, cancelled=False)
+        stopped_early = stopper is not None and stopper.stopped_at is not None
+        return _finish(config, run, state, hooks, cancelled=False, stopped_early=stopped_early)
     except TransferStudioError as exc:
         run.write_status("failed", ended=_now(), message=str(exc), seconds=hooks.total_seconds())
         hooks.emit(ev.RunFailed(str(exc)))
@@ -249,7 +262,9 @@ def set_up(config: TrainConfig, report: DatasetReport, run: RunDir, device: torc
     """The model with its new head on ``device``, its optimizer, schedule, precision and loss."""
     classes = list(report.classes)
     torch.manual_seed(config.seed)  # the new head's (and a scratch model's) initial weights
-    model, head_names = build_model(config.model, len(classes), pretrained=config.pretrained)
+    model, head_names = build_model(
+        config.model, len(classes), pretrained=config.pretrained, head=HeadSpec.from_config(config)
+    )
     # channels_last everywhere: faster convolutions on GPUs and on CPUs alike (BENCHMARKS.md, "CPU floor").
     model.to(device)
     model.to(memory_format=torch.channels_last)
@@ -547,8 +562,49 @@ def restore_checkpoint(state: TrainingState, checkpoint: dict[str, Any], hooks: 
 # -- the end --------------------------------------------------------------------------------------
 
 
+def _check_head(state: TrainingState) -> None:
+    """Refuse to train another head than the configured one (the bundle records the built one)."""
+    built, asked = head_spec_of(state.model), HeadSpec.from_config(state.config)
+    if built != asked:
+        raise TransferStudioError(
+            f"the model was built with the {built.kind} head, not the {asked.kind} head of the run's settings"
+        )
+
+
+def _early_stopping(state: TrainingState, checkpoint: dict[str, Any] | None, hooks: Hooks) -> EarlyStopping:
+    """Early stopping for this session, replayed from a resumed run's history.
+
+    A run that already stopped early stays stopped (``stopped_at`` set: nothing left to train) unless
+    more epochs are now asked for than its checkpoint planned; then its patience counts again.
+    """
+    config = state.config
+    stopper = EarlyStopping.from_config(config)
+    stopper.replay(state.history)
+    if stopper.stopped_at is None or checkpoint is None:
+        return stopper
+    stopped_at = stopper.stopped_at
+    planned = int(checkpoint.get("config", {}).get("epochs", config.epochs))
+    if config.epochs > planned:
+        stopper.restart(stopped_at)
+        hooks.info(
+            f"this run stopped early after epoch {stopped_at}; it goes on to epoch {config.epochs} as asked, "
+            f"and early stopping counts {config.early_stopping_patience} epoch(s) again from here"
+        )
+    else:
+        hooks.info(
+            f"this run stopped early after epoch {stopped_at} of {planned}: nothing is left to train "
+            f"(ask for more than {planned} epochs to go on)"
+        )
+    return stopper
+
+
 def _finish(
-    config: TrainConfig, run: RunDir, state: TrainingState | None, hooks: Hooks, cancelled: bool
+    config: TrainConfig,
+    run: RunDir,
+    state: TrainingState | None,
+    hooks: Hooks,
+    cancelled: bool,
+    stopped_early: bool = False,
 ) -> RunResult:
     """Save the best epoch's bundle (if any epoch finished) and report the run's end."""
     bundle_path = None
@@ -563,13 +619,20 @@ def _finish(
                 "best_val_acc": state.best_val_acc,
                 "best_epoch": state.best_epoch,
                 "epochs_completed": len(state.history),
+                "stopped_early": stopped_early,
                 "history": state.history,
             },
             config=config.to_dict(),
+            head=head_spec_of(state.model),
         )
         bundle_path = save_bundle(run.bundle_path, bundle)
     seconds = time.perf_counter() - hooks.start_time
-    run.write_status("stopped" if cancelled else "finished", ended=_now(), seconds=hooks.total_seconds())
+    run.write_status(
+        "stopped" if cancelled else "finished",
+        ended=_now(),
+        seconds=hooks.total_seconds(),
+        stopped_early=stopped_early,
+    )
     device = describe_device(state.device) if state is not None else config.device
     history = state.history if state is not None else []
     result = RunResult(
@@ -583,6 +646,7 @@ def _finish(
         device=device,
         cancelled=cancelled,
         history=history,
+        stopped_early=stopped_early,
     )
     hooks.emit(
         ev.RunFinished(
@@ -594,6 +658,7 @@ def _finish(
             cancelled=cancelled,
             device=device,
             run_dir=str(run.path),
+            stopped_early=stopped_early,
         )
     )
     return result
