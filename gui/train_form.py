@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.core.config import OPTIMIZERS, SCHEDULES, STRATEGIES, TrainConfig
+from engine.core.config import BALANCE, HEADS, OPTIMIZERS, SCHEDULES, STRATEGIES, TrainConfig
 from gui.model_picker import DEFAULT_MODEL, ModelPicker
 from gui.settings import Settings
 from gui.widgets import hint_label
@@ -39,6 +39,20 @@ logger = logging.getLogger(__name__)
 
 OPTIMIZER_TEXT = {"sgd": "SGD with momentum", "adam": "Adam", "adamw": "AdamW"}
 SCHEDULE_TEXT = {"none": "constant", "step": "step decay", "cosine": "cosine decay"}
+HEAD_TEXT = {
+    "replace": ("new layer (replace)", "Replace the pretrained classifier by a new layer for your classes."),
+    "append": (
+        "layer after the 1000 classes (append)",
+        "Keep the pretrained 1000-way output and add a new layer after it (the AlexNet tutorial's variant).",
+    ),
+    "mlp": ("small network (MLP)", "Replace the classifier by two layers with dropout: 256 hidden units."),
+}
+BALANCE_TEXT = {
+    "auto": "automatic",
+    "none": "none",
+    "weights": "class-weighted loss",
+    "sampler": "balanced sampler",
+}
 
 
 W = TypeVar("W", bound=QWidget)
@@ -86,6 +100,24 @@ class TrainForm(QWidget):
         self.schedule = _named(QComboBox(), "schedulePicker", "Learning-rate schedule")
         for name in SCHEDULES:
             self.schedule.addItem(SCHEDULE_TEXT.get(name, name), name)
+        self.head = _named(QComboBox(), "headPicker", "Classifier head")
+        for name in HEADS:
+            self.head.addItem(HEAD_TEXT[name][0], name)
+            self.head.setItemData(self.head.count() - 1, HEAD_TEXT[name][1], Qt.ItemDataRole.ToolTipRole)
+        self.early_stopping = _named(QSpinBox(), "earlyStoppingSpin", "Early stopping patience")
+        self.early_stopping.setRange(0, 100)
+        self.early_stopping.setSpecialValueText("off")
+        self.early_stopping.setSuffix(" epochs without progress")
+        self.early_stopping.setToolTip(
+            "Stop when the validation loss has not improved for this many epochs; the best epoch is kept."
+        )
+        self.balance = _named(QComboBox(), "balancePicker", "Class balance")
+        for name, explanation in BALANCE.items():
+            self.balance.addItem(BALANCE_TEXT.get(name, name), name)
+            self.balance.setItemData(self.balance.count() - 1, explanation, Qt.ItemDataRole.ToolTipRole)
+        self.balance_help = hint_label("")
+        self.balance_help.setObjectName("balanceHelp")
+        self._imbalance: float | None = None
         self.augment = _named(QCheckBox("Augment training images"), "augmentCheck", "Augmentation")
         self.augment.setToolTip("Random crops and horizontal flips: helps small datasets generalise.")
 
@@ -110,6 +142,10 @@ class TrainForm(QWidget):
         form.addRow("Learning rate", self.learning_rate)
         form.addRow("Optimizer", self.optimizer)
         form.addRow("Schedule", self.schedule)
+        form.addRow("Head", self.head)
+        form.addRow("Early stopping", self.early_stopping)
+        form.addRow("Class balance", self.balance)
+        form.addRow("", self.balance_help)
         form.addRow("", self.augment)
         output_box = QGroupBox("Saved runs")
         output_layout = QHBoxLayout(output_box)
@@ -127,8 +163,11 @@ class TrainForm(QWidget):
         self.model_picker.modelChanged.connect(self._on_model_changed)
         for signal in (self.epochs.valueChanged, self.batch_size.valueChanged,
                        self.learning_rate.valueChanged, self.optimizer.currentIndexChanged,
-                       self.schedule.currentIndexChanged, self.augment.toggled):  # fmt: skip
+                       self.schedule.currentIndexChanged, self.augment.toggled,
+                       self.balance.currentIndexChanged, self.head.currentIndexChanged,
+                       self.early_stopping.valueChanged):  # fmt: skip
             signal.connect(self._emit_changed)
+        self.balance.currentIndexChanged.connect(self._show_balance)
 
     # -- values ----------------------------------------------------------------------------------
     def strategy(self) -> str:
@@ -146,6 +185,9 @@ class TrainForm(QWidget):
             schedule=self.schedule.currentData(),
             augment=self.augment.isChecked(),
             weight_decay=self._weight_decay,
+            balance=self.balance.currentData(),
+            head=self.head.currentData(),
+            early_stopping_patience=self.early_stopping.value(),
         )
 
     def apply_config(self, config: TrainConfig) -> None:
@@ -160,11 +202,21 @@ class TrainForm(QWidget):
         self.optimizer.setCurrentIndex(max(0, self.optimizer.findData(config.optimizer)))
         self.schedule.setCurrentIndex(max(0, self.schedule.findData(config.schedule)))
         self.augment.setChecked(config.augment)
+        self.balance.setCurrentIndex(max(0, self.balance.findData(config.balance)))
+        self.head.setCurrentIndex(max(0, self.head.findData(config.head)))
+        self.early_stopping.setValue(config.early_stopping_patience)
         self._weight_decay = config.weight_decay
+        self._show_balance()
 
     @Slot(int)
     def _on_strategy_changed(self, _index: int) -> None:
-        defaults = TrainConfig.for_strategy(self.strategy(), batch_size=self.batch_size.value())
+        defaults = TrainConfig.for_strategy(
+            self.strategy(),
+            batch_size=self.batch_size.value(),
+            balance=self.balance.currentData(),
+            head=self.head.currentData(),
+            early_stopping_patience=self.early_stopping.value(),
+        )
         self.apply_config(defaults)
         self._emit_changed()
 
@@ -183,6 +235,32 @@ class TrainForm(QWidget):
         self.model_picker.select_model(self.saved_model())
         name = self.model_picker.current_model()
         self.model_details.setText(self.model_picker.details(name) or name)
+
+    # -- class balance ----------------------------------------------------------------------------
+    def set_imbalance(self, ratio: float | None) -> None:
+        """The open dataset's largest / smallest training class (None: no dataset), for the hint."""
+        self._imbalance = ratio
+        self._show_balance()
+
+    @Slot()
+    def _show_balance(self) -> None:
+        choice = str(self.balance.currentData())
+        ratio = self._imbalance
+        if ratio is None:
+            self.balance_help.setText(BALANCE.get(choice, ""))
+            return
+        shown = (
+            "one class has no training photos"
+            if ratio == float("inf")
+            else f"largest/smallest class {ratio:.1f}"
+        )
+        used = TrainConfig(balance=choice).resolved_balance(ratio)
+        effect = {
+            "none": "no balancing",
+            "weights": "a class-weighted loss",
+            "sampler": "a balanced sampler",
+        }[used]
+        self.balance_help.setText(f"This dataset: {shown} → {effect}.")
 
     # -- runs folder ----------------------------------------------------------------------------
     def runs_root(self) -> Path:
@@ -218,6 +296,11 @@ class TrainForm(QWidget):
                 optimizer=s.get_str("train/optimizer", defaults.optimizer),
                 schedule=s.get_str("train/schedule", defaults.schedule),
                 augment=s.get_bool("train/augment", defaults.augment),
+                balance=s.get_str("train/balance", defaults.balance),
+                head=s.get_str("train/head", defaults.head),
+                early_stopping_patience=s.get_int(
+                    "train/early_stopping", defaults.early_stopping_patience, 0, 100
+                ),
             )
         except Exception:  # noqa: BLE001 - bad saved values fall back to the defaults
             logger.info("saved training settings were unusable; using defaults")
@@ -236,5 +319,7 @@ class TrainForm(QWidget):
         for key, value in (("model", config.model), ("strategy", config.strategy),
                            ("epochs", config.epochs), ("batch_size", config.batch_size),
                            ("lr", config.lr), ("optimizer", config.optimizer),
-                           ("schedule", config.schedule), ("augment", config.augment)):  # fmt: skip
+                           ("schedule", config.schedule), ("augment", config.augment),
+                           ("balance", config.balance), ("head", config.head),
+                           ("early_stopping", config.early_stopping_patience)):  # fmt: skip
             self.settings.set(f"train/{key}", value)

@@ -167,6 +167,7 @@ class TrainTab(QWidget):
     # -- state ------------------------------------------------------------------------------------------
     def set_dataset(self, report: DatasetReport | None) -> None:
         self.report = report
+        self.form.set_imbalance(report.imbalance() if report is not None else None)
         self._update_buttons()
         self.bakeoff.set_dataset(report)
 
@@ -409,7 +410,13 @@ class TrainTab(QWidget):
             self._log(f"Stopped by you after {event.epochs_completed} epoch(s).")
         else:
             self.progress.setValue(self.progress.maximum())
-            self.status.setText(f"Finished {event.epochs_completed} epochs in {took}.")
+            if event.stopped_early:
+                self.status.setText(
+                    f"Finished early: {event.epochs_completed} of {self._epochs} epochs in {took} "
+                    "(validation stopped improving)."
+                )
+            else:
+                self.status.setText(f"Finished {event.epochs_completed} epochs in {took}.")
             self._log(f"Finished in {took}.")
         if self.bundle_path:
             folder = Path(self.bundle_path).parent
