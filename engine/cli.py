@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -16,7 +17,15 @@ from typing import Any, NoReturn, TextIO
 
 from engine import __version__
 from engine.core.commands import COMMANDS
-from engine.core.config import BALANCE, DEVICES, OPTIMIZERS, SCHEDULES, STRATEGIES
+from engine.core.config import (
+    BALANCE,
+    DEVICES,
+    EARLY_STOPPING_METRICS,
+    HEADS,
+    OPTIMIZERS,
+    SCHEDULES,
+    STRATEGIES,
+)
 from engine.core.errors import Cancelled, TransferStudioError
 from engine.core.progress import CountBar, DownloadBar, bars_wanted, new_bar
 
@@ -47,6 +56,18 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--seed", type=int, default=0)
     scan.add_argument("--json", action="store_true", help="print the report as JSON")
 
+    audit = sub.add_parser("audit", help=COMMANDS["audit"])
+    audit.add_argument("data", type=Path, metavar="DATA")
+    audit.add_argument(
+        "--model", default="efficientnet_lite0", help="backbone for the embeddings (see `models`)"
+    )
+    audit.add_argument("--device", choices=DEVICES, default="auto")
+    audit.add_argument("--seed", type=int, default=0, help="the automatic split's seed (as `train`)")
+    audit.add_argument(
+        "--val-fraction", type=float, default=0.2, help="val share when there is no val/ split"
+    )
+    audit.add_argument("--json", action="store_true", help="end with one JSON line of findings")
+
     models = sub.add_parser("models", help=COMMANDS["models"])
     models.add_argument("--json", action="store_true")
 
@@ -66,13 +87,52 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--workers", type=int, help="data-loading processes (default: automatic)")
     train.add_argument("--val-fraction", type=float, help="val share when there is no val/ split")
     train.add_argument(
+        "--head",
+        choices=HEADS,
+        help="replace the classifier (default), append a layer after the pretrained 1000-way output, or mlp",
+    )
+    train.add_argument(
+        "--head-hidden", type=int, metavar="N", help="the mlp head's hidden units (default 256)"
+    )
+    train.add_argument("--head-dropout", type=float, metavar="P", help="the mlp head's dropout (default 0.2)")
+    train.add_argument(
+        "--early-stopping",
+        type=int,
+        metavar="N",
+        help="stop after N epochs without a better validation metric (default: off); the best epoch is kept",
+    )
+    train.add_argument(
+        "--early-stopping-metric", choices=EARLY_STOPPING_METRICS, help="loss (default) or accuracy"
+    )
+    train.add_argument(
+        "--label-smoothing", type=float, metavar="E", help="label smoothing in [0, 1) (default 0)"
+    )
+    train.add_argument(
         "--balance",
         choices=list(BALANCE),
         help="class imbalance: auto (default: weights when largest/smallest class > 3), none, weights, sampler",
     )
+    train.add_argument(
+        "--sync-bn", action="store_true", help="synchronise BatchNorm across GPUs (small per-GPU batches)"
+    )
     train.add_argument("--out", type=Path, metavar="RUN_DIR", help="where to write the run")
     train.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue an interrupted run")
     train.add_argument("--json", action="store_true", help="end with one JSON line of results")
+    train.add_argument(
+        "--config-json", type=Path, help=argparse.SUPPRESS
+    )  # every setting (the window's launch)
+    launch = train.add_argument_group(
+        "more than one process (DistributedDataParallel through torchrun; README: More than one GPU)"
+    )
+    launch.add_argument(
+        "--nproc-per-node",
+        type=int,
+        metavar="N",
+        help="train with N processes on this machine (e.g. one per GPU)",
+    )
+    for option in ("--nnodes", "--node-rank", "--rdzv-endpoint", "--rdzv-id", "--rdzv-backend", "--master-addr",
+                   "--master-port"):  # fmt: skip
+        launch.add_argument(option, metavar="VALUE", help=f"passed to torchrun ({option})")
 
     predict = sub.add_parser("predict", help=COMMANDS["predict"])
     predict.add_argument("bundle", type=Path, metavar="BUNDLE", help="model.pt from a run")
@@ -119,6 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; returns the process exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # for a multi-process launch
     if args.command is None:
         parser.print_help()
         return 0
@@ -130,7 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     tune_allocator()  # before torch allocates anything large (see BENCHMARKS.md, "CPU allocator")
     handlers = {"scan": _scan, "models": _models, "train": _train, "predict": _predict, "weights": _weights}
     handlers.update(doctor=_doctor, evaluate=_evaluate, export=_export, runs=_runs, compare=_compare)
-    handlers.update(report=_report)
+    handlers.update(report=_report, audit=_audit)
     assert handlers.keys() == COMMANDS.keys(), "engine.core.commands.COMMANDS and the handlers differ"
     try:
         return handlers[args.command](args)
@@ -164,6 +225,80 @@ def _scan(args: argparse.Namespace) -> int:
     return 0
 
 
+def _audit(args: argparse.Namespace) -> int:
+    from engine.core.device import resolve_device
+    from engine.experiments.audit import run_audit
+    from engine.models.registry import get_model_info
+
+    info = get_model_info(args.model)  # fail fast on an unknown name
+    if not info.offline:
+        _ensure_weights(args.model)
+    bars = bars_wanted(json_output=args.json)
+    stage_bar: dict[str, CountBar] = {}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if stage not in stage_bar:
+            for bar in stage_bar.values():
+                bar.close()
+            stage_bar[stage] = CountBar(stage, enabled=bars)
+        stage_bar[stage](done, total)
+
+    device = resolve_device(args.device).type
+    try:
+        report = run_audit(
+            args.data,
+            model=args.model,
+            device=device,
+            seed=args.seed,
+            val_fraction=args.val_fraction,
+            on_progress=progress,
+            should_stop=_StopFlag(),
+        )
+    finally:
+        for bar in stage_bar.values():
+            bar.close()
+    if args.json:
+        _print_json(report.to_json())
+    else:
+        print(format_audit(report))
+    return 0
+
+
+def format_audit(report: Any, limit: int = 20) -> str:
+    """The audit's findings as text, each list cut at ``limit`` lines."""
+    findings = report.to_json()
+    lines = [
+        f"Audit of {report.root} ({report.model}, {len(report.images)} photos, {report.seconds:.1f} s; "
+        f"{report.features_computed} backbone view(s) computed, {report.features_reused} from the cache)"
+    ]
+
+    def section(title: str, rows: list[str]) -> None:
+        lines.append(f"{title} ({len(rows)})" + (":" if rows else ": none"))
+        lines.extend(f"  {row}" for row in rows[:limit])
+        if len(rows) > limit:
+            lines.append(f"  ... and {len(rows) - limit} more (--json lists all)")
+
+    section("Leaks: the same photo in more than one split", [" = ".join(g) for g in findings["cross_split"]])
+    section("The same photo under two labels", [" = ".join(g) for g in findings["conflicting_labels"]])
+    section("Duplicates", [" = ".join(g) for g in findings["duplicates"]])
+    section(
+        "Likely wrong labels, most likely first",
+        [f"{i['path']}: labelled {i['given']}, looks like {i['suggested']} ({i['confidence']:.2f})"
+         for i in findings["label_issues"]],
+    )  # fmt: skip
+    section(
+        "Photo quality",
+        [f"{q['path']}: {q['issue']}" + (f" ({q['value']:.3g})" if isinstance(q["value"], float) else f" ({q['value']})")
+         for q in findings["quality"]],
+    )  # fmt: skip
+    counts = ", ".join(
+        f"{name} " + "/".join(str(n) for n in per_split.values()) for name, per_split in report.counts.items()
+    )
+    ratio = f"{report.imbalance:.2f}" if report.imbalance is not None else "a class has no training photos"
+    lines.append(f"Classes ({'/'.join(next(iter(report.counts.values()), {}))}): {counts}; imbalance {ratio}")
+    return "\n".join(lines)
+
+
 def _models(args: argparse.Namespace) -> int:
     from engine.models.registry import list_models
     from engine.models.weights import weights_status
@@ -190,9 +325,49 @@ def _models(args: argparse.Namespace) -> int:
     return 0
 
 
-def _train(args: argparse.Namespace) -> int:
+def _config_from_args(args: argparse.Namespace) -> Any:
+    """The TrainConfig a ``train`` command line asks for (``--config-json`` when given)."""
     from engine.core.config import TrainConfig
     from engine.models.registry import get_model_info
+
+    if args.config_json is not None:  # the window's multi-process launch: every setting, as JSON
+        config = TrainConfig.from_dict(json.loads(args.config_json.read_text(encoding="utf-8")))
+    else:
+        get_model_info(args.model)  # fail fast on an unknown model name, before scanning
+        config = TrainConfig.for_strategy(
+            args.strategy,
+            model=args.model,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            optimizer=args.optimizer,
+            schedule=args.schedule,
+            weight_decay=args.weight_decay,
+            augment=False if args.no_augment else None,
+            device=args.device,
+            seed=args.seed,
+            workers=args.workers,
+            val_fraction=args.val_fraction,
+            balance=args.balance,
+            head=args.head,
+            head_hidden=args.head_hidden,
+            head_dropout=args.head_dropout,
+            early_stopping_patience=args.early_stopping,
+            early_stopping_metric=args.early_stopping_metric,
+            label_smoothing=args.label_smoothing,
+            sync_batchnorm=True if args.sync_bn else None,
+        )
+    config.validate()
+    return config
+
+
+def _train(args: argparse.Namespace) -> int:
+    from engine.core.launch import under_torchrun
+
+    if under_torchrun():
+        return _train_rank(args)
+    if args.nproc_per_node is not None or _has_launch_options(args.argv):
+        return _launch_train(args)
     from engine.training.trainer import resume, train
 
     stop = _StopFlag()
@@ -202,40 +377,123 @@ def _train(args: argparse.Namespace) -> int:
         else:
             if args.data is None:
                 raise TransferStudioError("give a dataset folder (or --resume RUN_DIR)")
-            get_model_info(args.model)  # fail fast on an unknown model name, before scanning
-            config = TrainConfig.for_strategy(
-                args.strategy,
-                model=args.model,
-                epochs=args.epochs,
-                batch_size=args.batch_size,
-                lr=args.lr,
-                optimizer=args.optimizer,
-                schedule=args.schedule,
-                weight_decay=args.weight_decay,
-                augment=False if args.no_augment else None,
-                device=args.device,
-                seed=args.seed,
-                workers=args.workers,
-                val_fraction=args.val_fraction,
-                balance=args.balance,
-            )
+            config = _config_from_args(args)
             if config.pretrained:  # download now, with a progress bar, rather than silently inside train()
-                config.validate()
                 _ensure_weights(config.model)
             result = train(config, args.data, run_dir=args.out, on_event=progress, should_stop=stop)
-    if args.json:
+    _print_result(result, args.json)
+    return EXIT_CANCELLED if result.cancelled else 0
+
+
+def _print_result(result: Any, as_json: bool) -> None:
+    if as_json:
         payload = result.to_json()
         payload.pop("history", None)
         _print_json(payload)
-    else:
-        state = "stopped" if result.cancelled else "finished"
-        print(
-            f"{state}: best val accuracy {result.best_val_acc:.4f} at epoch {result.best_epoch} "
-            f"({result.seconds:.1f}s on {result.device})"
+        return
+    state = "stopped" if result.cancelled else "finished"
+    if result.stopped_early:
+        state = f"finished early after {result.epochs_completed} epoch(s) (early stopping)"
+    processes = f", {result.world_size} processes" if getattr(result, "world_size", 1) > 1 else ""
+    print(
+        f"{state}: best val accuracy {result.best_val_acc:.4f} at epoch {result.best_epoch} "
+        f"({result.seconds:.1f}s on {result.device}{processes})"
+    )
+    if result.bundle_path:
+        print(f"model saved to {result.bundle_path}")
+
+
+def _has_launch_options(argv: Sequence[str]) -> bool:
+    from engine.core.launch import LAUNCH_OPTIONS
+
+    names = {arg.split("=", 1)[0].replace("_", "-") for arg in argv}
+    return bool(names & set(LAUNCH_OPTIONS))
+
+
+def _launch_train(args: argparse.Namespace) -> int:
+    """``train ... --nproc-per-node N``: run torchrun with N copies of this command (without the launch
+    options); each joins the process group. Ctrl+C stops every process at the same step."""
+    from engine.core.launch import run_torchrun, split_launch_options
+
+    rest, extra, nproc = split_launch_options(args.argv)
+    if nproc is None:
+        raise TransferStudioError(
+            "torchrun's options (--nnodes, --rdzv-endpoint, ...) need --nproc-per-node N"
         )
-        if result.bundle_path:
-            print(f"model saved to {result.bundle_path}")
-    return EXIT_CANCELLED if result.cancelled else 0
+    if nproc < 1:
+        raise TransferStudioError(f"--nproc-per-node must be at least 1, got {nproc}")
+    if args.resume is None:
+        if args.data is None:
+            raise TransferStudioError("give a dataset folder (or --resume RUN_DIR)")
+        if not args.data.is_dir():
+            raise TransferStudioError(f"Dataset folder does not exist: {args.data}")
+        config = _config_from_args(args)  # bad settings fail here, once, not in N processes
+        if config.pretrained:
+            _ensure_weights(config.model)  # one download, before N processes would each try
+    say = lambda text: print(f"{PROG}: {text}", file=sys.stderr, flush=True)  # noqa: E731
+    say(f"starting {nproc} training process(es) per machine with torchrun")
+    code = run_torchrun(rest, nproc, extra, say=say)
+    if code not in (0, EXIT_CANCELLED):
+        say(f"torchrun ended with exit code {code}: see the messages above (one process failed)")
+        return EXIT_FAILURE
+    return code
+
+
+def _train_rank(args: argparse.Namespace) -> int:
+    """One process of a torchrun launch: join the group; rank 0 alone writes and prints."""
+    from engine.core.device import resolve_device
+    from engine.training.distributed import StopRequest, process_group
+    from engine.training.trainer import resume, train
+
+    device_type = resolve_device(
+        args.device if args.config_json is None else _config_from_args(args).device
+    ).type
+    with process_group(device_type) as dist:
+        stop = StopRequest()
+        stop.install_sigint()
+        events = _EventsFile.from_environment() if dist.is_main else None
+        with _Progress(sys.stderr, json_output=args.json) as progress:
+
+            def on_event(event: Any) -> None:
+                progress(event)
+                if events is not None:
+                    events(event)
+
+            handler = on_event if dist.is_main else None
+            if args.resume is not None:
+                result = resume(
+                    args.resume, on_event=handler, should_stop=stop, epochs=args.epochs, dist=dist
+                )
+            else:
+                if args.data is None:
+                    raise TransferStudioError("give a dataset folder (or --resume RUN_DIR)")
+                config = _config_from_args(args)
+                result = train(
+                    config, args.data, run_dir=args.out, on_event=handler, should_stop=stop, dist=dist
+                )
+        if dist.is_main:
+            _print_result(result, args.json)
+    return 0  # a stopped run ended cleanly: torchrun reads any other code as a failed process
+
+
+class _EventsFile:
+    """Rank 0's events as JSON lines, appended to ``$TRANSFER_STUDIO_EVENTS_FILE`` (the window reads it)."""
+
+    ENV = "TRANSFER_STUDIO_EVENTS_FILE"
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @classmethod
+    def from_environment(cls) -> _EventsFile | None:
+        value = os.environ.get(cls.ENV)
+        return cls(Path(value)) if value else None
+
+    def __call__(self, event: Any) -> None:
+        from engine.training.events import to_json
+
+        with self.path.open("a", encoding="utf-8") as out:
+            out.write(json.dumps(to_json(event)) + "\n")
 
 
 def _split_names(text: str | None) -> list[str]:

@@ -35,6 +35,7 @@ from PySide6.QtWidgets import (
 )
 
 from engine.core.config import TrainConfig
+from gui.audit_panel import AuditPanel
 from gui.prediction_views import ProbabilityBarDelegate, confidence_item
 from gui.settings import Settings
 from gui.thumbnails import ThumbnailGrid
@@ -163,18 +164,26 @@ class DataTab(QWidget):
 
         self.grid_title = heading("Images")
         self.grid = ThumbnailGrid()
-        right = QWidget()
-        right_layout = QVBoxLayout(right)
-        right_layout.setContentsMargins(0, 0, 0, 0)
-        right_layout.addWidget(self.grid_title)
-        right_layout.addWidget(self.grid, 1)
-        right_layout.addWidget(hint_label("Double-click an image to open it in your image viewer."))
+        images = QWidget()
+        images_layout = QVBoxLayout(images)
+        images_layout.setContentsMargins(0, 0, 0, 0)
+        images_layout.addWidget(self.grid_title)
+        images_layout.addWidget(self.grid, 1)
+        images_layout.addWidget(hint_label("Double-click an image to open it in your image viewer."))
+        self.audit = AuditPanel(self.runner)
+        self.audit.datasetEdited.connect(self.rescan)
+        right = QTabWidget()
+        right.setObjectName("dataViews")
+        right.addTab(images, "Images")
+        right.addTab(self.audit, "Dataset doctor")
+        self.views = right
 
         splitter = QSplitter(Qt.Orientation.Horizontal)
         splitter.addWidget(left)
         splitter.addWidget(right)
         splitter.setStretchFactor(0, 2)
         splitter.setStretchFactor(1, 5)
+        left.setMinimumWidth(220)  # the class table's counts stay readable beside the doctor's findings
         splitter.setChildrenCollapsible(False)
 
         self.pages = empty_state_pages(EMPTY_HINT, "dataEmptyHint", splitter)
@@ -217,7 +226,7 @@ class DataTab(QWidget):
         self.summary.setText(f"Scanning {path}…")
         self._scanning_path = path
         freeze_gc()  # a scan allocates an object per file: keep the collections it triggers short
-        worker = FunctionWorker(lambda w: _scan(path, w))
+        worker = FunctionWorker(lambda w: _scan(path, w), imports_torch=False)  # PIL only: fast first scan
         worker.progress.connect(self._on_scan_progress)
         worker.returned.connect(self._on_scanned)
         worker.errored.connect(self._on_scan_failed)
@@ -245,6 +254,7 @@ class DataTab(QWidget):
         self._refresh_recent()
         self.rescan_button.setEnabled(True)
         self._show_report(report)
+        self.audit.set_dataset(report)
         self.datasetChanged.emit(report)
 
     @Slot(str)
@@ -259,6 +269,7 @@ class DataTab(QWidget):
         self.error.show_message("<b>This folder cannot be used.</b>", "error", detail=message)
         self.pages.setCurrentIndex(0)
         self.grid.set_paths([])
+        self.audit.set_dataset(None)
         self.datasetChanged.emit(None)
 
     # -- showing the report ------------------------------------------------------------------------
@@ -323,6 +334,7 @@ class DataTab(QWidget):
         self.summary.setText(
             f"<b>{len(report.classes)} classes</b> · {totals} images"
             + (f" · {len(report.skipped)} files skipped" if report.skipped else "")
+            + (f" · {len(report.excluded)} excluded by you" if report.excluded else "")
         )
         self.pages.setCurrentIndex(1)
         if report.classes:
@@ -382,4 +394,5 @@ class DataTab(QWidget):
             self.open_dataset(folders[0])
 
     def shutdown(self) -> None:
+        self.audit.shutdown()
         self.grid.shutdown()

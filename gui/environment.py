@@ -32,6 +32,7 @@ class Environment:
     python: str
     device: str  # e.g. "CUDA: NVIDIA H100 80GB HBM3" or "CPU, 2 threads"
     cuda_note: str  # why CUDA is not used, or ""
+    gpus: int = 0  # usable CUDA GPUs: more than one offers multi-process training
 
 
 def probe_environment() -> Environment:
@@ -42,6 +43,7 @@ def probe_environment() -> Environment:
     import torchvision
 
     note = ""
+    gpus = 0
     try:
         from engine.core.device import (
             cuda_unavailable_reason,
@@ -53,9 +55,11 @@ def probe_environment() -> Environment:
         chosen = resolve_device("auto")
         device = describe_device(chosen)
         note = "" if is_accelerator(chosen) else cuda_unavailable_reason() or ""
+        gpus = torch.cuda.device_count() if chosen.type == "cuda" else 0
     except Exception:  # noqa: BLE001 - a broken driver must not hide the window's status
         logger.warning("device probe failed", exc_info=True)
         device = f"CPU, {torch.get_num_threads()} threads"
+        gpus = 0
     return Environment(
         app=app_version(),
         torch=torch.__version__,
@@ -65,6 +69,7 @@ def probe_environment() -> Environment:
         python=platform.python_version(),
         device=device,
         cuda_note=note,
+        gpus=gpus,
     )
 
 

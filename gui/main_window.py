@@ -298,6 +298,7 @@ class MainWindow(QMainWindow):
     @Slot(object)
     def _on_environment(self, env: Environment) -> None:
         self.environment = env
+        self.train_tab.form.set_gpus(env.gpus)
         self.device_label.setText(env.device)
         self.device_label.setToolTip(env.cuda_note or env.device)
         self.environmentReady.emit(env)

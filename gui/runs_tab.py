@@ -338,7 +338,7 @@ class RunsTab(QWidget):
         self.roots = roots
         if self._lister is not None:
             self._lister.abort()  # its answer is ignored (sender check)
-        worker = FunctionWorker(lambda _worker: list_runs(*roots))
+        worker = FunctionWorker(lambda _worker: list_runs(*roots), imports_torch=False)
         worker.returned.connect(self._on_listed)
         worker.errored.connect(self._on_list_failed)
         worker.done.connect(self._on_list_done)

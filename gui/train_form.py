@@ -111,6 +111,11 @@ class TrainForm(QWidget):
         self.early_stopping.setToolTip(
             "Stop when the validation loss has not improved for this many epochs; the best epoch is kept."
         )
+        self.processes = _named(QComboBox(), "processesPicker", "GPUs to train on")
+        self.processes.setToolTip(
+            "Several GPUs train one model together (PyTorch DistributedDataParallel, one process per GPU)."
+        )
+        self.processes.addItem("1 GPU", 1)
         self.balance = _named(QComboBox(), "balancePicker", "Class balance")
         for name, explanation in BALANCE.items():
             self.balance.addItem(BALANCE_TEXT.get(name, name), name)
@@ -142,6 +147,9 @@ class TrainForm(QWidget):
         form.addRow("Learning rate", self.learning_rate)
         form.addRow("Optimizer", self.optimizer)
         form.addRow("Schedule", self.schedule)
+        form.addRow("GPUs", self.processes)
+        self._form = form
+        form.setRowVisible(self.processes, False)  # shown when the machine has more than one GPU
         form.addRow("Head", self.head)
         form.addRow("Early stopping", self.early_stopping)
         form.addRow("Class balance", self.balance)
@@ -235,6 +243,19 @@ class TrainForm(QWidget):
         self.model_picker.select_model(self.saved_model())
         name = self.model_picker.current_model()
         self.model_details.setText(self.model_picker.details(name) or name)
+
+    # -- several GPUs ----------------------------------------------------------------------------
+    def set_gpus(self, count: int) -> None:
+        """The machine's usable CUDA GPUs (from the start-up probe): two or more offer training on several."""
+        self.processes.clear()
+        for n in range(1, max(count, 1) + 1):
+            self.processes.addItem("1 GPU" if n == 1 else f"{n} GPUs (one process each)", n)
+        self.processes.setCurrentIndex(self.processes.count() - 1)  # all of them, by default
+        self._form.setRowVisible(self.processes, count > 1)
+
+    def process_count(self) -> int:
+        """How many processes (GPUs) the next run uses."""
+        return int(self.processes.currentData() or 1)
 
     # -- class balance ----------------------------------------------------------------------------
     def set_imbalance(self, ratio: float | None) -> None:

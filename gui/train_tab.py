@@ -40,7 +40,7 @@ from gui.plots import TrainingPlots
 from gui.settings import Settings
 from gui.train_form import TrainForm
 from gui.widgets import MessageBanner, format_duration
-from gui.worker import ThreadRunner, TrainWorker, freeze_gc, friendly_error
+from gui.worker import DistributedTrainWorker, ThreadRunner, TrainWorker, freeze_gc, friendly_error
 
 if TYPE_CHECKING:
     from engine.core.config import TrainConfig
@@ -68,7 +68,7 @@ class TrainTab(QWidget):
         self.settings = settings
         self.runner = runner
         self.report: DatasetReport | None = None
-        self.worker: TrainWorker | None = None
+        self.worker: TrainWorker | DistributedTrainWorker | None = None
         self.run_dir = ""
         self.bundle_path = ""
         self._epochs = 0
@@ -328,9 +328,17 @@ class TrainTab(QWidget):
             f"{config.schedule} schedule{', augmentation' if config.augment else ''}"
         )
         freeze_gc()
-        self._launch(TrainWorker(config, self.report.root, self.form.runs_root(), self.report))
+        processes = self.form.process_count()
+        if processes > 1:
+            from engine.core.rundir import new_run_dir
 
-    def _launch(self, worker: TrainWorker) -> None:
+            self._log(f"Training with {processes} processes, one per GPU (torchrun).")
+            run_dir = new_run_dir(config.model, config.strategy, self.form.runs_root())
+            self._launch(DistributedTrainWorker(config, self.report.root, run_dir, processes))
+        else:
+            self._launch(TrainWorker(config, self.report.root, self.form.runs_root(), self.report))
+
+    def _launch(self, worker: TrainWorker | DistributedTrainWorker) -> None:
         worker.runStarted.connect(self._on_run_started)
         worker.progress.connect(self._on_progress)
         worker.epochEnded.connect(self._on_epoch)

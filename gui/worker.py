@@ -15,6 +15,7 @@ the calls onto the GUI thread (a plain lambda would run on the worker thread).
 from __future__ import annotations
 
 import gc
+import json
 import logging
 import os
 import sys
@@ -95,9 +96,30 @@ def friendly_error(exc: BaseException) -> str:
     return f"Unexpected error ({type(exc).__name__}): {first}" if first else type(exc).__name__
 
 
-class Worker(QObject):
-    """Runs :meth:`work` on a QThread; emits ``returned(result)``, ``errored(message)`` or ``aborted``, then ``done``."""
+_TORCH_IMPORT = threading.Lock()
 
+
+def import_torch() -> None:
+    """Import torch and torchvision, one thread at a time.
+
+    Two worker threads importing them at once (the start-up environment probe and a worker the user
+    started straight away) can each see the other's half-initialised module, because torchvision's
+    ``models`` and ``transforms`` import each other: one of them then fails with a circular-import
+    error. Every worker that may touch torch calls this first; once imported it costs nothing.
+    """
+    with _TORCH_IMPORT:
+        import torch  # noqa: F401
+        import torchvision  # noqa: F401
+
+
+class Worker(QObject):
+    """Runs :meth:`work` on a QThread; emits ``returned(result)``, ``errored(message)`` or ``aborted``, then ``done``.
+
+    ``imports_torch`` (true unless a worker says otherwise): import torch and torchvision first, under
+    the lock of :func:`import_torch`.
+    """
+
+    imports_torch = True
     returned = Signal(object)
     errored = Signal(str)
     aborted = Signal()
@@ -129,6 +151,8 @@ class Worker(QObject):
         """Thread entry point: never lets an exception escape into Qt."""
         lower_thread_priority()
         try:
+            if self.imports_torch:
+                import_torch()
             result = self.work()
         except Cancelled:
             logger.debug("%s cancelled", type(self).__name__)
@@ -156,9 +180,10 @@ class FunctionWorker(Worker):
 
     progress = Signal(int, int)  # done, total
 
-    def __init__(self, fn: Callable[[FunctionWorker], Any]) -> None:
+    def __init__(self, fn: Callable[[FunctionWorker], Any], *, imports_torch: bool = True) -> None:
         super().__init__()
         self._fn = fn
+        self.imports_torch = imports_torch
         self._last_progress = 0.0
 
     def report_progress(self, done: int, total: int) -> None:
@@ -349,6 +374,100 @@ class TrainWorker(TrainingEventsWorker):
         if self.emit_training_event(event):
             return
         if isinstance(event, ev.RunFinished):
+            self.finished.emit(event)
+        elif isinstance(event, ev.RunFailed):
+            self._failure = event.message
+
+
+class DistributedTrainWorker(TrainingEventsWorker):
+    """A new run with several processes (one per GPU): ``transfer-studio train --nproc-per-node N`` in a
+    child process (torchrun). Rank 0 appends its events to a file that this worker follows, so the
+    plots, progress and messages are those of a one-process run; Stop reaches every process (they
+    stop at the same step); closing the window ends them all."""
+
+    finished = Signal(object)  # RunFinished
+    history = Signal(object)  # unused here (no resume through this worker); kept for the tab's wiring
+    imports_torch = False  # the child processes import it; this one only launches and reads
+
+    def __init__(
+        self, config: TrainConfig, data_root: str | Path, run_dir: str | Path, processes: int
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.data_root = Path(data_root)
+        self.run_dir = Path(run_dir)
+        self.processes = processes
+        self.closing = False  # the window is closing: end the processes now, not after a step
+        self._offset = 0
+        self._events_path: Path | None = None
+        self._failure: str | None = None
+        self._finished_event: ev.RunFinished | None = None
+
+    def close_now(self) -> None:
+        self.closing = True
+        self.abort()
+
+    def work(self) -> ev.RunFinished | None:
+        import subprocess
+        import tempfile
+
+        from engine.core.launch import run_torchrun
+
+        with tempfile.TemporaryDirectory(prefix="transfer-studio-run-") as tmp:
+            folder = Path(tmp)
+            settings = folder / "config.json"
+            settings.write_text(json.dumps(self.config.to_dict()), encoding="utf-8")
+            self._events_path = folder / "events.jsonl"
+            self._events_path.touch()
+            argv = ["train", str(self.data_root), "--config-json", str(settings), "--out", str(self.run_dir)]
+            errors_path = folder / "stderr.log"
+            with errors_path.open("w", encoding="utf-8") as errors:
+                code = run_torchrun(
+                    argv,
+                    self.processes,
+                    env={"TRANSFER_STUDIO_EVENTS_FILE": str(self._events_path)},
+                    should_stop=self._poll,
+                    should_abort=lambda: self.closing,
+                    stdout=subprocess.DEVNULL,
+                    stderr=errors,
+                )
+            self._read_events()
+            if code not in (0, 130) and self._finished_event is None:
+                tail = errors_path.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-12:]
+                detail = self._failure or next(
+                    (line for line in reversed(tail) if "error" in line.lower()), f"exit code {code}"
+                )
+                logger.error("multi-process training failed (exit code %s):\n%s", code, "\n".join(tail))
+                raise TransferStudioError(f"training with {self.processes} processes failed: {detail}")
+        return self._finished_event
+
+    def _poll(self) -> bool:
+        """Called by the launcher every 0.2 s: forward new events; True once Stop was pressed."""
+        self._read_events()
+        return self.abort_requested
+
+    def _read_events(self) -> None:
+        if self._events_path is None:
+            return
+        with self._events_path.open("r", encoding="utf-8") as source:
+            source.seek(self._offset)
+            while True:
+                line = source.readline()
+                if not line.endswith("\n"):  # none left, or one still being written
+                    break
+                self._offset = source.tell()
+                try:
+                    event = ev.from_json(json.loads(line))
+                except ValueError:
+                    logger.warning("ignoring an unreadable event line: %r", line[:200])
+                    continue
+                self._on_event(event)
+
+    def _on_event(self, event: ev.Event) -> None:
+        if self.emit_training_event(event):
+            return
+        if isinstance(event, ev.RunFinished):
+            self._finished_event = event
             self.finished.emit(event)
         elif isinstance(event, ev.RunFailed):
             self._failure = event.message

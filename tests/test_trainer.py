@@ -65,7 +65,7 @@ def test_feature_extract_run_writes_everything_and_keeps_backbone(tmp_path):
 
 
 def test_fine_tune_gives_backbone_a_smaller_learning_rate():
-    config = TrainConfig.for_strategy("fine-tune", lr=1e-3, backbone_lr_scale=0.1)
+    config = TrainConfig.for_strategy("fine-tune", lr=1e-3, backbone_lr_scale=0.1, lr_decay_per_stage=1.0)
     model, heads = build_model("mobilenet_v3_small", 3, pretrained=False)
     groups = {g["name"]: g for g in parameter_groups(model, heads, config)}
     assert groups["head"]["lr"] == 1e-3

@@ -7,6 +7,7 @@ from __future__ import annotations
 #: Sub-command -> the one-line help ``transfer-studio --help`` shows for it.
 COMMANDS: dict[str, str] = {
     "scan": "check a dataset folder and report classes, counts and problems",
+    "audit": "dataset doctor: duplicates, leaks, likely wrong labels, poor photos, balance",
     "models": "list the models you can train",
     "train": "train a classifier on a dataset folder",
     "predict": "classify an image or every image in a folder",

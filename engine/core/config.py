@@ -10,7 +10,8 @@ from engine.core.errors import TransferStudioError
 
 STRATEGIES: dict[str, str] = {
     "feature-extract": "Freeze the pretrained backbone and train only a new head: fastest, best for small datasets.",
-    "fine-tune": "Start from pretrained weights and train every layer (backbone at a smaller learning rate).",
+    "fine-tune": "Fit a new head on the frozen pretrained backbone, then train every layer "
+    "(at learning rates that shrink toward the input).",
     "scratch": "Random initial weights, every layer trained: needs much more data and many more epochs.",
 }
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -23,6 +24,15 @@ HEADS = ("replace", "append", "mlp")
 #: What early stopping watches on the validation split: its mean ``loss`` (lower is better) or its
 #: ``accuracy`` (higher is better).
 EARLY_STOPPING_METRICS = ("loss", "accuracy")
+#: Test-time augmentation: the views of a photo whose logits are averaged when it is validated,
+#: evaluated or predicted (engine.models.tta): the photo alone (``none``), or also its mirror image
+#: (``flip``). A bundle records it with its preprocessing.
+TTA_MODES = ("none", "flip")
+#: The smallest and largest ``input_size`` a run may ask for (0: the model's own).
+INPUT_SIZE_RANGE = (32, 1024)
+#: ``input_size`` chosen from the training photos (engine.training.data_path.auto_input_size): the
+#: model's own, or larger when the photos have the pixels for it.
+INPUT_SIZE_AUTO = -1
 #: Class-imbalance handling: ``auto`` uses class weights when the largest training class has more than
 #: :data:`BALANCE_AUTO_RATIO` times the images of the smallest, and nothing otherwise.
 BALANCE: dict[str, str] = {
@@ -33,10 +43,29 @@ BALANCE: dict[str, str] = {
 }
 BALANCE_AUTO_RATIO = 3.0
 
-# Per-strategy defaults for the hyper-parameters a user is most likely to leave alone.
+# Per-strategy defaults for the hyper-parameters a user is most likely to leave alone. The dataclass's
+# own defaults are the settings runs had before a field existed (so an old run's config.json reads
+# back as the run it was, and resumes exactly); the better recipes live here, measured on
+# hymenoptera and a harder copy of it (BENCHMARKS.md, "Issue 15: recipes").
 _STRATEGY_DEFAULTS: dict[str, dict[str, Any]] = {
-    "feature-extract": {"epochs": 10, "lr": 1e-3, "optimizer": "adamw", "weight_decay": 1e-4},
-    "fine-tune": {"epochs": 10, "lr": 1e-3, "optimizer": "adamw", "weight_decay": 1e-4},
+    "feature-extract": {
+        "epochs": 10,
+        "lr": 1e-3,
+        "optimizer": "adamw",
+        "weight_decay": 1e-4,
+        "input_size": INPUT_SIZE_AUTO,
+        "tta": "flip",
+    },
+    "fine-tune": {
+        "epochs": 5,
+        "lr": 1e-3,
+        "optimizer": "adamw",
+        "weight_decay": 1e-4,
+        "head_first": True,
+        "freeze_bn": True,
+        "lr_decay_per_stage": 0.7,
+        "warmup_epochs": 1,
+    },
     "scratch": {"epochs": 30, "lr": 1e-3, "optimizer": "adamw", "weight_decay": 5e-4},
 }
 
@@ -70,10 +99,29 @@ class TrainConfig:
     head: str = "replace"  # one of HEADS
     head_hidden: int = 256  # the mlp head's hidden units
     head_dropout: float = 0.2  # the mlp head's dropout, before its last layer
+    # Fine-tuning only: first fit the new head on the frozen backbone's features (an L-BFGS logistic
+    # regression; a few head-only epochs for an MLP head), then train every layer ("linear probing
+    # then fine-tuning").
+    head_first: bool = False
+    # Fine-tuning only: the backbone is cut into stages (engine.training.strategies.BACKBONE_STAGES);
+    # the stage next to the head learns at lr * backbone_lr_scale and each stage nearer the input at
+    # this factor of the next. 1.0: the whole backbone at one rate.
+    lr_decay_per_stage: float = 1.0
+    # Fine-tuning only: batch-norm layers keep their pretrained running statistics (eval mode) while
+    # every weight, theirs included, trains.
+    freeze_bn: bool = False
+    # Epochs of linear learning-rate warm-up before the schedule (at most epochs - 1 are used).
+    warmup_epochs: int = 0
+    # The square crop the model sees (resize = size / 0.875); 0: the model's own; INPUT_SIZE_AUTO (-1):
+    # chosen from the training photos.
+    input_size: int = 0
+    tta: str = "none"  # one of TTA_MODES, for validation, and recorded in the bundle for predict/evaluate
     image_cache_mb: int = 2048
     feature_views: int = 0
     cache_features: bool = True
     balance: str = "auto"
+    # Several processes (torchrun): convert BatchNorm layers to SyncBatchNorm, for small per-GPU batches.
+    sync_batchnorm: bool = False
 
     def __post_init__(self) -> None:
         self.validate()
@@ -130,6 +178,18 @@ class TrainConfig:
             ),
             (self.image_cache_mb >= 0, "image cache size cannot be negative"),
             (self.feature_views >= 0, "feature views cannot be negative"),
+            (0 < self.lr_decay_per_stage <= 1, "learning-rate decay per stage must be in (0, 1]"),
+            (self.warmup_epochs >= 0, "warm-up epochs cannot be negative"),
+            (
+                self.input_size in (0, INPUT_SIZE_AUTO)
+                or INPUT_SIZE_RANGE[0] <= self.input_size <= INPUT_SIZE_RANGE[1],
+                f"input size must be 0 (the model's own), {INPUT_SIZE_AUTO} (automatic) or from "
+                f"{INPUT_SIZE_RANGE[0]} to {INPUT_SIZE_RANGE[1]} pixels",
+            ),
+            (
+                self.tta in TTA_MODES,
+                f"unknown test-time augmentation {self.tta!r}; choose one of {', '.join(TTA_MODES)}",
+            ),
         ]
         for ok, message in checks:
             if not ok:

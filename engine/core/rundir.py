@@ -50,10 +50,15 @@ def new_run_dir(model: str, strategy: str, root: Path | None = None) -> Path:
 
 
 class RunDir:
-    """Reads and writes the files of one run directory."""
+    """Reads and writes the files of one run directory.
 
-    def __init__(self, path: str | Path) -> None:
+    ``writes=False`` makes every write a no-op: the other processes of a multi-process run share rank
+    0's folder but never write to it.
+    """
+
+    def __init__(self, path: str | Path, *, writes: bool = True) -> None:
         self.path = Path(path)
+        self.writes = writes
 
     @property
     def config_path(self) -> Path:
@@ -76,11 +81,15 @@ class RunDir:
         return self.config_path.is_file() and self.checkpoint_path.is_file()
 
     def write_config(self, config: dict[str, Any], data_root: Path) -> None:
+        if not self.writes:
+            return
         payload = {"config": config, "data_root": str(data_root)}
         atomic_write_text(self.config_path, json.dumps(payload, indent=2) + "\n")
 
     def record_dataset(self, dataset: dict[str, Any]) -> None:
         """Add what the run trained on (images, exclusions, class balance) to ``config.json``."""
+        if not self.writes:
+            return
         payload = json.loads(self.config_path.read_text(encoding="utf-8"))
         payload["dataset"] = dataset
         atomic_write_text(self.config_path, json.dumps(payload, indent=2) + "\n")
@@ -117,6 +126,8 @@ class RunDir:
 
         Keeps the fields of the previous status (e.g. when it started) that ``details`` does not replace.
         """
+        if not self.writes:
+            return
         payload = {**self.read_status(), **details, "status": status}
         atomic_write_text(self.status_path, json.dumps(payload, indent=2) + "\n")
 
@@ -130,6 +141,8 @@ class RunDir:
 
     def write_metrics(self, rows: list[dict[str, Any]]) -> None:
         """Rewrite the metrics file with ``rows`` (one per finished epoch)."""
+        if not self.writes:
+            return
         text = "".join(json.dumps(row) + "\n" for row in rows)
         atomic_write_text(self.metrics_path, text)
 
@@ -140,10 +153,14 @@ class RunDir:
         return [json.loads(line) for line in lines if line.strip()]
 
     def save_checkpoint(self, state: dict[str, Any]) -> None:
+        if not self.writes:
+            return
         atomic_torch_save(state, self.checkpoint_path)
 
     def remove_stale_temp_files(self) -> None:
         """Delete temporary files left by a write that a crash or kill cut off."""
+        if not self.writes:
+            return
         for tmp in self.path.glob(".*.tmp"):
             tmp.unlink(missing_ok=True)
 

@@ -6,7 +6,8 @@ by loss), the pure :func:`metrics_from_predictions` that computes it from predic
 level :func:`evaluate`, and the plain-text summary of the command line (:func:`format_evaluation`).
 
 Images go through exactly the preprocessing of training's validation (``eval_transform`` of the
-bundle's ``Preprocessing``), so for the same weights the accuracy equals the run's val accuracy.
+bundle's ``Preprocessing``, and its test-time augmentation), so for the same weights the accuracy
+equals the run's val accuracy.
 :func:`evaluate` is plain and blocking; a GUI calls it from a worker thread with ``on_progress`` and
 ``should_stop``.
 """
@@ -27,7 +28,6 @@ from engine.core.errors import TransferStudioError, UnreadableImageError, raise_
 from engine.data.datasets import DatasetReport, Sample, scan_dataset
 from engine.inference.predict import Predictor
 from engine.models.bundle import Bundle, load_bundle
-from engine.models.heads import split_outputs
 
 log = logging.getLogger(__name__)
 
@@ -328,9 +328,9 @@ def _load(path: Path, predictor: Predictor) -> torch.Tensor | str:
 def _forward(
     predictor: Predictor, batch: torch.Tensor, labels: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Softmax probabilities (as ``Predictor.probabilities`` computes them) and cross-entropy per image."""
-    logits, _ = split_outputs(predictor.model(batch.to(predictor.device)))
-    logits = logits.float().cpu()
+    """Softmax probabilities (as ``Predictor.probabilities`` computes them, test-time augmentation
+    included) and cross-entropy per image."""
+    logits = predictor.logits(batch)
     losses = torch.nn.functional.cross_entropy(logits, labels, reduction="none")
     return torch.softmax(logits, dim=1), losses
 

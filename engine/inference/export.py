@@ -37,6 +37,7 @@ from engine.data.datasets import DatasetReport, scan_dataset
 from engine.inference.predict import Predictor, list_images
 from engine.models.bundle import Bundle, load_bundle
 from engine.models.heads import split_outputs
+from engine.models.tta import FlipAveraged
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +141,8 @@ def export_metadata(bundle: Bundle, fmt: str) -> dict[str, Any]:
         "output": {
             "name": OUTPUT_NAME,
             "shape": ["batch", len(bundle.class_names)],
-            "description": "logits, in class_names order; softmax gives probabilities",
+            "description": "logits, in class_names order; softmax gives probabilities"
+            + (" (averaged with the mirrored input's: test-time augmentation)" if pre.tta == "flip" else ""),
         },
         "metrics": {k: v for k, v in bundle.metrics.items() if k != "history"},
         "exported_by": f"transfer-studio {__version__}, torch {torch.__version__}",
@@ -195,7 +197,9 @@ def export_bundle(
         raise ExportError(f"{out} is a folder; give a file name for the exported model")
     out.parent.mkdir(parents=True, exist_ok=True)
     metadata = export_metadata(bundle, fmt)
-    model = _Logits(prepare_for_export(bundle.build_model())).eval()
+    model: nn.Module = _Logits(prepare_for_export(bundle.build_model())).eval()
+    if bundle.preprocessing.tta == "flip":  # the file averages like the app: parity holds
+        model = FlipAveraged(model).eval()
     crop = bundle.preprocessing.crop_size
     example = torch.randn(2, 3, crop, crop, generator=torch.Generator().manual_seed(0))
     started = time.perf_counter()
@@ -386,7 +390,7 @@ def parity_check(
             if kept:
                 batch = torch.stack([t for _, t in kept])
                 with torch.inference_mode():
-                    app = torch.softmax(split_outputs(predictor.model(batch))[0].float(), dim=1)
+                    app = torch.softmax(predictor.logits(batch), dim=1)
                 other = torch.softmax(torch.from_numpy(np.asarray(runner(batch.numpy()))).float(), dim=1)
                 if other.shape != app.shape:
                     raise ExportError(

@@ -15,8 +15,8 @@ from engine.core.device import resolve_device
 from engine.core.errors import TransferStudioError, UnreadableImageError
 from engine.data.images import IMAGE_EXTENSIONS, open_image
 from engine.models.bundle import Bundle, load_bundle
-from engine.models.heads import split_outputs
 from engine.models.preprocessing import eval_transform
+from engine.models.tta import tta_logits
 
 log = logging.getLogger(__name__)
 
@@ -84,11 +84,15 @@ class Predictor:
         return self.bundle.class_names
 
     @torch.inference_mode()
+    def logits(self, batch: torch.Tensor) -> torch.Tensor:
+        """Main logits of a preprocessed ``[B, 3, H, W]`` batch, averaged over the bundle's test-time
+        augmentation views (the batch alone, or also its mirror image), on the CPU as float32."""
+        return tta_logits(self.model, batch.to(self.device), self.bundle.preprocessing.tta).float().cpu()
+
     def probabilities(self, images: Sequence[Image.Image]) -> torch.Tensor:
         """Softmax probabilities, one row per image, on the CPU."""
-        batch = torch.stack([self.transform(img) for img in images]).to(self.device)
-        logits, _ = split_outputs(self.model(batch))
-        return torch.softmax(logits.float(), dim=1).cpu()
+        batch = torch.stack([self.transform(img) for img in images])
+        return torch.softmax(self.logits(batch), dim=1)
 
     def predict_image(self, image: str | Path | Image.Image, top_k: int = 3) -> list[tuple[str, float]]:
         """Top-k (class, probability) for one image; UnreadableImageError if it cannot be decoded."""

@@ -5,6 +5,10 @@
 - :class:`ImagePath`: every other case; batches of decoded images, augmented on the training device,
   go through the whole model.
 
+With flip test-time augmentation (``TrainConfig.tta``), validation averages each photo's logits with
+those of its mirror image: the image path runs the model on both, the feature path caches the mirrored
+view's features too and the head averages its logits over both (:class:`ViewAveraged`).
+
 The trainer asks a path for the module to call, for an epoch's batches of a split, and to set train or
 eval mode; it never checks which path it has.
 """
@@ -12,19 +16,24 @@ eval mode; it never checks which path it has.
 from __future__ import annotations
 
 import os
+import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TypeVar
 
 import torch
+from PIL import Image
 from torch import nn
 
 from engine.core.device import is_accelerator
 from engine.core.errors import TransferStudioError
-from engine.data.datasets import DatasetReport
+from engine.data.datasets import DatasetReport, Sample
 from engine.models.heads import HeadSpec
+from engine.models.preprocessing import CROP_FRACTION, Preprocessing
 from engine.models.registry import get_model_info
+from engine.models.tta import FlipAveraged
+from engine.training.distributed import Dist, unwrap
 from engine.training.features import FeatureExtractor, FeatureStore, compute_features, head_is_last
 from engine.training.image_cache import DecodedImageCache
 from engine.training.pipeline import FeatureBatches, ImageBatches
@@ -32,6 +41,10 @@ from engine.training.state import Hooks, TrainingState
 from engine.training.strategies import set_mode
 
 SPLITS = ("train", "val")
+#: Automatic input sizes, largest first, as multiples of the model's own crop (224: 288, then 256).
+AUTO_INPUT_SCALES = (9 / 7, 8 / 7)
+#: At most this many training photos (evenly spaced) have their size read for the automatic input size.
+AUTO_INPUT_SAMPLE = 256
 _Path = TypeVar("_Path", bound="_DataPathBase")
 
 
@@ -49,14 +62,65 @@ def feature_views(augment: bool, configured: int, device: torch.device) -> int:
     return 4 if is_accelerator(device) else 2
 
 
+def auto_input_size(pre: Preprocessing, samples: Sequence[Sample]) -> tuple[int, float | None]:
+    """The input size for ``input_size = INPUT_SIZE_AUTO``, and the photos' median shorter side.
+
+    The largest of :data:`AUTO_INPUT_SCALES` times the model's crop (rounded to 32 pixels) whose resize
+    (``size / CROP_FRACTION``) the median training photo reaches without being enlarged; else the
+    model's own. A model looks at a centre crop of a photo larger than the random crops it was trained
+    on, so a larger test size matches what it learned (Touvron et al. 2019, "Fixing the train-test
+    resolution discrepancy"), but only when the photo has the pixels: enlarging small photos loses.
+    Only headers are read (up to :data:`AUTO_INPUT_SAMPLE` photos); unreadable ones are left out.
+    """
+    step = max(1, len(samples) // AUTO_INPUT_SAMPLE) if samples else 1
+    sides = [side for side in map(_shorter_side, list(samples)[::step][:AUTO_INPUT_SAMPLE]) if side]
+    if not sides:
+        return pre.crop_size, None
+    median = float(statistics.median(sides))
+    for scale in AUTO_INPUT_SCALES:
+        size = max(pre.crop_size, round(pre.crop_size * scale / 32) * 32)
+        if round(size / CROP_FRACTION) <= median:
+            return size, median
+    return pre.crop_size, median
+
+
+def _shorter_side(sample: Sample) -> int | None:
+    try:
+        with Image.open(sample.path) as image:  # the header only
+            return min(image.size)
+    except Exception:  # noqa: BLE001 - any unreadable photo is simply not counted
+        return None
+
+
 def cacheable_head(state: TrainingState) -> str | None:
     """The head whose input can be cached, when the fast feature-extraction path applies."""
     if state.config.strategy != "feature-extract" or not state.config.cache_features:
         return None
+    return last_head(state)
+
+
+def last_head(state: TrainingState) -> str | None:
+    """The head whose output is the model's output (so its input can be computed alone), if any."""
     for name in state.head_names:
         if head_is_last(state.model, name, state.preprocessing.crop_size):
             return name
     return None
+
+
+class ViewAveraged(nn.Module):
+    """A head that also takes ``[B, views, D]`` inputs, and then averages its logits over the views."""
+
+    def __init__(self, head: nn.Module) -> None:
+        super().__init__()
+        self.head = head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 3:
+            out: torch.Tensor = self.head(x)
+            return out
+        b, v = x.shape[:2]
+        logits: torch.Tensor = self.head(x.flatten(0, 1))
+        return logits.view(b, v, -1).mean(1)
 
 
 @dataclass
@@ -95,11 +159,17 @@ class ImagePath(_DataPathBase):
 
     def __init__(self, splits: dict[str, _Split], state: TrainingState) -> None:
         super().__init__(splits)
-        self.forward = state.model
+        self.forward = FlipAveraged(state.model) if state.preprocessing.tta == "flip" else state.model
         self._state = state
 
     def batches(
-        self, split: str, batch_size: int, generator: torch.Generator, *, balanced: bool = False
+        self,
+        split: str,
+        batch_size: int,
+        generator: torch.Generator,
+        *,
+        balanced: bool = False,
+        dist: Dist | None = None,
     ) -> ImageBatches:
         part = self.splits[split]
         return ImageBatches(
@@ -111,10 +181,17 @@ class ImagePath(_DataPathBase):
             augment=self._state.config.augment,
             generator=generator,
             balanced=balanced,
+            dist=dist,
         )
 
     def set_mode(self, training: bool) -> None:
-        set_mode(self._state.model, self._state.head_names, self._state.config.strategy, training)
+        config = self._state.config
+        averaged = unwrap(self.forward)  # under the DDP wrapper with several processes
+        if isinstance(averaged, FlipAveraged):
+            averaged.averaging = not training  # training steps see one view; validation averages
+        set_mode(
+            self._state.model, self._state.head_names, config.strategy, training, freeze_bn=config.freeze_bn
+        )
 
 
 class FeaturePath(_DataPathBase):
@@ -129,11 +206,17 @@ class FeaturePath(_DataPathBase):
     ) -> None:
         super().__init__(splits)
         self.features = features
-        self.forward = head
+        self.forward = ViewAveraged(head)
         self.device = device
 
     def batches(
-        self, split: str, batch_size: int, generator: torch.Generator, *, balanced: bool = False
+        self,
+        split: str,
+        batch_size: int,
+        generator: torch.Generator,
+        *,
+        balanced: bool = False,
+        dist: Dist | None = None,
     ) -> FeatureBatches:
         feats, labels = self.features[split]
         return FeatureBatches(
@@ -144,6 +227,8 @@ class FeaturePath(_DataPathBase):
             train=split == "train",
             generator=generator,
             balanced=balanced,
+            all_views=True,  # validation: the plain view, and its mirror image with flip TTA
+            dist=dist,
         )
 
     def set_mode(self, training: bool) -> None:
@@ -195,51 +280,95 @@ def _compute_split_features(
     halve_inference_batch: Callable[[], int],
 ) -> dict[str, tuple[torch.Tensor, list[int]]]:
     config = state.config
-    store = FeatureStore(
-        get_model_info(config.model),
-        config.seed,
-        precision=state.precision,
-        head_input=HeadSpec.from_config(config).head_input,
-    )
-    extractor = FeatureExtractor(state.model, head_name)
-    set_mode(state.model, state.head_names, "feature-extract", training=False)
     views = {"train": feature_views(config.augment, config.feature_views, state.device), "val": 1}
-
-    features: dict[str, tuple[torch.Tensor, list[int]]] = {}
-    for name in SPLITS:
-
-        def progress(done: int, total: int, weight: int = views[name]) -> None:
-            hooks.batch_done(0, "features", done, total, weight=weight)
-
-        while True:
-            try:
-                with state.autocast():
-                    feats, kept = compute_features(
-                        extractor,
-                        splits[name].cache,
-                        store,
-                        views[name],
-                        config.seed,
-                        state.device,
-                        state.inference_batch,
-                        on_batch=progress,
-                        should_stop=hooks.should_stop,
-                    )
-                break
-            except torch.cuda.OutOfMemoryError:
-                halve_inference_batch()  # features done so far are kept in the store
-        if not kept:
-            raise TransferStudioError(f"no {name} image could be read; check the dataset")
-        if is_accelerator(state.device):  # kept on the device: every epoch reads them
-            feats = feats.to(state.device)
-        features[name] = (feats, _labels_of(splits[name].labels, kept))
-    hooks.eta.planned["features"] = hooks.eta.done["features"]  # cached ones needed no batch
-    hooks.eta.restart_clock()  # stacking and saving the features is not the first epoch batch
+    store = feature_store(state)
+    features = {
+        name: frozen_features(
+            state,
+            store,
+            splits[name],
+            head_name,
+            views[name],
+            hooks,
+            halve_inference_batch,
+            flipped=name == "val" and state.preprocessing.tta == "flip",
+            split_name=name,
+        )
+        for name in SPLITS
+    }
+    features_done(hooks)
     hooks.info(
         f"backbone features ready ({views['train']} view(s) per training image); "
         "each epoch now trains only the head"
     )
     return features
+
+
+def feature_store(state: TrainingState) -> FeatureStore:
+    """The on-disk feature store of the run's model, weights, preprocessing, seed, precision and head."""
+    config = state.config
+    return FeatureStore(
+        get_model_info(config.model),
+        config.seed,
+        precision=state.precision,
+        head_input=HeadSpec.from_config(config).head_input,
+        preprocessing=state.preprocessing,
+    )
+
+
+def frozen_features(
+    state: TrainingState,
+    store: FeatureStore,
+    split: _Split,
+    head_name: str,
+    views: int,
+    hooks: Hooks,
+    halve_inference_batch: Callable[[], int],
+    *,
+    flipped: bool = False,
+    split_name: str = "train",
+) -> tuple[torch.Tensor, list[int]]:
+    """The frozen, pretrained backbone's features ``[views, N_ok, D]`` of a split's images (through the
+    on-disk feature store, with progress, Stop and halving on out-of-memory), and their labels.
+
+    Puts the whole model in eval mode; a caller that trains it next sets its mode again.
+    """
+    extractor = FeatureExtractor(state.model, head_name)
+    set_mode(state.model, state.head_names, "feature-extract", training=False)
+    weight = views + int(flipped)
+
+    def progress(done: int, total: int) -> None:
+        hooks.batch_done(0, "features", done, total, weight=weight)
+
+    while True:
+        try:
+            with state.autocast():
+                feats, kept = compute_features(
+                    extractor,
+                    split.cache,
+                    store,
+                    views,
+                    state.config.seed,
+                    state.device,
+                    state.inference_batch,
+                    on_batch=progress,
+                    should_stop=hooks.should_stop,
+                    flipped=flipped,
+                )
+            break
+        except torch.cuda.OutOfMemoryError:
+            halve_inference_batch()  # features done so far are kept in the store
+    if not kept:
+        raise TransferStudioError(f"no {split_name} image could be read; check the dataset")
+    if is_accelerator(state.device):  # kept on the device: every epoch reads them
+        feats = feats.to(state.device)
+    return feats, _labels_of(split.labels, kept)
+
+
+def features_done(hooks: Hooks) -> None:
+    """Tell the ETA that the feature work is over (cached features needed no batch)."""
+    hooks.eta.planned["features"] = hooks.eta.done["features"]
+    hooks.eta.restart_clock()  # stacking and saving the features is not the first epoch batch
 
 
 def _labels_of(labels: Sequence[int], kept: Sequence[int]) -> list[int]:

@@ -1,12 +1,16 @@
 """Events a training run reports to whoever drives it (the CLI's progress bar, the GUI's worker).
 
 Plain frozen dataclasses, so they cross threads safely and are easy to assert on in tests.
-Epoch numbers are 1-based.
+Epoch numbers are 1-based. :func:`to_json` / :func:`from_json` carry them across processes (a
+multi-process run's rank 0 writes them as JSON lines for the window that launched it).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -78,3 +82,37 @@ class RunFailed:
 
 
 Event = RunStarted | ScanProgress | BatchProgress | EpochEnd | Message | RunFinished | RunFailed
+
+
+_EVENT_TYPES: dict[str, type[Any]] = {
+    cls.__name__: cls
+    for cls in (RunStarted, ScanProgress, BatchProgress, EpochEnd, Message, RunFinished, RunFailed)
+}
+
+
+def to_json(event: Event) -> dict[str, Any]:
+    """``{"event": <class name>, **fields}``, JSON-able (NaN and infinities become null)."""
+    fields = {
+        name: (None if isinstance(value, float) and not math.isfinite(value) else value)
+        for name, value in dataclasses.asdict(event).items()
+    }
+    return {"event": type(event).__name__, **fields}
+
+
+def from_json(payload: dict[str, Any]) -> Event:
+    """The event :func:`to_json` described (null floats come back as NaN); ValueError when unknown."""
+    kind = _EVENT_TYPES.get(str(payload.get("event")))
+    if kind is None:
+        raise ValueError(f"unknown event {payload.get('event')!r}")
+    values: dict[str, Any] = {}
+    for field in dataclasses.fields(kind):
+        if field.name not in payload:
+            continue
+        value = payload[field.name]
+        if value is None and field.type in ("float", float):
+            value = math.nan
+        elif isinstance(value, list):
+            value = tuple(value)
+        values[field.name] = value
+    event: Event = kind(**values)
+    return event

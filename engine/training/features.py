@@ -2,7 +2,8 @@
 
 With a frozen backbone in eval mode, the head's input for a given image view never changes, so it
 is computed once per image and view (view 0 is the plain eval view; views 1.. are seeded random crops
-and flips) and every epoch then costs only the head. Features also persist on disk, keyed by the
+and flips; with flip test-time augmentation the validation images also get the mirror image of their
+plain view, view ``flip``) and every epoch then costs only the head. Features also persist on disk, keyed by the
 model, its weights, its preprocessing, every augmentation setting (:data:`AUGMENTATION`), the seed,
 the compute precision and each file's path, size and modification time: changing any of those recomputes exactly the entries it affects.
 
@@ -30,6 +31,7 @@ from engine.core.errors import Cancelled
 from engine.core.files import atomic_torch_save
 from engine.core.locations import cache_root
 from engine.data.datasets import Sample
+from engine.models.preprocessing import Preprocessing
 from engine.models.registry import ModelInfo
 from engine.training.image_cache import DecodedImageCache
 from engine.training.pipeline import (
@@ -111,12 +113,16 @@ class FeatureStore:
         *,
         precision: str = "float32",
         head_input: str = "features",
+        preprocessing: Preprocessing | None = None,
     ) -> None:
+        # The run's preprocessing (another input size) or the model's; never its test-time
+        # augmentation, which only adds entries of its own (view "flip").
+        pre = (preprocessing or info.preprocessing).with_tta("none")
         spec: dict[str, object] = {
             "version": FEATURE_CACHE_VERSION,
             "model": info.name,
             "weights": info.weights_name or info.weights_url or "built-in",
-            "preprocessing": info.preprocessing.to_dict(),
+            "preprocessing": pre.to_dict(),
             "augmentation": {k: list(v) if isinstance(v, tuple) else v for k, v in AUGMENTATION.items()},
             "seed": seed,
             "precision": precision,  # the backbone's compute dtype (bf16/fp16 autocast on a GPU)
@@ -135,7 +141,7 @@ class FeatureStore:
                 log.warning("ignoring unreadable feature cache %s: %s", self.path, exc)
 
     @staticmethod
-    def key(path: Path, view: int) -> str:
+    def key(path: Path, view: int | str) -> str:
         stat = path.stat()
         return f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{view}"
 
@@ -165,16 +171,21 @@ def compute_features(
     batch_size: int,
     on_batch: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    *,
+    flipped: bool = False,
 ) -> tuple[torch.Tensor, list[int]]:
     """Features ``[views, N_ok, D]`` for the decodable samples of ``cache``, and their indices.
 
-    Entries already in ``store`` are reused; missing ones are computed in batches and added.
+    With ``flipped``, one more view comes last: the mirror image of the plain view (flip test-time
+    augmentation). Entries already in ``store`` are reused; missing ones are computed in batches and
+    added.
     """
     samples: Sequence[Sample] = cache.samples
+    labels: list[int | str] = [*range(views), *(["flip"] if flipped else [])]
     keys: list[list[str] | None] = []
     for s in samples:
         try:
-            keys.append([FeatureStore.key(s.path, v) for v in range(views)])
+            keys.append([FeatureStore.key(s.path, v) for v in labels])
         except OSError:
             keys.append(None)  # vanished file: decoding will fail and report it
     key_of = {i: k for i, k in enumerate(keys) if k is not None}
@@ -188,8 +199,10 @@ def compute_features(
         images, kept = cache.batch(chunk)
         if kept:
             images = images.to(device)
-            for view in range(views):
-                if view == 0:
+            for view, label in enumerate(labels):
+                if label == "flip":
+                    pixels = center_crop(images, cache.pre.crop_size).flip(-1)
+                elif view == 0:
                     pixels = center_crop(images, cache.pre.crop_size)
                 else:
                     draws = [
@@ -210,6 +223,8 @@ def compute_features(
     store.save()
     ok = [i for i, k in key_of.items() if i not in cache.failed and k[0] in store.entries]
     if not ok:
-        return torch.empty(views, 0, 0), []
-    stacked = torch.stack([torch.stack([store.entries[key_of[i][v]] for i in ok]) for v in range(views)])
+        return torch.empty(len(labels), 0, 0), []
+    stacked = torch.stack(
+        [torch.stack([store.entries[key_of[i][v]] for i in ok]) for v in range(len(labels))]
+    )
     return stacked, ok

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from engine.models.preprocessing import Preprocessing
+from engine.training.distributed import Dist, shard_batches, shard_for_eval
 from engine.training.image_cache import DecodedImageCache
 
 # Random-resized-crop scale range: milder than ImageNet's (0.08, 1), which throws away too much of
@@ -115,6 +116,7 @@ class ImageBatches:
         augment: bool,
         generator: torch.Generator | None = None,
         balanced: bool = False,
+        dist: Dist | None = None,
     ) -> None:
         self.cache = cache
         self.labels = torch.as_tensor(list(labels), dtype=torch.long)
@@ -125,8 +127,14 @@ class ImageBatches:
         self.generator = generator
         self.crop = cache.pre.crop_size
         self.normalize = Normalizer(cache.pre, device)
-        order = epoch_order(self.labels, generator, balanced=balanced) if train else torch.arange(len(cache))
-        self.chunks = [order[i : i + batch_size].tolist() for i in range(0, len(order), batch_size)]
+        chunks = (
+            shard_batches(
+                epoch_order(self.labels, generator, balanced=balanced), batch_size, dist or Dist.single()
+            )
+            if train
+            else shard_for_eval(len(cache), dist or Dist.single()).batches(batch_size)
+        )
+        self.chunks = [chunk.tolist() for chunk in chunks]  # this process's share (all of it, alone)
 
     def __len__(self) -> int:
         return len(self.chunks)
@@ -187,7 +195,9 @@ def _kept_rows(chunk: list[int], kept: list[int]) -> list[int]:
 
 
 class FeatureBatches:
-    """One epoch of batches of cached backbone features ``[views, N, D]`` (a random view per image)."""
+    """One epoch of batches of cached backbone features ``[views, N, D]``: a random view per image for
+    training, else the first view, or with ``all_views`` every view (inputs ``[B, views, D]``, whose
+    logits the head averages: test-time augmentation)."""
 
     def __init__(
         self,
@@ -199,25 +209,37 @@ class FeatureBatches:
         train: bool,
         generator: torch.Generator | None = None,
         balanced: bool = False,
+        all_views: bool = False,
+        dist: Dist | None = None,
     ) -> None:
         self.features = features
         self.labels = torch.as_tensor(list(labels), dtype=torch.long)
         self.batch_size = batch_size
         self.device = device
+        self.all_views = all_views and not train
         n = features.shape[1]
         if train:
             order = epoch_order(self.labels, generator, balanced=balanced)
             self.views = torch.randint(0, features.shape[0], (n,), generator=generator)
         else:
             order, self.views = torch.arange(n), torch.zeros(n, dtype=torch.long)
-        self.chunks = [order[i : i + batch_size] for i in range(0, n, batch_size)]
+        d = dist or Dist.single()
+        self.chunks = (
+            shard_batches(order, batch_size, d) if train else shard_for_eval(n, d).batches(batch_size)
+        )  # this process's share of the epoch (all of it, alone); the views were drawn for every image
 
     def __len__(self) -> int:
         return len(self.chunks)
 
-    def __iter__(self) -> Iterator[Batch]:
+    def __iter__(self) -> Iterator[Batch | None]:
         for chunk in self.chunks:
-            inputs = self.features[self.views[chunk], chunk]
+            if not len(chunk):  # several processes: this one has no validation images left
+                yield None
+                continue
+            if self.all_views:
+                inputs = self.features[:, chunk].transpose(0, 1)
+            else:
+                inputs = self.features[self.views[chunk], chunk]
             yield (
                 inputs.to(self.device, non_blocking=True),
                 self.labels[chunk].to(self.device, non_blocking=True),

@@ -21,6 +21,7 @@ from engine.core.errors import Cancelled, StopCheck
 from engine.core.rundir import RunDir
 from engine.models.preprocessing import Preprocessing
 from engine.training import events as ev
+from engine.training.distributed import Dist, agree_to_stop
 from engine.training.eta import Eta
 
 EventCallback = Callable[[ev.Event], None]
@@ -72,9 +73,12 @@ class TrainingState:
 class Hooks:
     """The caller's event callback and stop check, plus the ETA that every batch updates."""
 
-    def __init__(self, on_event: EventCallback | None, should_stop: StopCheck | None) -> None:
+    def __init__(
+        self, on_event: EventCallback | None, should_stop: StopCheck | None, dist: Dist | None = None
+    ) -> None:
         self.emit: EventCallback = on_event or (lambda _event: None)
         self.should_stop: StopCheck = should_stop or (lambda: False)
+        self.dist = dist or Dist.single()  # several processes: stops are agreed, so all stop together
         self.eta = Eta()
         self.start_time = time.perf_counter()
         self.earlier_seconds = 0.0  # time spent in earlier sessions of a resumed run
@@ -84,8 +88,9 @@ class Hooks:
         return round(self.earlier_seconds + time.perf_counter() - self.start_time, 3)
 
     def check_stop(self) -> None:
-        """Raise :class:`~engine.core.errors.Cancelled` when the caller asked to stop."""
-        if self.should_stop():
+        """Raise :class:`~engine.core.errors.Cancelled` when the caller asked to stop (with several
+        processes: when any of them was asked; every process calls this at the same steps)."""
+        if agree_to_stop(self.should_stop(), self.dist):
             raise Cancelled("training stopped")
 
     def warn(self, text: str) -> None:

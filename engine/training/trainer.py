@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from engine.core.config import TrainConfig
+from engine.core.config import INPUT_SIZE_AUTO, ConfigError, TrainConfig
 from engine.core.device import describe_device, is_accelerator, resolve_device
 from engine.core.errors import Cancelled, StopCheck, TransferStudioError
 from engine.core.files import cpu_copy
@@ -35,11 +35,32 @@ from engine.data.datasets import DatasetReport, scan_dataset
 from engine.models.build import build_model
 from engine.models.bundle import Bundle, save_bundle
 from engine.models.heads import HeadSpec, head_spec_of, split_outputs
+from engine.models.preprocessing import Preprocessing
 from engine.models.registry import get_model_info
 from engine.training import events as ev
 from engine.training.checkpoints import CheckpointWriter, load_weights_snapshot, weights_snapshot
-from engine.training.data_path import DataPath, cacheable_head, feature_views, open_data_path
+from engine.training.data_path import (
+    DataPath,
+    auto_input_size,
+    cacheable_head,
+    feature_views,
+    open_data_path,
+)
+from engine.training.distributed import (
+    Dist,
+    agree_batch_size,
+    all_reduce_sums,
+    batch_halving_allowed,
+    run_on_main,
+    sync,
+    sync_batchnorm,
+    train_steps,
+    training_oom_error,
+    unwrap,
+    wrap_ddp,
+)
 from engine.training.early_stopping import EarlyStopping
+from engine.training.head_fit import HEAD_FIRST_VIEWS, fit_head_first, head_first_applies
 from engine.training.state import EventCallback, Hooks, TrainingState
 from engine.training.strategies import parameter_groups
 
@@ -66,9 +87,11 @@ class RunResult:
     cancelled: bool
     history: list[dict[str, Any]] = field(default_factory=list)
     stopped_early: bool = False  # early stopping ended the run before its planned epochs
+    world_size: int = 1  # processes that trained it together (torchrun)
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "world_size": self.world_size,
             "best_val_acc": self.best_val_acc,
             "best_epoch": self.best_epoch,
             "epochs": self.epochs_completed,
@@ -94,14 +117,25 @@ def train(
     on_event: EventCallback | None = None,
     should_stop: StopCheck | None = None,
     report: DatasetReport | None = None,
+    dist: Dist | None = None,
 ) -> RunResult:
-    """Train ``config.model`` on the dataset at ``data_root``; writes everything to ``run_dir``."""
-    run = RunDir(run_dir or new_run_dir(config.model, config.strategy))
-    if run.checkpoint_path.exists():
-        raise TransferStudioError(f"{run.path} already holds a run; resume it or choose another folder")
-    run.path.mkdir(parents=True, exist_ok=True)
-    run.write_config(config.to_dict(), Path(data_root).resolve())
-    return _run(config, Path(data_root), run, Hooks(on_event, should_stop), report, checkpoint=None)
+    """Train ``config.model`` on the dataset at ``data_root``; writes everything to ``run_dir``.
+
+    ``dist``: this process's place in a multi-process run (torchrun); rank 0 alone creates and writes
+    the run folder, and only its ``on_event`` should be given.
+    """
+    d = dist or Dist.single()
+
+    def create() -> str:
+        run = RunDir(run_dir or new_run_dir(config.model, config.strategy))
+        if run.checkpoint_path.exists():
+            raise TransferStudioError(f"{run.path} already holds a run; resume it or choose another folder")
+        run.path.mkdir(parents=True, exist_ok=True)
+        run.write_config(config.to_dict(), Path(data_root).resolve())
+        return str(run.path)
+
+    run = RunDir(run_on_main(create, d, "creating the run folder"), writes=d.is_main)
+    return _run(config, Path(data_root), run, Hooks(on_event, should_stop, d), report, checkpoint=None)
 
 
 def resume(
@@ -110,17 +144,28 @@ def resume(
     on_event: EventCallback | None = None,
     should_stop: StopCheck | None = None,
     epochs: int | None = None,
+    dist: Dist | None = None,
 ) -> RunResult:
-    """Continue an interrupted run from its last finished epoch (optionally to a new epoch count)."""
-    run = RunDir(run_dir)
-    config_dict, data_root = run.read_config()
+    """Continue an interrupted run from its last finished epoch (optionally to a new epoch count).
+
+    A multi-process run may resume with a different number of processes (``dist``): rank 0 reads the
+    folder and shares the checkpoint.
+    """
+    d = dist or Dist.single()
+
+    def load() -> tuple[dict[str, Any], str, dict[str, Any]]:
+        run = RunDir(run_dir)
+        config_dict, data_root = run.read_config()
+        if epochs is not None and epochs != config_dict.get("epochs"):
+            config_dict = TrainConfig.from_dict(config_dict).replace(epochs=epochs).to_dict()
+            run.write_config(config_dict, data_root)
+        run.remove_stale_temp_files()
+        return config_dict, str(data_root), run.load_checkpoint()
+
+    config_dict, data_root, checkpoint = run_on_main(load, d, "reading the run to resume")
     config = TrainConfig.from_dict(config_dict)
-    if epochs is not None and epochs != config.epochs:
-        config = config.replace(epochs=epochs)
-        run.write_config(config.to_dict(), data_root)
-    run.remove_stale_temp_files()
-    checkpoint = run.load_checkpoint()
-    return _run(config, data_root, run, Hooks(on_event, should_stop), None, checkpoint)
+    run = RunDir(run_dir, writes=d.is_main)
+    return _run(config, Path(data_root), run, Hooks(on_event, should_stop, d), None, checkpoint)
 
 
 def _run(
@@ -149,10 +194,14 @@ def _run(
     try:
         try:
             device = resolve_device(config.device)  # first: an unusable device is the one error to report
+            if hooks.dist.distributed:
+                device = hooks.dist.device(device.type)  # CUDA: the GPU of this process's LOCAL_RANK
             if report is None or not report.same_split(config.val_fraction, config.seed):
                 report = scan_for_training(data_root, config, hooks)
             _report_dataset_warnings(report, hooks)
             state = set_up(config, report, run, device)
+            if config.sync_batchnorm and hooks.dist.distributed and not state.head_only:
+                state.model = sync_batchnorm(state.model, hooks.dist)
             _check_head(state)
             _record_dataset(run, report, state, hooks)
             start_epoch = restore_checkpoint(state, checkpoint, hooks) if checkpoint is not None else 1
@@ -169,7 +218,9 @@ def _run(
                     num_val=len(report.splits["val"]),
                     epochs=config.epochs,
                     start_epoch=start_epoch,
-                    batches_per_epoch=math.ceil(len(report.splits["train"]) / state.batch_size),
+                    batches_per_epoch=train_steps(
+                        len(report.splits["train"]), state.batch_size, hooks.dist.world_size
+                    ),
                 )
             )
             hooks.eta.restart_clock()  # building the model is not a batch
@@ -179,6 +230,9 @@ def _run(
                     state, report, hooks, lambda: halve_batch(state, hooks, training=False)
                 ) as data,
             ):
+                if start_epoch == 1 and head_first_applies(state):
+                    fit_head_first(state, data, hooks, lambda: halve_batch(state, hooks, training=False))
+                data.forward = wrap_ddp(data.forward, hooks.dist)  # several processes: gradients averaged
                 for epoch in range(start_epoch, config.epochs + 1):
                     run_epoch(state, data, epoch, hooks, checkpoints)
                     if stopper.update(epoch, state.history[-1]):
@@ -240,6 +294,10 @@ def _record_dataset(run: RunDir, report: DatasetReport, state: TrainingState, ho
         hooks.info(f"Class balance: {how}{why}; largest/smallest training class {ratio:.1f}")
     if report.excluded:
         hooks.info(f"{len(report.excluded)} photo(s) left out by the dataset's exclusion list")
+    if state.config.input_size == INPUT_SIZE_AUTO:
+        hooks.info(
+            f"Input size {state.preprocessing.crop_size} px (automatic, from the training photos' sizes)"
+        )
     run.record_dataset(
         {
             "images": {split: len(samples) for split, samples in report.splits.items()},
@@ -247,6 +305,7 @@ def _record_dataset(run: RunDir, report: DatasetReport, state: TrainingState, ho
             "excluded": sorted(_relative_to(p, report.root) for p in report.excluded),
             "imbalance": round(ratio, 3) if math.isfinite(ratio) else None,
             "balance": state.balance,
+            "input_size": state.preprocessing.crop_size,
         }
     )
 
@@ -261,6 +320,7 @@ def _relative_to(path: Path, root: Path) -> str:
 def set_up(config: TrainConfig, report: DatasetReport, run: RunDir, device: torch.device) -> TrainingState:
     """The model with its new head on ``device``, its optimizer, schedule, precision and loss."""
     classes = list(report.classes)
+    preprocessing = run_preprocessing(config, report)  # first: an input size the model cannot take
     torch.manual_seed(config.seed)  # the new head's (and a scratch model's) initial weights
     model, head_names = build_model(
         config.model, len(classes), pretrained=config.pretrained, head=HeadSpec.from_config(config)
@@ -286,7 +346,7 @@ def set_up(config: TrainConfig, report: DatasetReport, run: RunDir, device: torc
         device=device,
         model=model,
         head_names=head_names,
-        preprocessing=get_model_info(config.model).preprocessing,
+        preprocessing=preprocessing,
         optimizer=optimizer,
         scheduler=make_scheduler(optimizer, config),
         scaler=torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and amp_dtype == torch.float16),
@@ -297,6 +357,21 @@ def set_up(config: TrainConfig, report: DatasetReport, run: RunDir, device: torc
         batch_size=config.batch_size,
         inference_batch=inference_batch_size(config.batch_size, device),
     )
+
+
+def run_preprocessing(config: TrainConfig, report: DatasetReport | None = None) -> Preprocessing:
+    """The model's preprocessing at the run's input size, with the run's test-time augmentation.
+
+    An automatic input size is chosen from the sizes of ``report``'s training photos (without a
+    report: the model's own size).
+    """
+    info = get_model_info(config.model)
+    size = config.input_size
+    if size == INPUT_SIZE_AUTO:
+        size = auto_input_size(info.preprocessing, report.splits["train"])[0] if report is not None else 0
+    elif size and size < info.min_input_size:
+        raise ConfigError(f"{config.model} needs an input size of at least {info.min_input_size} pixels")
+    return info.preprocessing.with_input_size(size).with_tta(config.tta)
 
 
 def class_weights(report: DatasetReport) -> torch.Tensor:
@@ -323,12 +398,39 @@ def make_optimizer(model: nn.Module, head_names: list[str], config: TrainConfig)
 def make_scheduler(
     optimizer: torch.optim.Optimizer, config: TrainConfig
 ) -> torch.optim.lr_scheduler.LRScheduler:
+    """The per-epoch learning-rate schedule, after ``warmup_epochs`` of linear warm-up if any.
+
+    Without warm-up each schedule is the torch scheduler runs have always had (so their checkpoints
+    resume exactly); with it, one ``LambdaLR`` of :func:`lr_factor`.
+    """
+    if warmup_epochs(config):
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: lr_factor(config, epoch))
     if config.schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
     if config.schedule == "step":
         step = max(1, math.ceil(config.epochs / 3))
         return torch.optim.lr_scheduler.StepLR(optimizer, step_size=step, gamma=0.1)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _epoch: 1.0)
+
+
+def warmup_epochs(config: TrainConfig) -> int:
+    """Warm-up epochs used: ``config.warmup_epochs``, leaving at least one epoch to the schedule."""
+    return min(config.warmup_epochs, config.epochs - 1)
+
+
+def lr_factor(config: TrainConfig, epoch: int) -> float:
+    """The learning-rate multiplier of 0-based ``epoch`` with warm-up: ``(epoch + 1) / (W + 1)`` for the
+    ``W`` warm-up epochs, then the schedule over the epochs left (cosine from 1 towards 0; step: a
+    tenth after each third; none: 1)."""
+    warmup = warmup_epochs(config)
+    if epoch < warmup:
+        return (epoch + 1) / (warmup + 1)
+    done, span = epoch - warmup, config.epochs - warmup
+    if config.schedule == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * done / span))
+    if config.schedule == "step":
+        return 0.1 ** (done // max(1, math.ceil(span / 3)))
+    return 1.0
 
 
 def autocast_dtype(device: torch.device) -> torch.dtype | None:
@@ -355,11 +457,15 @@ def _plan_eta(state: TrainingState, report: DatasetReport, start_epoch: int, hoo
     epochs = state.config.epochs - start_epoch + 1
     cached = cacheable_head(state) is not None
     views = feature_views(state.config.augment, state.config.feature_views, state.device)
-    feature_work = views * math.ceil(n_train / state.inference_batch) + math.ceil(
+    val_views = 2 if state.preprocessing.tta == "flip" else 1
+    feature_work = views * math.ceil(n_train / state.inference_batch) + val_views * math.ceil(
         n_val / state.inference_batch
     )
+    if not cached:  # only the head-first fit's pass, if any
+        head_first = start_epoch == 1 and head_first_applies(state)
+        feature_work = HEAD_FIRST_VIEWS * math.ceil(n_train / state.inference_batch) if head_first else 0
     hooks.eta.plan(
-        features=feature_work if cached else 0,
+        features=feature_work,
         train=epochs * math.ceil(n_train / state.batch_size),
         val=epochs * math.ceil(n_val / state.inference_batch),
         cached_features=cached,
@@ -423,16 +529,19 @@ def train_one_epoch(
 ) -> tuple[float, float]:
     """One pass over the training split with gradient steps; returns (mean loss, accuracy)."""
     data.set_mode(training=True)
-    batches = data.batches("train", state.batch_size, generator, balanced=state.balance == "sampler")
+    batches = data.batches(
+        "train", state.batch_size, generator, balanced=state.balance == "sampler", dist=hooks.dist
+    )
     return _pass(state, data.forward, batches, epoch, "train", hooks)
 
 
 def evaluate(state: TrainingState, data: DataPath, epoch: int, hooks: Hooks) -> tuple[float, float]:
     """One pass over the validation split without gradients; returns (mean loss, accuracy)."""
     data.set_mode(training=False)
-    batches = data.batches("val", state.inference_batch, torch.Generator())
+    state.inference_batch = agree_batch_size(state.inference_batch, hooks.dist)
+    batches = data.batches("val", state.inference_batch, torch.Generator(), dist=hooks.dist)
     with torch.no_grad():
-        return _pass(state, data.forward, batches, epoch, "val", hooks)
+        return _pass(state, unwrap(data.forward), batches, epoch, "val", hooks)
 
 
 def _pass(
@@ -444,6 +553,11 @@ def _pass(
     for index, batch in enumerate(batches, start=1):
         hooks.check_stop()
         batch_loss = math.nan
+        if batch is None and training and hooks.dist.distributed:
+            raise TransferStudioError(
+                "every image of a training batch failed to decode; with several processes every one must "
+                "take each step: check the dataset with `transfer-studio scan`"
+            )
         if batch is not None:  # None: every image of the batch failed to decode (counted by the cache)
             inputs, labels = batch
             batch_loss, n_correct = step_or_split(state, forward, inputs, labels, training, hooks)
@@ -451,6 +565,9 @@ def _pass(
             correct += n_correct
             seen += labels.numel()
         hooks.batch_done(epoch, phase, index, count, batch_loss)
+    if hooks.dist.distributed:  # every process's sums: exact metrics over the whole split
+        total_loss, correct_sum, seen_sum = all_reduce_sums([total_loss, correct, seen], hooks.dist).tolist()
+        correct, seen = round(correct_sum), round(seen_sum)
     if seen == 0:
         raise TransferStudioError(f"no {phase} image could be read; check the dataset")
     return total_loss / seen, correct / seen
@@ -469,6 +586,8 @@ def step_or_split(
         return _step(state, forward, inputs, labels, training)
     except torch.cuda.OutOfMemoryError:
         state.optimizer.zero_grad(set_to_none=True)
+        if not batch_halving_allowed(hooks.dist, training):  # the processes' steps must stay in lockstep
+            raise training_oom_error(hooks.dist, labels.numel()) from None
         half = halve_batch(state, hooks, training, current=labels.numel())
         results, sizes = [], []
         for i in range(0, labels.numel(), half):
@@ -625,7 +744,8 @@ def _finish(
             config=config.to_dict(),
             head=head_spec_of(state.model),
         )
-        bundle_path = save_bundle(run.bundle_path, bundle)
+        bundle_path = save_bundle(run.bundle_path, bundle) if run.writes else run.bundle_path
+    sync(hooks.dist, "saving the model")  # the other processes return once rank 0 saved it
     seconds = time.perf_counter() - hooks.start_time
     run.write_status(
         "stopped" if cancelled else "finished",
@@ -647,6 +767,7 @@ def _finish(
         cancelled=cancelled,
         history=history,
         stopped_early=stopped_early,
+        world_size=hooks.dist.world_size,
     )
     hooks.emit(
         ev.RunFinished(
