@@ -19,7 +19,7 @@ import traceback
 from pathlib import Path
 from types import TracebackType
 
-from PySide6.QtCore import QTimer, QtMsgType, qInstallMessageHandler
+from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication, QMessageBox
 
 from gui.icon import app_icon
@@ -40,17 +40,6 @@ def _configure_logging() -> None:
     set_up_logging(
         getattr(logging, level, logging.WARNING), "%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    qInstallMessageHandler(_log_qt_message)
-
-
-def _log_qt_message(mode: QtMsgType, _context: object, message: str) -> None:
-    """Qt's own warnings and errors go to the log like everything else."""
-    level = {
-        QtMsgType.QtDebugMsg: logging.DEBUG,
-        QtMsgType.QtInfoMsg: logging.INFO,
-        QtMsgType.QtWarningMsg: logging.WARNING,
-    }.get(mode, logging.ERROR)
-    logging.getLogger("qt").log(level, "%s", message)
 
 
 def show_unexpected_error(
