@@ -70,6 +70,7 @@ TODAY: dict[str, dict[str, Any]] = {
 def run_one(data: Path, strategy: str, recipe: str, seed: int, device: str, workdir: Path) -> dict[str, Any]:
     """One cold run (its own empty feature cache); the run's best val accuracy and wall seconds."""
     from engine.core.config import TrainConfig
+    from engine.models.bundle import load_bundle
     from engine.training.trainer import train
 
     name = f"{data.name}-{strategy}-{recipe}-{seed}"
@@ -87,6 +88,7 @@ def run_one(data: Path, strategy: str, recipe: str, seed: int, device: str, work
         "best_val_acc": result.best_val_acc,
         "best_epoch": result.best_epoch,
         "epochs": result.epochs_completed,
+        "input_size": load_bundle(result.bundle_path).preprocessing.crop_size if result.bundle_path else None,
         "seconds": round(seconds, 2),
         "config": {k: v for k, v in config.to_dict().items() if k not in ("device", "seed")},
     }
@@ -115,6 +117,7 @@ def summarise(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "seeds": accs,
                 "seconds": statistics.mean(r["seconds"] for r in runs),
                 "epochs": runs[0]["epochs"],
+                "input_size": runs[0]["input_size"],
             }
         )
     return rows
@@ -122,13 +125,14 @@ def summarise(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def table(rows: list[dict[str, Any]]) -> str:
     lines = [
-        "| dataset | strategy | recipe | epochs | best val acc: mean ± spread | range | per seed | seconds (mean) |",
-        "| --- | --- | --- | ---: | ---: | ---: | --- | ---: |",
+        "| dataset | strategy | recipe | epochs | input px | best val acc: mean ± spread | range | per seed "
+        "| seconds (mean) |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | --- | ---: |",
     ]
     for r in rows:
         seeds = ", ".join(f"{a:.3f}" for a in r["seeds"])
         lines.append(
-            f"| {r['dataset']} | {r['strategy']} | {r['recipe']} | {r['epochs']} | "
+            f"| {r['dataset']} | {r['strategy']} | {r['recipe']} | {r['epochs']} | {r['input_size']} | "
             f"{r['mean']:.3f} ± {r['sd']:.3f} | {r['low']:.3f}–{r['high']:.3f} | {seeds} | {r['seconds']:.1f} |"
         )
     return "\n".join(lines)
@@ -213,7 +217,7 @@ def main() -> int:
             "",
             f"Measured {date.today().isoformat()} on {platform.machine()} with {os.cpu_count()} cores "
             f"({args.device}), torch {torch.__version__}, {MODEL}, {args.seeds} seeds per row, in one "
-            f"run of `python benchmarks/quality.py {args.data} --device {args.device} --write` "
+            f"run of `python benchmarks/quality.py {' '.join(sys.argv[1:])}` "
             f"({total / 60:.1f} minutes in all). Every run started with an empty feature cache (cold).",
             "`hard` is hymenoptera with every photo shrunk to 96 px (shorter side) and blurred, and 10% of "
             "each class's training photos moved to the other class (`benchmarks/hard_set.py`); its "
@@ -249,7 +253,16 @@ def _changed(strategy: str) -> dict[str, Any]:
 
 
 def _settings(values: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in values.items())
+    from engine.core.config import INPUT_SIZE_AUTO
+
+    def shown(key: str, value: Any) -> str:
+        if key == "input_size":
+            return {0: "0 (the model's own)", INPUT_SIZE_AUTO: f"{INPUT_SIZE_AUTO} (automatic)"}.get(
+                value, str(value)
+            )
+        return str(value)
+
+    return ", ".join(f"{k}={shown(k, v)}" for k, v in values.items())
 
 
 if __name__ == "__main__":
