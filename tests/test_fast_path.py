@@ -37,17 +37,20 @@ def test_image_cache_respects_its_memory_budget(tmp_path):
     cache.close()
 
 
-def test_cached_eval_view_matches_the_eval_transform(tmp_path):
+@pytest.mark.parametrize("input_size", [None, 256, 288])
+def test_cached_eval_view_matches_the_eval_transform(tmp_path, input_size):
+    """The same pixels, also where resize - crop is odd (288: resize 329) and a centre crop rounds."""
+    pre = PRE if input_size is None else PRE.with_input_size(input_size)
     data = make_image_folder(tmp_path / "d", {"a": 2, "b": 2}, size=(300, 200))
     samples = scan_dataset(data).splits["train"]
-    cache = DecodedImageCache(samples, PRE)
+    cache = DecodedImageCache(samples, pre)
     images, _ = cache.batch([0])
     from engine.data.images import open_image
 
-    expected = eval_transform(PRE)(open_image(samples[0].path))
-    mean = torch.tensor(PRE.mean).view(3, 1, 1)
-    std = torch.tensor(PRE.std).view(3, 1, 1)
-    got = (center_crop(images, PRE.crop_size)[0] - mean) / std
+    expected = eval_transform(pre)(open_image(samples[0].path, min_size=pre.resize_size))
+    mean = torch.tensor(pre.mean).view(3, 1, 1)
+    std = torch.tensor(pre.std).view(3, 1, 1)
+    got = (center_crop(images, pre.crop_size)[0] - mean) / std
     assert torch.allclose(got, expected, atol=1e-5)
     cache.close()
 

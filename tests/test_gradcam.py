@@ -108,6 +108,22 @@ def test_heatmap_is_mapped_back_through_resize_and_centre_crop():
     assert small.shape == (40, 30) and small.max() == pytest.approx(1.0)
 
 
+def test_heatmap_pixel_lands_where_the_eval_transform_took_it():
+    """Where resize - crop is odd (288 px input: resize 329) the two centre crops round differently
+    from one; the map must still go back to the exact photo pixel the model saw."""
+    from engine.models.preprocessing import eval_transform
+
+    pre = Preprocessing(329, 288, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
+    photo = np.zeros((329, 402, 3), np.uint8)  # the shorter side is the resize size: no resampling
+    photo[150, 200] = 255
+    seen = eval_transform(pre)(Image.fromarray(photo))[0].numpy()
+    cy, cx = np.unravel_index(np.argmax(seen), seen.shape)
+    crop_map = np.zeros((288, 288), np.float32)
+    crop_map[cy, cx] = 1.0
+    heat = to_original_size(crop_map, (402, 329), pre)
+    assert np.unravel_index(np.argmax(heat), heat.shape) == (150, 200)
+
+
 def test_jet_colours_and_overlay_blend():
     colours = jet(np.array([0.0, 0.5, 1.0]))
     assert colours[0].argmax() == 2 and colours[1].argmax() == 1 and colours[2].argmax() == 0

@@ -206,6 +206,11 @@ def _resized_size(width: int, height: int, size: int) -> tuple[int, int]:
     return int(size * width / height), size
 
 
+def _centre_offset(size: int, crop: int) -> int:
+    """Where torchvision's centre crop of ``crop`` starts in ``size`` (negative: zero padding)."""
+    return int(round((size - crop) / 2)) if size >= crop else -((crop - size) // 2)
+
+
 def to_original_size(heatmap: np.ndarray, original_size: tuple[int, int], pre: Preprocessing) -> np.ndarray:
     """Undo the eval preprocessing's resize + centre crop: a ``[crop, crop]`` map onto the photo.
 
@@ -215,9 +220,9 @@ def to_original_size(heatmap: np.ndarray, original_size: tuple[int, int], pre: P
     rw, rh = _resized_size(width, height, pre.resize_size)
     crop = heatmap.shape
     canvas = np.zeros((rh, rw), dtype=np.float32)
-    # torchvision's center_crop: offset round((size - crop) / 2), or zero padding when the image is smaller.
-    top = int(round((rh - crop[0]) / 2)) if rh >= crop[0] else -((crop[0] - rh) // 2)
-    left = int(round((rw - crop[1]) / 2)) if rw >= crop[1] else -((crop[1] - rw) // 2)
+    # The eval transform's two centre crops (a resize_size square, then crop): their offsets add up.
+    top = _centre_offset(rh, pre.resize_size) + _centre_offset(pre.resize_size, crop[0])
+    left = _centre_offset(rw, pre.resize_size) + _centre_offset(pre.resize_size, crop[1])
     y0, x0 = max(top, 0), max(left, 0)
     y1, x1 = min(top + crop[0], rh), min(left + crop[1], rw)
     canvas[y0:y1, x0:x1] = heatmap[y0 - top : y1 - top, x0 - left : x1 - left]

@@ -95,10 +95,16 @@ def interpolation_mode(pre: Preprocessing) -> T.InterpolationMode:
 
 
 def eval_transform(pre: Preprocessing) -> ImageTransform:
-    """Resize, centre-crop, normalise: what the model sees at validation and prediction time."""
+    """Resize, centre-crop, normalise: what the model sees at validation and prediction time.
+
+    The crop is taken in two steps, as training's decoded-image cache does (a ``resize_size`` square,
+    then its centre ``crop_size``): where ``resize_size - crop_size`` is odd a single centre crop would
+    round to a position one pixel away, and validation, evaluation and prediction would disagree.
+    """
     return T.Compose(
         [
             T.Resize(pre.resize_size, interpolation=interpolation_mode(pre), antialias=True),
+            T.CenterCrop(pre.resize_size),
             T.CenterCrop(pre.crop_size),
             T.ToTensor(),
             T.Normalize(pre.mean, pre.std),
