@@ -369,6 +369,21 @@ def test_the_audit_prepares_the_run_it_is_given(tmp_path, monkeypatch):
     assert run_audit(data).features_reused == 0  # the default run's entries are other ones
 
 
+def test_the_audit_uses_the_automatic_input_size_the_run_will_choose(tmp_path, monkeypatch):
+    """Photos large enough for the automatic input size (288 px for a 224 px model): the audit computes
+    its features at that size, so the default run after it still computes none."""
+    monkeypatch.setenv("TRANSFER_STUDIO_CACHE", str(tmp_path / "cache"))
+    data = _tiny_dataset(tmp_path / "d", n=3)
+    for photo in data.rglob("*.*"):
+        with Image.open(photo) as image:
+            large = image.convert("RGB").resize((400, 340))
+        large.save(photo)
+    config = TrainConfig.for_strategy("feature-extract", epochs=1, batch_size=4, device="cpu")
+    assert run_preprocessing(config, scan_dataset(data, verify=False)).crop_size == 288
+    run_audit(data)
+    assert _feature_batches(config, data, tmp_path / "run") == []
+
+
 def test_stop_raises_cancelled(tmp_path, monkeypatch):
     monkeypatch.setenv("TRANSFER_STUDIO_CACHE", str(tmp_path / "cache"))
     data = _tiny_dataset(tmp_path / "d")

@@ -189,7 +189,7 @@ def run_audit(
     check()
     now = lap("scan", started)
 
-    pre = run_preprocessing(config)  # the run's input size and test-time augmentation
+    pre = run_preprocessing(config, report)  # the run's input size (automatic: from the photos) and TTA
     features, stats, failed, counted = _feature_pass(
         report, config, pre, dev, views, cache_dir, progress, stop
     )
