@@ -22,9 +22,11 @@ from engine.core.config import (
     DEVICES,
     EARLY_STOPPING_METRICS,
     HEADS,
+    INPUT_SIZE_AUTO,
     OPTIMIZERS,
     SCHEDULES,
     STRATEGIES,
+    TTA_MODES,
 )
 from engine.core.errors import Cancelled, TransferStudioError
 from engine.core.progress import CountBar, DownloadBar, bars_wanted, new_bar
@@ -40,6 +42,19 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _input_size(text: str) -> int:
+    """``--input-size``: ``auto``, ``model`` (the model's own: 0) or a number of pixels."""
+    named = {"auto": INPUT_SIZE_AUTO, "model": 0}
+    if text.lower() in named:
+        return named[text.lower()]
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected auto, model or a number of pixels, not {text!r}"
+        ) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -111,6 +126,42 @@ def build_parser() -> argparse.ArgumentParser:
         "--balance",
         choices=list(BALANCE),
         help="class imbalance: auto (default: weights when largest/smallest class > 3), none, weights, sampler",
+    )
+    recipe = train.add_argument_group("recipe (defaults per strategy; README: Models and strategies)")
+    recipe.add_argument(
+        "--input-size",
+        type=_input_size,
+        metavar="auto|model|N",
+        help="input size in pixels: auto (feature-extract default: larger when the photos allow), "
+        "model (the model's own), or N",
+    )
+    recipe.add_argument(
+        "--tta", choices=TTA_MODES, help="test-time augmentation: flip (feature-extract default) or none"
+    )
+    recipe.add_argument(
+        "--feature-views",
+        type=int,
+        metavar="N",
+        help="cached augmented views per training photo (default: auto)",
+    )
+    recipe.add_argument(
+        "--head-first",
+        action=argparse.BooleanOptionalAction,
+        help="fine-tune: fit the new head on frozen features before every layer trains (default: on)",
+    )
+    recipe.add_argument(
+        "--freeze-bn",
+        action=argparse.BooleanOptionalAction,
+        help="fine-tune: keep BatchNorm statistics frozen (default: on)",
+    )
+    recipe.add_argument(
+        "--lr-decay-per-stage",
+        type=float,
+        metavar="F",
+        help="fine-tune: each earlier stage's learning rate is F times the next one's (default 0.7; 1: none)",
+    )
+    recipe.add_argument(
+        "--warmup-epochs", type=int, metavar="N", help="epochs of linear learning-rate warm-up (fine-tune: 1)"
     )
     train.add_argument(
         "--sync-bn", action="store_true", help="synchronise BatchNorm across GPUs (small per-GPU batches)"
@@ -356,6 +407,13 @@ def _config_from_args(args: argparse.Namespace) -> Any:
             early_stopping_metric=args.early_stopping_metric,
             label_smoothing=args.label_smoothing,
             sync_batchnorm=True if args.sync_bn else None,
+            input_size=args.input_size,
+            tta=args.tta,
+            feature_views=args.feature_views,
+            head_first=args.head_first,
+            freeze_bn=args.freeze_bn,
+            lr_decay_per_stage=args.lr_decay_per_stage,
+            warmup_epochs=args.warmup_epochs,
         )
     config.validate()
     return config

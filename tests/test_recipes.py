@@ -88,6 +88,31 @@ def test_new_fields_are_validated(changes, message):
 # -- stage-wise learning rates, warm-up, frozen batch norm -----------------------------------------
 
 
+def test_the_cli_sets_every_recipe_option_and_leaves_the_strategy_defaults_otherwise():
+    from engine.cli import _config_from_args, build_parser
+
+    def config(*argv: str) -> TrainConfig:
+        return _config_from_args(build_parser().parse_args(["train", "DATA", *argv]))
+
+    plain = config("--strategy", "fine-tune")
+    assert plain == TrainConfig.for_strategy("fine-tune")
+    tuned = config(
+        "--strategy", "fine-tune", "--no-head-first", "--no-freeze-bn", "--lr-decay-per-stage", "0.5",
+        "--warmup-epochs", "2", "--input-size", "256", "--tta", "flip", "--feature-views", "3",
+    )  # fmt: skip
+    assert (tuned.head_first, tuned.freeze_bn, tuned.lr_decay_per_stage, tuned.warmup_epochs) == (
+        False, False, 0.5, 2,
+    )  # fmt: skip
+    assert (tuned.input_size, tuned.tta, tuned.feature_views) == (256, "flip", 3)
+    assert config("--input-size", "auto").input_size == INPUT_SIZE_AUTO
+    assert config("--input-size", "MODEL", "--tta", "none").input_size == 0
+    assert config("--input-size", "model", "--tta", "none").tta == "none"
+    with pytest.raises(SystemExit):  # argparse's own message: expected auto, model or a number
+        config("--input-size", "big")
+    with pytest.raises(ConfigError, match="input size"):
+        config("--input-size", "8")
+
+
 def test_backbone_stages_get_rates_that_shrink_toward_the_input():
     config = TrainConfig.for_strategy("fine-tune", lr=1e-3, backbone_lr_scale=0.1, lr_decay_per_stage=0.5)
     model, heads = build_model("efficientnet_lite0", 2, pretrained=False)
