@@ -1,4 +1,5 @@
-"""Help → Environment: the environment doctor's report (``engine.doctor``) in a dialog, with Copy.
+"""Help → Environment: the environment doctor's report (``engine.doctor``) in a dialog, with Copy,
+the log folder and the choice of the cache folder (where backbone features are kept between runs).
 
 The report (Python, torch, torchvision, CUDA build vs driver, GPUs, why CUDA is not usable, cache
 folders and sizes, whether the runs folder is writable) imports torch and walks cache folders, so it
@@ -8,11 +9,13 @@ is computed on a worker thread; the dialog shows "Checking…" until it arrives.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from PySide6.QtCore import QUrl, Slot
 from PySide6.QtGui import QDesktopServices, QFontDatabase, QGuiApplication
 from PySide6.QtWidgets import (
     QDialog,
+    QFileDialog,
     QHBoxLayout,
     QLabel,
     QPlainTextEdit,
@@ -22,6 +25,7 @@ from PySide6.QtWidgets import (
 )
 
 from engine.core.logs import log_file
+from gui.settings import Settings
 from gui.worker import FunctionWorker, ThreadRunner
 
 logger = logging.getLogger(__name__)
@@ -37,8 +41,12 @@ def environment_text(_worker: FunctionWorker) -> str:
 class EnvironmentDialog(QDialog):
     """Shows the environment report; ``refresh()`` computes it again."""
 
-    def __init__(self, runner: ThreadRunner, parent: QWidget | None = None) -> None:
+    def __init__(
+        self, runner: ThreadRunner, settings: Settings | None = None, parent: QWidget | None = None
+    ) -> None:
         super().__init__(parent)
+        self.settings = settings or Settings()
+        self._notes: list[str] = []  # shown before the report's own status line
         self.setObjectName("environmentDialog")
         self.setAccessibleName("Environment")
         self.setWindowTitle("Environment")
@@ -67,6 +75,11 @@ class EnvironmentDialog(QDialog):
         self.log_button.setAccessibleName("Open the folder of the log file")
         self.log_button.setToolTip(str(log_file()))
         self.log_button.clicked.connect(self.open_log_folder)
+        self.cache_button = QPushButton("Cache folder…")
+        self.cache_button.setObjectName("environmentCacheButton")
+        self.cache_button.setAccessibleName("Change the cache folder")
+        self.cache_button.clicked.connect(self.choose_cache_folder)
+        self._show_cache_folder()
         close = QPushButton("Close")
         close.setObjectName("environmentCloseButton")
         close.setAccessibleName("Close")
@@ -75,6 +88,7 @@ class EnvironmentDialog(QDialog):
         buttons.addWidget(self.copy_button)
         buttons.addWidget(self.refresh_button)
         buttons.addWidget(self.log_button)
+        buttons.addWidget(self.cache_button)
         buttons.addStretch(1)
         buttons.addWidget(close)
         layout = QVBoxLayout(self)
@@ -105,7 +119,11 @@ class EnvironmentDialog(QDialog):
     @Slot(object)
     def _on_report(self, text: str) -> None:
         self.text.setPlainText(text)
-        self.status.setText(f"Include this report, and the log file {log_file()}, when you ask for help.")
+        self.status.setText(
+            " ".join(
+                [*self._notes, f"Include this report, and the log file {log_file()}, when you ask for help."]
+            )
+        )
         self.copy_button.setEnabled(True)
 
     @Slot(str)
@@ -129,3 +147,26 @@ class EnvironmentDialog(QDialog):
         folder = log_file().parent
         folder.mkdir(parents=True, exist_ok=True)
         QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder)))
+
+    def _show_cache_folder(self) -> None:
+        folder = self.settings.feature_cache_root()
+        if self.settings.feature_cache_root_is_fixed():
+            self.cache_button.setEnabled(False)
+            self.cache_button.setToolTip(f"{folder}\n(set by TRANSFER_STUDIO_CACHE; unset it to choose here)")
+        else:
+            self.cache_button.setToolTip(f"Backbone features are kept between runs in {folder}")
+
+    @Slot()
+    def choose_cache_folder(self) -> None:
+        """Ask for the folder where backbone features are cached; later runs and audits use it."""
+        old = self.settings.feature_cache_root()
+        folder = QFileDialog.getExistingDirectory(self, "Folder for the feature cache", str(old))
+        if not folder or Path(folder) == old:
+            return
+        self.settings.set_feature_cache_root(folder)
+        self._show_cache_folder()
+        self._notes = [
+            f"Features are now cached in {folder}. Those cached in {old} stay there; delete that "
+            "folder to free its space."
+        ]
+        self.refresh()

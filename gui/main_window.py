@@ -77,6 +77,7 @@ class MainWindow(QMainWindow):
         self.setWindowTitle("Transfer Studio")
         self.setWindowIcon(app_icon())
         self.settings = settings or Settings()
+        self.settings.apply_feature_cache_root()  # the engine's cache folder, as chosen in Environment
         self.runner = ThreadRunner(self)
         self.environment: Environment | None = None
         self.catalog: list[tuple[ModelInfo, str]] = []
@@ -209,7 +210,7 @@ class MainWindow(QMainWindow):
         from gui.environment_dialog import EnvironmentDialog
 
         if self._environment_dialog is None:
-            self._environment_dialog = EnvironmentDialog(self.runner, self)
+            self._environment_dialog = EnvironmentDialog(self.runner, self.settings, self)
         elif not self._environment_dialog.isVisible():
             self._environment_dialog.refresh()
         self._environment_dialog.show()

@@ -20,6 +20,7 @@ logger = logging.getLogger(__name__)
 
 ENV_VAR = "TRANSFER_STUDIO_SETTINGS"
 MAX_RECENT = 8
+CACHE_ROOT_KEY = "cache/root"
 
 
 def default_settings_path() -> Path:
@@ -134,6 +135,39 @@ class Settings:
 
     def clear_recent_datasets(self) -> None:
         self.set("data/recent", [])
+
+    def feature_cache_root(self) -> Path:
+        """Where the feature cache goes: ``$TRANSFER_STUDIO_CACHE``, the saved choice, or the platform's
+        cache folder (what the engine will use once :meth:`apply_feature_cache_root` ran)."""
+        from engine.core.locations import CACHE_ENV, cache_root  # torch-free
+
+        if os.environ.get(CACHE_ENV):
+            return Path(os.environ[CACHE_ENV]).expanduser()
+        saved = self.get_str(CACHE_ROOT_KEY)
+        return Path(saved).expanduser() if saved else cache_root()
+
+    def feature_cache_root_is_fixed(self) -> bool:
+        """Whether ``$TRANSFER_STUDIO_CACHE`` was set outside the app (then it wins over the setting)."""
+        from engine.core.locations import CACHE_ENV
+
+        env = os.environ.get(CACHE_ENV)
+        return bool(env) and env != self.get_str(CACHE_ROOT_KEY)
+
+    def apply_feature_cache_root(self) -> None:
+        """Point the engine (and the training processes the window starts) at the saved cache folder,
+        unless ``$TRANSFER_STUDIO_CACHE`` is set."""
+        from engine.core.locations import CACHE_ENV
+
+        saved = self.get_str(CACHE_ROOT_KEY)
+        if saved and not os.environ.get(CACHE_ENV):
+            os.environ[CACHE_ENV] = saved
+
+    def set_feature_cache_root(self, folder: str | Path) -> None:
+        """Save the feature cache folder and use it from now on (features already cached stay where they are)."""
+        from engine.core.locations import CACHE_ENV
+
+        self.set(CACHE_ROOT_KEY, str(folder))
+        os.environ[CACHE_ENV] = str(folder)
 
     def runs_root(self) -> Path:
         """Where training runs go: ``$TRANSFER_STUDIO_RUNS``, the saved choice, or ~/TransferStudio/runs."""

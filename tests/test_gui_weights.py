@@ -257,6 +257,46 @@ def test_help_environment_shows_the_doctor_report_and_copies_it(window, qtbot):
     dialog.close()
 
 
+def test_the_cache_folder_chosen_in_environment_is_used_and_remembered(
+    make_window, qtbot, monkeypatch, tmp_path
+):
+    """Help → Environment → Cache folder…: the engine's feature cache moves there, at once and on the
+    next start; while $TRANSFER_STUDIO_CACHE is set, the variable wins and the button says so."""
+    from PySide6.QtWidgets import QFileDialog
+
+    from engine.core.locations import CACHE_ENV
+    from engine.training.features import default_cache_dir
+
+    monkeypatch.delenv(CACHE_ENV)
+    chosen = tmp_path / "my cache"
+    chosen.mkdir()
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", staticmethod(lambda *a, **k: str(chosen)))
+    settings_file = tmp_path / "settings.ini"
+    window = make_window(settings_file)
+    window.environment_action.trigger()
+    dialog = window._environment_dialog
+    assert dialog.cache_button.isEnabled()
+    qtbot.mouseClick(dialog.cache_button, Qt.MouseButton.LeftButton)
+    assert default_cache_dir() == chosen / "features"  # training and audits use it from now on
+    qtbot.waitUntil(lambda: not dialog.is_busy(), timeout=120_000)
+    assert f"Features are now cached in {chosen}" in dialog.status.text()
+    dialog.close()
+    window.close()
+
+    monkeypatch.delenv(CACHE_ENV)  # a new start of the app: the saved choice comes back
+    make_window(settings_file, show=False)
+    assert default_cache_dir() == chosen / "features"
+
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "from the environment"))
+    again = make_window(settings_file)
+    again.environment_action.trigger()
+    assert not again._environment_dialog.cache_button.isEnabled()
+    assert "TRANSFER_STUDIO_CACHE" in again._environment_dialog.cache_button.toolTip()
+    assert default_cache_dir() == tmp_path / "from the environment" / "features"
+    qtbot.waitUntil(lambda: not again._environment_dialog.is_busy(), timeout=120_000)
+    again._environment_dialog.close()
+
+
 def test_real_download_code_against_a_closed_local_port_shows_the_offline_message(
     window, qtbot, monkeypatch, synthetic_dataset, empty_hub, train_calls
 ):
