@@ -10,8 +10,9 @@ stage and the findings' sizes.
     .venv/bin/python benchmarks/audit_speed.py ../shared/data/hymenoptera [--photos 4000] \\
         [--views N] [--keep DIR]
 
-``--views`` is the audit's ``training_views`` (default: what a feature-extract run uses on the
-device, so that a later training run computes no feature).
+``--views`` is the audit's ``training_views`` (default 1: the plain view, all the audit needs; the
+training run after it computes only its augmented views. 2 on a CPU: what a feature-extract run uses,
+so that the run computes no feature at all).
 """
 
 from __future__ import annotations
@@ -105,7 +106,7 @@ def main() -> int:
     parser.add_argument("source", type=Path, help="a folder of photos in class folders (e.g. hymenoptera)")
     parser.add_argument("--photos", type=int, default=4000)
     parser.add_argument(
-        "--views", type=int, default=None, help="training views to cache (default: as training)"
+        "--views", type=int, default=None, help="training views to cache (default 1)"
     )
     parser.add_argument("--keep", type=Path, default=None, help="build (or reuse) the dataset here")
     parser.add_argument("--child", type=Path, default=None, help=argparse.SUPPRESS)

@@ -335,25 +335,52 @@ def _feature_batches(config: TrainConfig, data: Path, run_dir: Path) -> list:
     return [e for e in events if isinstance(e, ev.BatchProgress) and e.phase == "features"]
 
 
-def test_a_training_run_after_the_audit_computes_no_feature(tmp_path, monkeypatch):
-    """Both layouts: the audit fills the training feature cache with every entry a default
-    feature-extract run needs (view 0 of every photo, the augmented views of training photos, the
-    mirror view of validation photos with flip test-time augmentation)."""
+def _backbone_images(monkeypatch) -> list[int]:
+    """Record the batch size of every backbone pass of the feature pass (audit or training)."""
+    from engine.training.features import FeatureExtractor
+
+    seen: list[int] = []
+    original = FeatureExtractor.__call__
+
+    def counting(self, batch):
+        seen.append(batch.shape[0])
+        return original(self, batch)
+
+    monkeypatch.setattr(FeatureExtractor, "__call__", counting)
+    return seen
+
+
+def test_a_training_run_after_the_audit_computes_only_its_augmented_views(tmp_path, monkeypatch):
+    """Both layouts: the audit caches view 0 of every photo (and the mirror view of validation photos
+    with flip test-time augmentation) in the training feature cache; the default feature-extract run
+    after it computes only the augmented view of each training photo, nothing the audit computed.
+    With the run's number of training views, the audit leaves it nothing at all to compute."""
     monkeypatch.setenv("TRANSFER_STUDIO_CACHE", str(tmp_path / "cache"))
     config = TrainConfig.for_strategy("feature-extract", epochs=1, batch_size=4, device="cpu")
+    seen = _backbone_images(monkeypatch)
     for layout, splits in (("folders", ("train", "val")), ("flat", None)):
         data = _tiny_dataset(tmp_path / layout, splits, n=6)
         report = run_audit(data)
-        assert report.training_views == 2 and report.features_computed > 0
         scan = scan_dataset(data, verify=False)
+        n_train, n_val = len(scan.splits["train"]), len(scan.splits["val"])
+        assert report.training_views == 1
+        assert report.features_computed == n_train + n_val * _val_views()
         store = FeatureStore(get_model_info(config.model), seed=0, preprocessing=run_preprocessing(config))
         val_views: list[int | str] = [0, "flip"] if _val_views() == 2 else [0]
-        for split, views in (("train", [0, 1]), ("val", val_views)):
+        for split, views in (("train", [0]), ("val", val_views)):
             for sample in scan.splits[split]:
                 for view in views:
                     assert FeatureStore.key(sample.path, view) in store.entries, (layout, sample.path, view)
-        # every feature the run needs came from the audit's cache entries: no backbone batch at all
-        assert _feature_batches(config, data, tmp_path / f"run-{layout}") == [], layout
+        seen.clear()
+        _feature_batches(config, data, tmp_path / f"run-{layout}")
+        assert sum(seen) == n_train, layout  # view 1 of each training photo, and nothing else
+
+        prepared = _tiny_dataset(tmp_path / f"{layout}-prepared", splits, n=6)
+        full = run_audit(prepared, training_views=2)
+        assert full.training_views == 2 and full.features_computed == 2 * n_train + n_val * _val_views()
+        seen.clear()
+        assert _feature_batches(config, prepared, tmp_path / f"run-{layout}-prepared") == [], layout
+        assert seen == []
 
 
 def test_the_audit_prepares_the_run_it_is_given(tmp_path, monkeypatch):
@@ -380,7 +407,7 @@ def test_the_audit_uses_the_automatic_input_size_the_run_will_choose(tmp_path, m
         large.save(photo)
     config = TrainConfig.for_strategy("feature-extract", epochs=1, batch_size=4, device="cpu")
     assert run_preprocessing(config, scan_dataset(data, verify=False)).crop_size == 288
-    run_audit(data)
+    run_audit(data, training_views=2)
     assert _feature_batches(config, data, tmp_path / "run") == []
 
 

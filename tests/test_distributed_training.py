@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from helpers_images import make_image_folder
 
 from engine.core.config import TrainConfig
@@ -60,11 +61,17 @@ def test_two_processes_match_one_with_the_same_global_batch(data: Path, tmp_path
     assert len(out.strip().splitlines()) == 1 + 3  # one line per epoch and the JSON line: rank 0 alone prints
 
     config = TrainConfig.for_strategy("feature-extract", epochs=3, batch_size=16, device="cpu")
-    os.environ["TRANSFER_STUDIO_CACHE"] = str(cache)
+    os.environ["TRANSFER_STUDIO_CACHE"] = str(tmp_path / "cache-one")  # computes its own features
     try:
         one = train(config, data, run_dir=tmp_path / "one")
     finally:
         del os.environ["TRANSFER_STUDIO_CACHE"]
+    # The feature pass was shared out and gathered: rank 0 saved every image's features (each rank
+    # computed a half), under the right keys, equal to one process's.
+    shared, alone = (_feature_entries(c) for c in (cache, tmp_path / "cache-one"))
+    assert len({key.split("|")[0] for key in alone}) == 64  # 32 training and 32 validation photos
+    assert shared.keys() == alone.keys()
+    assert all(torch.allclose(shared[k], alone[k], atol=1e-4) for k in alone)
     rows = RunDir(tmp_path / "runs" / "two").read_metrics()
     assert len(rows) == 3
     for a, b in zip(rows, one.history, strict=True):
@@ -80,6 +87,11 @@ def test_two_processes_match_one_with_the_same_global_batch(data: Path, tmp_path
     # ... which a single process resumes (a different number of processes).
     resumed = resume(tmp_path / "runs" / "two", epochs=4)
     assert resumed.epochs_completed == 4 and resumed.world_size == 1
+
+
+def _feature_entries(cache: Path) -> dict[str, torch.Tensor]:
+    (store,) = cache.rglob("*.pt")
+    return dict(torch.load(store, weights_only=True))
 
 
 def _rank_pids(run: Path) -> dict[int, int]:

@@ -55,6 +55,66 @@ def test_cached_eval_view_matches_the_eval_transform(tmp_path, input_size):
     cache.close()
 
 
+def test_a_share_of_the_images_computes_only_those_and_a_non_writing_store_saves_nothing(tmp_path):
+    """One process's share of a multi-process feature pass: only its indices, in order; and only the
+    first process's store writes the file."""
+    data = make_image_folder(tmp_path / "d", {"a": 3, "b": 3})
+    samples = scan_dataset(data).splits["train"]
+    info = get_model_info("efficientnet_lite0")
+    model, heads = build_model("efficientnet_lite0", 2, pretrained=True)
+    model.eval()
+    extractor = FeatureExtractor(model, heads[0])
+    seen = {"n": 0}
+
+    def counting(batch):
+        seen["n"] += batch.shape[0]
+        return extractor(batch)
+
+    cache = DecodedImageCache(samples, info.preprocessing)
+    reader = FeatureStore(info, seed=0, cache_dir=tmp_path / "cache", writes=False)
+    share, kept = compute_features(counting, cache, reader, 1, 0, torch.device("cpu"), 4, indices=range(2, 5))
+    assert kept == [2, 3, 4] and share.shape[:2] == (1, 3) and seen["n"] == 3
+    assert not reader.path.exists()  # computed, kept in memory, never written
+
+    writer = FeatureStore(info, seed=0, cache_dir=tmp_path / "cache")
+    whole, kept_all = compute_features(extractor, cache, writer, 1, 0, torch.device("cpu"), 4)
+    cache.close()
+    assert kept_all == list(range(6)) and writer.path.exists()
+    assert torch.allclose(whole[:, 2:5], share, atol=1e-5)
+
+
+def test_only_the_views_a_photo_misses_are_computed(tmp_path):
+    """View 0 cached (e.g. by an audit): a run with 2 views computes view 1 alone, and gets the same
+    view-1 features as a cold pass."""
+    data = make_image_folder(tmp_path / "d", {"a": 3, "b": 3})
+    samples = scan_dataset(data).splits["train"]
+    info = get_model_info("efficientnet_lite0")
+    model, heads = build_model("efficientnet_lite0", 2, pretrained=True)
+    model.eval()
+    extractor = FeatureExtractor(model, heads[0])
+    seen: list[int] = []
+
+    def counting(batch):
+        seen.append(batch.shape[0])
+        return extractor(batch)
+
+    def features(cache_dir, views):
+        cache = DecodedImageCache(samples, info.preprocessing)
+        store = FeatureStore(info, seed=0, cache_dir=cache_dir)
+        out = compute_features(counting, cache, store, views, 0, torch.device("cpu"), 4, flipped=True)
+        cache.close()
+        return out
+
+    features(tmp_path / "warm", 1)
+    assert sum(seen) == 12  # view 0 and the mirror view of 6 photos
+    seen.clear()
+    warm, kept = features(tmp_path / "warm", 2)
+    assert sum(seen) == 6 and kept == list(range(6))  # view 1 only
+    cold, _ = features(tmp_path / "cold", 2)
+    assert warm.shape == cold.shape == (3, 6, warm.shape[-1])  # views 0, 1 and the mirror view
+    assert torch.allclose(warm, cold, atol=1e-4)
+
+
 def test_augment_gives_crops_of_the_right_size_and_range():
     images = torch.randint(0, 256, (4, 3, 64, 64), dtype=torch.uint8)
     gen = torch.Generator().manual_seed(0)

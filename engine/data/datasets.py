@@ -79,6 +79,13 @@ class DatasetReport:
     seed: int = 0
     excluded: list[Path] = field(default_factory=list)  # left out by the user's exclusion list
 
+    def relative(self, path: Path) -> str:
+        """``path`` relative to the dataset folder (forward slashes), or in full when outside it."""
+        try:
+            return path.relative_to(self.root).as_posix()
+        except ValueError:
+            return path.as_posix()
+
     def same_split(self, val_fraction: float, seed: int) -> bool:
         """Whether a scan with these split settings would give this report's split."""
         return not self.auto_split or (self.val_fraction, self.seed) == (val_fraction, seed)
@@ -476,21 +483,12 @@ def format_report(report: DatasetReport) -> str:
     lines.append(f"Imbalance (largest/smallest train class): {ratio:.2f}")
     if report.skipped:
         lines.append(f"Skipped files ({len(report.skipped)}):")
-        for s in report.skipped:
-            try:
-                shown = s.path.relative_to(report.root)
-            except ValueError:
-                shown = s.path
-            lines.append(f"  {shown}: {s.reason}")
+        lines.extend(f"  {report.relative(s.path)}: {s.reason}" for s in report.skipped)
     if report.excluded:
         lines.append(
             f"Excluded by you ({len(report.excluded)}; `transfer-studio audit` or the Data tab manage the list):"
         )
-        for path in report.excluded:
-            try:
-                lines.append(f"  {path.relative_to(report.root)}")
-            except ValueError:
-                lines.append(f"  {path}")
+        lines.extend(f"  {report.relative(path)}" for path in report.excluded)
     if report.warnings:
         lines.append("Warnings:")
         lines.extend(f"  - {w}" for w in report.warnings)

@@ -27,14 +27,20 @@ from PIL import Image
 from torch import nn
 
 from engine.core.device import is_accelerator
-from engine.core.errors import TransferStudioError
+from engine.core.errors import Cancelled, TransferStudioError
 from engine.data.datasets import DatasetReport, Sample
 from engine.models.heads import HeadSpec
 from engine.models.preprocessing import CROP_FRACTION, Preprocessing
 from engine.models.registry import get_model_info
 from engine.models.tta import FlipAveraged
-from engine.training.distributed import Dist, unwrap
-from engine.training.features import FeatureExtractor, FeatureStore, compute_features, head_is_last
+from engine.training.distributed import Dist, agree_to_stop, gather_rows, shard_for_eval, unwrap
+from engine.training.features import (
+    FeatureExtractor,
+    FeatureStore,
+    compute_features,
+    feature_labels,
+    head_is_last,
+)
 from engine.training.image_cache import DecodedImageCache
 from engine.training.pipeline import FeatureBatches, ImageBatches
 from engine.training.state import Hooks, TrainingState
@@ -281,7 +287,7 @@ def _compute_split_features(
 ) -> dict[str, tuple[torch.Tensor, list[int]]]:
     config = state.config
     views = {"train": feature_views(config.augment, config.feature_views, state.device), "val": 1}
-    store = feature_store(state)
+    store = feature_store(state, hooks.dist)
     features = {
         name: frozen_features(
             state,
@@ -304,8 +310,11 @@ def _compute_split_features(
     return features
 
 
-def feature_store(state: TrainingState) -> FeatureStore:
-    """The on-disk feature store of the run's model, weights, preprocessing, seed, precision and head."""
+def feature_store(state: TrainingState, dist: Dist | None = None) -> FeatureStore:
+    """The on-disk feature store of the run's model, weights, preprocessing, seed, precision and head.
+
+    With several processes (``dist``), only the first one writes it.
+    """
     config = state.config
     return FeatureStore(
         get_model_info(config.model),
@@ -313,6 +322,7 @@ def feature_store(state: TrainingState) -> FeatureStore:
         precision=state.precision,
         head_input=HeadSpec.from_config(config).head_input,
         preprocessing=state.preprocessing,
+        writes=dist is None or dist.is_main,
     )
 
 
@@ -331,15 +341,22 @@ def frozen_features(
     """The frozen, pretrained backbone's features ``[views, N_ok, D]`` of a split's images (through the
     on-disk feature store, with progress, Stop and halving on out-of-memory), and their labels.
 
+    With several processes (``hooks.dist``) each computes a contiguous share of the images, and all
+    of them receive every share; the first process adds the others' features to the store and saves it.
     Puts the whole model in eval mode; a caller that trains it next sets its mode again.
     """
     extractor = FeatureExtractor(state.model, head_name)
     set_mode(state.model, state.head_names, "feature-extract", training=False)
     weight = views + int(flipped)
+    d = hooks.dist
+    share = shard_for_eval(len(split.cache), d)
 
     def progress(done: int, total: int) -> None:
         hooks.batch_done(0, "features", done, total, weight=weight)
 
+    stopped = False
+    feats: torch.Tensor = torch.empty(views + int(flipped), 0, 0)
+    kept: list[int] = []
     while True:
         try:
             with state.autocast():
@@ -354,15 +371,46 @@ def frozen_features(
                     on_batch=progress,
                     should_stop=hooks.should_stop,
                     flipped=flipped,
+                    indices=range(share.start, share.stop) if d.distributed else None,
                 )
             break
         except torch.cuda.OutOfMemoryError:
             halve_inference_batch()  # features done so far are kept in the store
+        except Cancelled:
+            if not d.distributed:
+                raise
+            stopped = True  # the others are told below, and stop with this process
+            break
+    if d.distributed:
+        if agree_to_stop(stopped, d):
+            raise Cancelled("the feature pass stopped")
+        feats = gather_rows(feats.cpu(), d, dim=1)
+        kept = gather_rows(torch.tensor(kept, dtype=torch.long), d).tolist()
+        _store_shared_features(store, split, feats, kept, views, flipped)
     if not kept:
         raise TransferStudioError(f"no {split_name} image could be read; check the dataset")
     if is_accelerator(state.device):  # kept on the device: every epoch reads them
         feats = feats.to(state.device)
     return feats, _labels_of(split.labels, kept)
+
+
+def _store_shared_features(
+    store: FeatureStore, split: _Split, feats: torch.Tensor, kept: list[int], views: int, flipped: bool
+) -> None:
+    """Add every process's features to the first process's store, and save it (the others never write)."""
+    if not store.writes:
+        return
+    labels = feature_labels(views, flipped)
+    for row, i in enumerate(kept):
+        try:
+            keys = [FeatureStore.key(split.cache.samples[i].path, v) for v in labels]
+        except OSError:
+            continue  # gone since another process read it: not worth keeping
+        for view, key in enumerate(keys):
+            if key not in store.entries:
+                store.entries[key] = feats[view, row].clone()
+                store.dirty = True
+    store.save()
 
 
 def features_done(hooks: Hooks) -> None:

@@ -114,6 +114,7 @@ class FeatureStore:
         precision: str = "float32",
         head_input: str = "features",
         preprocessing: Preprocessing | None = None,
+        writes: bool = True,
     ) -> None:
         # The run's preprocessing (another input size) or the model's; never its test-time
         # augmentation, which only adds entries of its own (view "flip").
@@ -134,6 +135,7 @@ class FeatureStore:
         self.path = (cache_dir or default_cache_dir()) / f"{info.name}-{digest}.pt"
         self.entries: dict[str, torch.Tensor] = {}
         self.dirty = False
+        self.writes = writes  # False on every process of a multi-process run but the first
         if self.path.exists():
             try:
                 self.entries = dict(torch.load(self.path, map_location="cpu", weights_only=True))
@@ -146,7 +148,7 @@ class FeatureStore:
         return f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{view}"
 
     def save(self) -> None:
-        if self.dirty:
+        if self.dirty and self.writes:
             try:
                 atomic_torch_save(self.entries, self.path)
                 self.dirty = False
@@ -161,6 +163,11 @@ def view_draw(sample_key: str, view: int, seed: int) -> tuple[torch.Tensor, torc
     return crop_boxes(1, generator)[0], torch.rand(1, generator=generator)[0] < HFLIP_PROBABILITY
 
 
+def feature_labels(views: int, flipped: bool) -> list[int | str]:
+    """The store's view labels of an image's features: ``0..views-1``, then ``"flip"`` if wanted."""
+    return [*range(views), *(["flip"] if flipped else [])]
+
+
 def compute_features(
     extractor: FeatureExtractor,
     cache: DecodedImageCache,
@@ -173,23 +180,27 @@ def compute_features(
     should_stop: Callable[[], bool] | None = None,
     *,
     flipped: bool = False,
+    indices: Sequence[int] | None = None,
 ) -> tuple[torch.Tensor, list[int]]:
     """Features ``[views, N_ok, D]`` for the decodable samples of ``cache``, and their indices.
 
     With ``flipped``, one more view comes last: the mirror image of the plain view (flip test-time
-    augmentation). Entries already in ``store`` are reused; missing ones are computed in batches and
-    added.
+    augmentation). With ``indices``, only those samples (one process's share of a multi-process run).
+    Entries already in ``store`` are reused; missing ones are computed in batches and added.
     """
     samples: Sequence[Sample] = cache.samples
-    labels: list[int | str] = [*range(views), *(["flip"] if flipped else [])]
-    keys: list[list[str] | None] = []
-    for s in samples:
+    labels = feature_labels(views, flipped)
+    wanted = range(len(samples)) if indices is None else indices
+    key_of: dict[int, list[str]] = {}
+    todo: list[int] = []
+    for i in wanted:
         try:
-            keys.append([FeatureStore.key(s.path, v) for v in labels])
+            key_of[i] = [FeatureStore.key(samples[i].path, v) for v in labels]
         except OSError:
-            keys.append(None)  # vanished file: decoding will fail and report it
-    key_of = {i: k for i, k in enumerate(keys) if k is not None}
-    todo = [i for i, k in enumerate(keys) if k is None or any(x not in store.entries for x in k)]
+            todo.append(i)  # vanished file: decoding will fail and report it
+            continue
+        if any(x not in store.entries for x in key_of[i]):
+            todo.append(i)
     normalize = Normalizer(cache.pre, device)
     chunks = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
     for n, chunk in enumerate(chunks, start=1):
@@ -200,28 +211,30 @@ def compute_features(
         if kept:
             images = images.to(device)
             for view, label in enumerate(labels):
+                # Only the views each photo misses (an audit may have cached view 0 alone); a file
+                # that could not be stat'ed has no key, so nothing of it could be stored.
+                rows = [r for r, i in enumerate(kept) if i in key_of and key_of[i][view] not in store.entries]
+                if not rows:
+                    continue
+                some = images[rows] if len(rows) < len(kept) else images
                 if label == "flip":
-                    pixels = center_crop(images, cache.pre.crop_size).flip(-1)
+                    pixels = center_crop(some, cache.pre.crop_size).flip(-1)
                 elif view == 0:
-                    pixels = center_crop(images, cache.pre.crop_size)
+                    pixels = center_crop(some, cache.pre.crop_size)
                 else:
-                    draws = [
-                        view_draw(key_of[i][0] if i in key_of else str(samples[i].path), view, seed)
-                        for i in kept
-                    ]
+                    draws = [view_draw(key_of[kept[r]][0], view, seed) for r in rows]
                     boxes = torch.stack([d[0] for d in draws])
                     flips = torch.stack([d[1] for d in draws])
-                    pixels = augment(images, cache.pre.crop_size, boxes, flips)
+                    pixels = augment(some, cache.pre.crop_size, boxes, flips)
                 batch = normalize(pixels).contiguous(memory_format=torch.channels_last)  # as the model
                 feats = extractor(batch).flatten(1).cpu()
-                for row, i in enumerate(kept):
-                    if i in key_of:  # a file that could not be stat'ed has no key: nothing to store
-                        store.entries[key_of[i][view]] = feats[row].clone()
-            store.dirty = True
+                for row, r in enumerate(rows):
+                    store.entries[key_of[kept[r]][view]] = feats[row].clone()
+                store.dirty = True
         if on_batch:
             on_batch(n, len(chunks))
     store.save()
-    ok = [i for i, k in key_of.items() if i not in cache.failed and k[0] in store.entries]
+    ok = [i for i in wanted if i in key_of and i not in cache.failed and key_of[i][0] in store.entries]
     if not ok:
         return torch.empty(len(labels), 0, 0), []
     stacked = torch.stack(

@@ -56,7 +56,7 @@ def fit_head_first(
         )
         return
     started = time.perf_counter()
-    store = feature_store(state)
+    store = feature_store(state, hooks.dist)
     feats, labels = frozen_features(
         state, store, data.splits["train"], head_name, HEAD_FIRST_VIEWS, hooks, halve_inference_batch
     )

@@ -275,13 +275,7 @@ def _report_dataset_warnings(report: DatasetReport, hooks: Hooks) -> None:
     for warning in report.warnings:
         hooks.warn(warning)
     if report.skipped:  # each skipped file once, with its reason
-        lines = []
-        for skipped in report.skipped:
-            try:
-                shown = skipped.path.relative_to(report.root)
-            except ValueError:
-                shown = skipped.path
-            lines.append(f"  {shown}: {skipped.reason}")
+        lines = [f"  {report.relative(skipped.path)}: {skipped.reason}" for skipped in report.skipped]
         hooks.warn(f"{len(report.skipped)} file(s) skipped, not used for training:\n" + "\n".join(lines))
 
 
@@ -302,19 +296,12 @@ def _record_dataset(run: RunDir, report: DatasetReport, state: TrainingState, ho
         {
             "images": {split: len(samples) for split, samples in report.splits.items()},
             "skipped": len(report.skipped),
-            "excluded": sorted(_relative_to(p, report.root) for p in report.excluded),
+            "excluded": sorted(map(report.relative, report.excluded)),
             "imbalance": round(ratio, 3) if math.isfinite(ratio) else None,
             "balance": state.balance,
             "input_size": state.preprocessing.crop_size,
         }
     )
-
-
-def _relative_to(path: Path, root: Path) -> str:
-    try:
-        return path.relative_to(root).as_posix()
-    except ValueError:
-        return str(path)
 
 
 def set_up(config: TrainConfig, report: DatasetReport, run: RunDir, device: torch.device) -> TrainingState:
