@@ -105,9 +105,7 @@ def main() -> int:
     )
     parser.add_argument("source", type=Path, help="a folder of photos in class folders (e.g. hymenoptera)")
     parser.add_argument("--photos", type=int, default=4000)
-    parser.add_argument(
-        "--views", type=int, default=None, help="training views to cache (default 1)"
-    )
+    parser.add_argument("--views", type=int, default=None, help="training views to cache (default 1)")
     parser.add_argument("--keep", type=Path, default=None, help="build (or reuse) the dataset here")
     parser.add_argument("--child", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
