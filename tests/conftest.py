@@ -19,6 +19,7 @@ For every test:
 
 from __future__ import annotations
 
+import gc
 import ipaddress
 import os
 import socket
@@ -185,13 +186,27 @@ def _patch_dialogs(monkeypatch: pytest.MonkeyPatch, recorder: DialogRecorder) ->
     monkeypatch.setattr(QFileDialog, "getSaveFileName", staticmethod(lambda *a, **k: ("", "")))
 
 
+_gui_garbage: list[str] = []  # the GUI test that ran last, until its garbage was collected
+
+
 @pytest.fixture(autouse=True)
 def _gui_test_guard(
     request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[None]:
+    # Qt objects left by a GUI test must be destroyed on this (the GUI) thread: collected later by
+    # Python's automatic collector inside some worker thread of another test, they crash the process
+    # the next time pytest-qt processes events. So their garbage is collected here, before any test.
+    # During a GUI test the automatic collector is off for the same reason (as in the app itself,
+    # gui.app.collect_garbage_on_the_gui_thread).
+    if _gui_garbage:
+        gc.collect()
+        gc.enable()
+        _gui_garbage.clear()
     if "qtbot" not in request.fixturenames:
         yield
         return
+    _gui_garbage.append(request.node.nodeid)
+    gc.disable()
     from PySide6.QtCore import Qt, QThread, QThreadPool
     from PySide6.QtWidgets import QApplication
 

@@ -179,3 +179,25 @@ def test_settings_path_comes_from_the_environment(window, tmp_path):
     assert str(window.settings.path) == os.environ["TRANSFER_STUDIO_SETTINGS"]
     assert str(window.settings.runs_root()) == os.environ["TRANSFER_STUDIO_RUNS"]
     assert window.findChild(QWidget, "runsFolder") is not None
+
+
+def test_the_app_collects_garbage_on_the_gui_thread_only(qtbot):
+    """Automatic collection is off (it could destroy Qt objects from a worker thread); a timer on the
+    GUI thread runs the collection once one is due."""
+    import gc
+
+    from PySide6.QtWidgets import QWidget
+
+    from gui.app import collect_garbage_on_the_gui_thread
+
+    parent = QWidget()
+    qtbot.addWidget(parent)
+    try:
+        timer = collect_garbage_on_the_gui_thread(parent, interval_ms=10)
+        assert not gc.isenabled() and timer.isActive()
+        junk = [[] for _ in range(gc.get_threshold()[0] + 100)]  # container allocations: one is due
+        assert gc.get_count()[0] > gc.get_threshold()[0]
+        qtbot.waitUntil(lambda: gc.get_count()[0] < gc.get_threshold()[0], timeout=5_000)
+        del junk
+    finally:
+        gc.enable()
