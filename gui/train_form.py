@@ -27,7 +27,15 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.core.config import BALANCE, HEADS, OPTIMIZERS, SCHEDULES, STRATEGIES, TrainConfig
+from engine.core.config import (
+    BALANCE,
+    HEADS,
+    INPUT_SIZE_AUTO,
+    OPTIMIZERS,
+    SCHEDULES,
+    STRATEGIES,
+    TrainConfig,
+)
 from gui.model_picker import DEFAULT_MODEL, ModelPicker
 from gui.settings import Settings
 from gui.widgets import hint_label
@@ -47,6 +55,8 @@ HEAD_TEXT = {
     ),
     "mlp": ("small network (MLP)", "Replace the classifier by two layers with dropout: 256 hidden units."),
 }
+#: The input sizes offered besides "automatic" and "the model's own" (engine.core.config.INPUT_SIZE_RANGE).
+INPUT_SIZES = (160, 192, 224, 256, 288, 320, 384, 448)
 BALANCE_TEXT = {
     "auto": "automatic",
     "none": "none",
@@ -123,6 +133,29 @@ class TrainForm(QWidget):
         self.balance_help = hint_label("")
         self.balance_help.setObjectName("balanceHelp")
         self._imbalance: float | None = None
+        self.input_size = _named(QComboBox(), "inputSizePicker", "Input size")
+        self.input_size.addItem("automatic", INPUT_SIZE_AUTO)
+        self.input_size.addItem("the model's own", 0)
+        for size in INPUT_SIZES:
+            self.input_size.addItem(f"{size} px", size)
+        self.input_size.setToolTip(
+            "Automatic: larger than the model's own when the photos have the pixels for it "
+            "(feature extraction's default); larger inputs cost more time."
+        )
+        self.tta = _named(
+            QCheckBox("Average each photo with its mirror image"), "ttaCheck", "Test-time flip averaging"
+        )
+        self.tta.setToolTip(
+            "Validation, evaluation and prediction average each photo's prediction with its mirror "
+            "image's (test-time augmentation): often a point more accurate, twice the time."
+        )
+        self.head_first = _named(
+            QCheckBox("Fit the new head first, then every layer"), "headFirstCheck", "Head first"
+        )
+        self.head_first.setToolTip(
+            "Fine-tuning: the new head is fitted on the frozen backbone's features (seconds), then every "
+            "layer trains with smaller learning rates for earlier layers."
+        )
         self.augment = _named(QCheckBox("Augment training images"), "augmentCheck", "Augmentation")
         self.augment.setToolTip("Random crops and horizontal flips: helps small datasets generalise.")
 
@@ -154,6 +187,9 @@ class TrainForm(QWidget):
         form.addRow("Early stopping", self.early_stopping)
         form.addRow("Class balance", self.balance)
         form.addRow("", self.balance_help)
+        form.addRow("Input size", self.input_size)
+        form.addRow("", self.tta)
+        form.addRow("", self.head_first)
         form.addRow("", self.augment)
         output_box = QGroupBox("Saved runs")
         output_layout = QHBoxLayout(output_box)
@@ -173,7 +209,8 @@ class TrainForm(QWidget):
                        self.learning_rate.valueChanged, self.optimizer.currentIndexChanged,
                        self.schedule.currentIndexChanged, self.augment.toggled,
                        self.balance.currentIndexChanged, self.head.currentIndexChanged,
-                       self.early_stopping.valueChanged):  # fmt: skip
+                       self.early_stopping.valueChanged, self.input_size.currentIndexChanged,
+                       self.tta.toggled, self.head_first.toggled):  # fmt: skip
             signal.connect(self._emit_changed)
         self.balance.currentIndexChanged.connect(self._show_balance)
 
@@ -196,6 +233,9 @@ class TrainForm(QWidget):
             balance=self.balance.currentData(),
             head=self.head.currentData(),
             early_stopping_patience=self.early_stopping.value(),
+            input_size=self.input_size.currentData(),
+            tta="flip" if self.tta.isChecked() else "none",
+            head_first=self.head_first.isChecked(),
         )
 
     def apply_config(self, config: TrainConfig) -> None:
@@ -213,6 +253,14 @@ class TrainForm(QWidget):
         self.balance.setCurrentIndex(max(0, self.balance.findData(config.balance)))
         self.head.setCurrentIndex(max(0, self.head.findData(config.head)))
         self.early_stopping.setValue(config.early_stopping_patience)
+        index = self.input_size.findData(config.input_size)
+        if index < 0:  # a size from the CLI or an older run: offered as it is
+            self.input_size.addItem(f"{config.input_size} px", config.input_size)
+            index = self.input_size.count() - 1
+        self.input_size.setCurrentIndex(index)
+        self.tta.setChecked(config.tta == "flip")
+        self.head_first.setChecked(config.head_first)
+        self.head_first.setEnabled(config.strategy == "fine-tune")
         self._weight_decay = config.weight_decay
         self._show_balance()
 
@@ -322,7 +370,11 @@ class TrainForm(QWidget):
                 early_stopping_patience=s.get_int(
                     "train/early_stopping", defaults.early_stopping_patience, 0, 100
                 ),
+                input_size=s.get_int("train/input_size", defaults.input_size, INPUT_SIZE_AUTO, 1024),
+                tta=s.get_str("train/tta", defaults.tta),
+                head_first=s.get_bool("train/head_first", defaults.head_first),
             )
+            config.validate()
         except Exception:  # noqa: BLE001 - bad saved values fall back to the defaults
             logger.info("saved training settings were unusable; using defaults")
             config = defaults
@@ -342,5 +394,7 @@ class TrainForm(QWidget):
                            ("lr", config.lr), ("optimizer", config.optimizer),
                            ("schedule", config.schedule), ("augment", config.augment),
                            ("balance", config.balance), ("head", config.head),
-                           ("early_stopping", config.early_stopping_patience)):  # fmt: skip
+                           ("early_stopping", config.early_stopping_patience),
+                           ("input_size", config.input_size), ("tta", config.tta),
+                           ("head_first", config.head_first)):  # fmt: skip
             self.settings.set(f"train/{key}", value)

@@ -137,7 +137,8 @@ def test_choices_and_geometry_persist(make_window, tmp_path):
         b"[window\ngeometry=@ByteArray(\x00\x01\ntab=[[[\n",  # not INI at all
         bytes(range(256)) * 4,  # binary garbage
         b"[train]\nepochs=lots\nlr=-nan\nbatch_size=99999999999\nstrategy=warp\n"
-        b"augment=maybe\nmodel=@Variant(\\0\\0\\0\\x7f)\n[window]\ngeometry=nonsense\ntab=9\n"
+        b"augment=maybe\nmodel=@Variant(\\0\\0\\0\\x7f)\ninput_size=7\ntta=sideways\n"
+        b"[window]\ngeometry=nonsense\ntab=9\n"
         b"[data]\nrecent=@Invalid()\nlast=42\n",  # valid INI, wrong values
     ],
 )
@@ -152,7 +153,17 @@ def test_corrupt_settings_never_block_start_up(make_window, tmp_path, content):
     # no recent datasets.
     config = window.train_tab.form.config()
     defaults = TrainConfig.for_strategy("feature-extract")
-    fields = ("strategy", "epochs", "batch_size", "lr", "optimizer", "schedule", "augment")
+    fields = (
+        "strategy",
+        "epochs",
+        "batch_size",
+        "lr",
+        "optimizer",
+        "schedule",
+        "augment",
+        "input_size",
+        "tta",
+    )
     assert {f: getattr(config, f) for f in fields} == {f: getattr(defaults, f) for f in fields}
     assert config.model == "efficientnet_lite0"
     assert window.tabs.currentIndex() == 0
