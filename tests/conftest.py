@@ -56,7 +56,27 @@ def _no_runs_from_the_real_old_folder(
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Skip ``needs_cuda`` tests without a usable CUDA device (torch is imported only if one is collected)."""
+    """Run the GUI tests last, and skip ``needs_cuda`` tests without a usable CUDA device."""
+    _gui_tests_last(items)
+    _skip_cuda_tests_without_cuda(items)
+
+
+def _gui_tests_last(items: list[pytest.Item]) -> None:
+    """Every test that uses ``qtbot`` after every other one (each group in collection order).
+
+    Once a QApplication exists, pytest-qt processes Qt events after *every* test. Three full runs
+    crashed there (a segfault in ``_process_events``) after GUI tests, right after the first long
+    engine test that followed them, never during a GUI test; the source was not found (see the
+    session notes). With the GUI tests last, no engine test runs beside leftovers of the window.
+    """
+    gui = [item for item in items if "qtbot" in getattr(item, "fixturenames", ())]
+    if gui:
+        chosen = set(map(id, gui))
+        items[:] = [item for item in items if id(item) not in chosen] + gui
+
+
+def _skip_cuda_tests_without_cuda(items: list[pytest.Item]) -> None:
+    """Torch is imported only if a ``needs_cuda`` test is collected."""
     marked = [item for item in items if item.get_closest_marker("needs_cuda") is not None]
     if not marked:
         return
