@@ -213,11 +213,11 @@ _gui_garbage: list[str] = []  # the GUI test that ran last, until its garbage wa
 def _gui_test_guard(
     request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[None]:
-    # Qt objects left by a GUI test must be destroyed on this (the GUI) thread: collected later by
-    # Python's automatic collector inside some worker thread of another test, they crash the process
-    # the next time pytest-qt processes events. So their garbage is collected here, before any test.
-    # During a GUI test the automatic collector is off for the same reason (as in the app itself,
-    # gui.app.collect_garbage_on_the_gui_thread).
+    # Qt objects left by a GUI test must be destroyed on this (the GUI) thread, never by Python's
+    # automatic collector running inside some worker thread: their garbage is collected here, before
+    # the next test, and during a GUI test the automatic collector is off (as in the app itself,
+    # gui.app.collect_garbage_on_the_gui_thread). A precaution: it did not cure the segfault that
+    # running the GUI tests last (_gui_tests_last) avoids.
     if _gui_garbage:
         gc.collect()
         gc.enable()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -20,6 +21,20 @@ from engine.training.pipeline import augment, center_crop, crop_boxes
 from engine.training.trainer import train
 
 PRE = get_model_info("efficientnet_lite0").preprocessing
+
+
+def _counting_lite0_extractor() -> tuple[Callable[[torch.Tensor], torch.Tensor], list[int]]:
+    """efficientnet_lite0's pretrained feature extractor, wrapped to record each backbone batch's size."""
+    model, heads = build_model("efficientnet_lite0", 2, pretrained=True)
+    model.eval()
+    extractor = FeatureExtractor(model, heads[0])
+    seen: list[int] = []
+
+    def counting(batch):
+        seen.append(batch.shape[0])
+        return extractor(batch)
+
+    return counting, seen
 
 
 def test_image_cache_respects_its_memory_budget(tmp_path):
@@ -61,23 +76,15 @@ def test_a_share_of_the_images_computes_only_those_and_a_non_writing_store_saves
     data = make_image_folder(tmp_path / "d", {"a": 3, "b": 3})
     samples = scan_dataset(data).splits["train"]
     info = get_model_info("efficientnet_lite0")
-    model, heads = build_model("efficientnet_lite0", 2, pretrained=True)
-    model.eval()
-    extractor = FeatureExtractor(model, heads[0])
-    seen = {"n": 0}
-
-    def counting(batch):
-        seen["n"] += batch.shape[0]
-        return extractor(batch)
-
+    counting, seen = _counting_lite0_extractor()
     cache = DecodedImageCache(samples, info.preprocessing)
     reader = FeatureStore(info, seed=0, cache_dir=tmp_path / "cache", writes=False)
     share, kept = compute_features(counting, cache, reader, 1, 0, torch.device("cpu"), 4, indices=range(2, 5))
-    assert kept == [2, 3, 4] and share.shape[:2] == (1, 3) and seen["n"] == 3
+    assert kept == [2, 3, 4] and share.shape[:2] == (1, 3) and sum(seen) == 3
     assert not reader.path.exists()  # computed, kept in memory, never written
 
     writer = FeatureStore(info, seed=0, cache_dir=tmp_path / "cache")
-    whole, kept_all = compute_features(extractor, cache, writer, 1, 0, torch.device("cpu"), 4)
+    whole, kept_all = compute_features(counting, cache, writer, 1, 0, torch.device("cpu"), 4)
     cache.close()
     assert kept_all == list(range(6)) and writer.path.exists()
     assert torch.allclose(whole[:, 2:5], share, atol=1e-5)
@@ -89,14 +96,7 @@ def test_only_the_views_a_photo_misses_are_computed(tmp_path):
     data = make_image_folder(tmp_path / "d", {"a": 3, "b": 3})
     samples = scan_dataset(data).splits["train"]
     info = get_model_info("efficientnet_lite0")
-    model, heads = build_model("efficientnet_lite0", 2, pretrained=True)
-    model.eval()
-    extractor = FeatureExtractor(model, heads[0])
-    seen: list[int] = []
-
-    def counting(batch):
-        seen.append(batch.shape[0])
-        return extractor(batch)
+    counting, seen = _counting_lite0_extractor()
 
     def features(cache_dir, views):
         cache = DecodedImageCache(samples, info.preprocessing)
@@ -130,16 +130,7 @@ def test_changed_file_invalidates_only_its_cached_features(tmp_path):
     data = make_image_folder(tmp_path / "d", {"a": 4, "b": 4})
     samples = scan_dataset(data).splits["train"]
     info = get_model_info("efficientnet_lite0")
-    model, heads = build_model("efficientnet_lite0", 2, pretrained=True)
-    model.eval()
-    extractor = FeatureExtractor(model, heads[0])
-    calls = {"n": 0}
-    original = extractor.__call__
-
-    def counting(batch):
-        calls["n"] += batch.shape[0]
-        return original(batch)
-
+    counting, seen = _counting_lite0_extractor()
     cache_dir = tmp_path / "cache"
 
     def run():
@@ -150,19 +141,19 @@ def test_changed_file_invalidates_only_its_cached_features(tmp_path):
         return feats, kept
 
     first, kept = run()
-    assert first.shape[:2] == (2, 8) and calls["n"] == 16  # 8 images x 2 views
-    calls["n"] = 0
+    assert first.shape[:2] == (2, 8) and sum(seen) == 16  # 8 images x 2 views
+    seen.clear()
     again, _ = run()
-    assert calls["n"] == 0 and torch.equal(first, again)  # all from the disk cache
+    assert sum(seen) == 0 and torch.equal(first, again)  # all from the disk cache
 
     changed = samples[3].path
     from helpers_images import make_image
 
     make_image((0, 0, 255), seed=99).save(changed, format="PNG" if changed.suffix == ".png" else "JPEG")
     os.utime(changed, ns=(time.time_ns(), time.time_ns() + 5_000_000))
-    calls["n"] = 0
+    seen.clear()
     third, _ = run()
-    assert calls["n"] == 2  # only the changed image, both views
+    assert sum(seen) == 2  # only the changed image, both views
     assert not torch.equal(third[:, 3], first[:, 3])
     assert torch.equal(third[:, :3], first[:, :3])
 

@@ -108,7 +108,13 @@ from engine.models.heads import HeadSpec
 from engine.models.preprocessing import Preprocessing
 from engine.models.registry import get_model_info
 from engine.training.data_path import decode_threads
-from engine.training.features import FeatureExtractor, FeatureStore, compute_features, head_is_last
+from engine.training.features import (
+    FeatureExtractor,
+    FeatureStore,
+    compute_features,
+    feature_labels,
+    head_is_last,
+)
 from engine.training.linear_head import DEFAULT_WEIGHT_DECAY
 from engine.training.trainer import autocast_dtype, inference_batch_size, run_preprocessing
 
@@ -364,7 +370,7 @@ def _feature_pass(
 
 
 def _missing_views(samples: list[Sample], store: FeatureStore, views: int, flipped: bool) -> int:
-    labels: list[int | str] = [*range(views), *(["flip"] if flipped else [])]
+    labels = feature_labels(views, flipped)
     missing = 0
     for s in samples:
         try:
