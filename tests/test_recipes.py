@@ -89,7 +89,8 @@ def test_new_fields_are_validated(changes, message):
 
 
 def test_the_cli_sets_every_recipe_option_and_leaves_the_strategy_defaults_otherwise():
-    from engine.cli import _config_from_args, build_parser
+    from engine.cli import build_parser
+    from engine.cli.train import config_from_args as _config_from_args
 
     def config(*argv: str) -> TrainConfig:
         return _config_from_args(build_parser().parse_args(["train", "DATA", *argv]))
