@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     from PySide6.QtCore import QEventLoop, QObject, Slot
     from PySide6.QtWidgets import QApplication
 
-    from gui.main_window import MainWindow
+    from gui.shell.main_window import MainWindow
 
     app = QApplication.instance() or QApplication([sys.argv[0]])
     app.setApplicationName("Transfer Studio")
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     window.tabs.setCurrentWidget(window.train_tab)
     form = window.train_tab.form
     form.strategy_picker.setCurrentIndex(form.strategy_picker.findText("feature-extract"))
-    form.epochs.setValue(args.epochs)
+    form.control("epochs").set_value(args.epochs)
     shot_epoch = max(1, args.epochs * 2 // 3)
 
     class MidRunShot(QObject):

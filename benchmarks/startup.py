@@ -1,6 +1,6 @@
 """Window start-up time: from launching the process to the main window being on screen.
 
-Each run starts a fresh ``python -m gui.launch`` (or ``--command``) with
+Each run starts a fresh ``python -m gui.shell.launch`` (or ``--command``) with
 ``TRANSFER_STUDIO_STARTUP_PROBE`` set, so the app writes the Unix time at which its window was
 first shown (after the first event-loop turn following the show) and quits. The difference to the
 moment just before the process was spawned is the launch-to-window time. Settings and runs go to a
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         default=os.environ.get("QT_QPA_PLATFORM", "offscreen"),
         help="Qt platform plugin (offscreen, xcb under Xvfb, ...)",
     )
-    parser.add_argument("--command", default=f"{sys.executable} -m gui.launch", help="what to launch")
+    parser.add_argument("--command", default=f"{sys.executable} -m gui.shell.launch", help="what to launch")
     parser.add_argument("--output", type=Path, help="also write the Markdown table to this file")
     args = parser.parse_args(argv)
 

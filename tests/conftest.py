@@ -216,7 +216,7 @@ def _gui_test_guard(
     # Qt objects left by a GUI test must be destroyed on this (the GUI) thread, never by Python's
     # automatic collector running inside some worker thread: their garbage is collected here, before
     # the next test, and during a GUI test the automatic collector is off (as in the app itself,
-    # gui.app.collect_garbage_on_the_gui_thread). A precaution: it did not cure the segfault that
+    # gui.shell.app.collect_garbage_on_the_gui_thread). A precaution: it did not cure the segfault that
     # running the GUI tests last (_gui_tests_last) avoids.
     if _gui_garbage:
         gc.collect()
@@ -230,7 +230,7 @@ def _gui_test_guard(
     from PySide6.QtCore import Qt, QThread, QThreadPool
     from PySide6.QtWidgets import QApplication
 
-    import gui.qt_compat  # noqa: F401 - PySide6 6.12 on Python 3.11 needs its work-around first
+    import gui.core.qt_compat  # noqa: F401 - PySide6 6.12 on Python 3.11 needs its work-around first
 
     monkeypatch.setenv("TRANSFER_STUDIO_SETTINGS", str(tmp_path / "settings" / "settings.ini"))
     monkeypatch.setenv("TRANSFER_STUDIO_RUNS", str(tmp_path / "runs"))
@@ -293,8 +293,8 @@ def make_window(qtbot: Any) -> Iterator[Any]:
     """Factory for shown MainWindows; each is closed (stopping its workers) at teardown."""
     import shiboken6
 
-    from gui.main_window import MainWindow
-    from gui.settings import Settings
+    from gui.core.settings import Settings
+    from gui.shell.main_window import MainWindow
 
     created: list[Any] = []
 

@@ -2,7 +2,7 @@
 
 The bundle tests run only when ``packaging/build.sh`` has produced ``dist/TransferStudio/TransferStudio``;
 they use ``xvfb-run`` when it is installed (a real X server, as on a desktop) and Qt's offscreen platform
-otherwise. The source test runs the same self-test through ``python -m gui.launch --self-test``.
+otherwise. The source test runs the same self-test through ``python -m gui.shell.launch --self-test``.
 Every test that starts a process is marked ``slow``.
 """
 
@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from gui import selftest
+from gui.shell import selftest
 
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLE = ROOT / "dist" / "TransferStudio"
@@ -81,9 +81,9 @@ def test_synthetic_dataset_layout(tmp_path):
 
 @pytest.mark.slow
 def test_self_test_from_source():
-    """``python -m gui.launch --self-test`` trains 1 epoch through the real window and exits 0."""
+    """``python -m gui.shell.launch --self-test`` trains 1 epoch through the real window and exits 0."""
     proc = subprocess.run(
-        [sys.executable, "-m", "gui.launch", "--self-test"],
+        [sys.executable, "-m", "gui.shell.launch", "--self-test"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -98,7 +98,7 @@ def test_self_test_from_source():
 def test_self_test_reports_a_failure(tmp_path):
     """A hard limit too short to train ends the process with exit code 3 and a message, not a hang."""
     proc = subprocess.run(
-        [sys.executable, "-m", "gui.launch", "--self-test"],
+        [sys.executable, "-m", "gui.shell.launch", "--self-test"],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -25,7 +25,7 @@ from PySide6.QtCore import Qt, QThread
 
 from engine.core.config import TrainConfig
 from engine.training import events as ev
-from gui.worker import ThreadRunner, TrainWorker, Worker
+from gui.background.worker import ThreadRunner, TrainWorker, Worker
 
 MODEL = "efficientnet_lite0"
 TIMEOUT_MS = 120_000  # only reached when the abort path is broken (the order is then wrong)
@@ -111,9 +111,11 @@ class StartHook(ThreadRunner):
 def _train_until_aborted(
     qtbot: Any, monkeypatch: pytest.MonkeyPatch, dataset: Path, tmp_path: Path, phase: str
 ) -> tuple[list[str], ev.RunFinished, ev.BatchProgress]:
-    import gui.worker
+    import gui.background.worker
 
-    monkeypatch.setattr(gui.worker, "PROGRESS_INTERVAL_S", 0.0)  # every batch becomes a progress signal
+    monkeypatch.setattr(
+        gui.background.worker, "PROGRESS_INTERVAL_S", 0.0
+    )  # every batch becomes a progress signal
     config = TrainConfig.for_strategy(
         "feature-extract", model=MODEL, epochs=3, batch_size=4, augment=False, device="cpu", workers=1
     )
@@ -151,8 +153,8 @@ def test_training_stopped_during_an_epoch(qtbot, monkeypatch, dataset, tmp_path)
 def test_evaluation_stopped_by_the_evaluate_tab_worker(qtbot, dataset, bundle):
     from engine.data.datasets import scan_dataset
     from engine.inference.predict import Predictor
-    from gui.evaluate_tab import EvaluateTab
-    from gui.settings import Settings
+    from gui.core.settings import Settings
+    from gui.tabs.evaluate_tab import EvaluateTab
 
     hooked: dict[str, Any] = {}
 
@@ -183,8 +185,8 @@ def test_evaluation_stopped_by_the_evaluate_tab_worker(qtbot, dataset, bundle):
 
 def test_export_parity_check_stopped_by_the_export_dialog_worker(qtbot, dataset, bundle, tmp_path):
     from engine.data.datasets import scan_dataset
-    from gui.export_dialog import ExportDialog, val_images
-    from gui.settings import Settings
+    from gui.core.settings import Settings
+    from gui.dialogs.export_dialog import ExportDialog, val_images
 
     hooked: dict[str, Any] = {}
 
@@ -276,7 +278,7 @@ def test_weights_download_stopped_by_the_weights_dialog_worker(qtbot, monkeypatc
 
     import engine.models.weights as weights_mod
     from engine.models.registry import get_model_info
-    from gui.weights_dialog import WeightsWorker
+    from gui.dialogs.weights_dialog import WeightsWorker
 
     url, requests = slow_weights
     monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path / "hub"))  # restored at teardown

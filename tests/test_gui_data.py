@@ -9,7 +9,7 @@ from PySide6.QtCore import QElapsedTimer, QMimeData, QPointF, Qt, QTimer, QUrl
 from PySide6.QtGui import QDropEvent, QTextDocumentFragment
 from PySide6.QtWidgets import QFileDialog, QLineEdit, QListWidget, QPushButton, QTableWidget, QWidget
 
-from gui.thumbnails import ThumbnailGrid
+from gui.views.thumbnails import ThumbnailGrid
 
 
 def _scan_via_dialog(window, qtbot, monkeypatch, folder: Path) -> None:

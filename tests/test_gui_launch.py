@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from engine.core.commands import COMMANDS
-from gui.launch import split_arguments
+from gui.shell.launch import split_arguments
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -56,12 +56,12 @@ def test_a_command_wins_over_a_folder_of_the_same_name(tmp_path, monkeypatch):
 
 
 def test_self_test_flag_runs_the_self_test(monkeypatch):
-    import gui.launch
-    import gui.selftest
+    import gui.shell.launch
+    import gui.shell.selftest
 
     calls: list[list[str]] = []
-    monkeypatch.setattr(gui.selftest, "main", lambda args: calls.append(list(args)) or 0)
-    assert gui.launch.main(["--self-test"]) == 0
+    monkeypatch.setattr(gui.shell.selftest, "main", lambda args: calls.append(list(args)) or 0)
+    assert gui.shell.launch.main(["--self-test"]) == 0
     assert calls == [["--self-test"]]
 
 
@@ -79,13 +79,13 @@ def _run_python(code: str, env: dict[str, str] | None = None, timeout: int = 300
 @pytest.fixture
 def no_window_no_self_test(monkeypatch: pytest.MonkeyPatch) -> None:
     """In-process launcher tests: opening the window or starting the self-test fails at once."""
-    import gui.selftest
+    import gui.shell.selftest
 
     def refuse(*_args: object, **_kwargs: object) -> int:
         raise AssertionError("a CLI call started the window or the self-test")
 
-    monkeypatch.setattr(gui.selftest, "main", refuse)
-    monkeypatch.setitem(sys.modules, "gui.app", types.SimpleNamespace(run=refuse))
+    monkeypatch.setattr(gui.shell.selftest, "main", refuse)
+    monkeypatch.setitem(sys.modules, "gui.shell.app", types.SimpleNamespace(run=refuse))
 
 
 @pytest.mark.parametrize("command", list(COMMANDS))
@@ -93,11 +93,11 @@ def test_every_command_reaches_the_cli_in_self_test_mode(
     command, monkeypatch, capsys, no_window_no_self_test
 ):
     """``TRANSFER_STUDIO_SELFTEST=1`` turns a window launch into the self-test, never a CLI call."""
-    import gui.launch
+    import gui.shell.launch
 
     monkeypatch.setenv("TRANSFER_STUDIO_SELFTEST", "1")
     with pytest.raises(SystemExit) as exit_info:
-        gui.launch.main([command, "--help"])
+        gui.shell.launch.main([command, "--help"])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     assert out.startswith(f"usage: transfer-studio {command} "), out[:200]
@@ -107,7 +107,7 @@ def test_every_command_reaches_the_cli_in_self_test_mode(
 def test_console_script_runs_the_cli_in_self_test_mode(tmp_path):
     """The installed ``transfer-studio`` script with TRANSFER_STUDIO_SELFTEST=1 still answers ``evaluate --help``."""
     script = Path(sys.executable).with_name("transfer-studio")
-    command = [str(script)] if script.is_file() else [sys.executable, "-m", "gui.launch"]
+    command = [str(script)] if script.is_file() else [sys.executable, "-m", "gui.shell.launch"]
     proc = subprocess.run(
         [*command, "evaluate", "--help"],
         cwd=ROOT,
@@ -139,7 +139,7 @@ def test_cli_subcommands_never_import_qt(tmp_path):
     proc = _run_python(
         f"""
         import sys
-        from gui.launch import main
+        from gui.shell.launch import main
         try:
             main(["--version"])
         except SystemExit as exc:
@@ -164,7 +164,7 @@ def test_cli_errors_come_back_as_exit_codes(tmp_path):
     proc = _run_python(
         f"""
         import sys
-        from gui.launch import main
+        from gui.shell.launch import main
         sys.exit(main(["scan", {str(tmp_path / "missing")!r}]))
         """
     )
@@ -179,7 +179,7 @@ def test_importing_the_launcher_is_light():
     proc = _run_python(
         """
         import sys
-        import gui.launch
+        import gui.shell.launch
         heavy = ("PySide6", "shiboken6", "pyqtgraph", "torch", "torchvision", "numpy", "PIL")
         loaded = sorted(m for m in sys.modules if m.split(".")[0] in heavy)
         assert not loaded, loaded
@@ -196,7 +196,7 @@ def test_window_process_shows_and_quits_by_itself(tmp_path):
     probe = tmp_path / "shown.txt"
     started = time.time()
     proc = subprocess.run(
-        [sys.executable, "-m", "gui.launch"],
+        [sys.executable, "-m", "gui.shell.launch"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -220,19 +220,19 @@ def test_run_reuses_the_existing_qapplication(qtbot, qapp, monkeypatch):
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
-    import gui.app
+    import gui.shell.app
 
     monkeypatch.setattr(sys, "excepthook", sys.excepthook)
     previous_sigint = signal.getsignal(signal.SIGINT)
     result: list[int] = []
     try:
-        QTimer.singleShot(0, lambda: result.append(gui.app.run([])))
+        QTimer.singleShot(0, lambda: result.append(gui.shell.app.run([])))
         qtbot.waitUntil(lambda: result != [], timeout=60_000)
     finally:
         signal.signal(signal.SIGINT, previous_sigint)
     assert result == [0]
     assert QApplication.instance() is qapp
-    window = gui.app._windows.pop()
+    window = gui.shell.app._windows.pop()
     assert window.objectName() == "mainWindow" and window.isVisible()
     window.close()
     assert not window.runner.is_busy()

@@ -66,7 +66,7 @@ def test_an_unexpected_error_is_shown_and_logged_with_its_traceback(window, qtbo
     import logging
 
     from engine.core import logs
-    from gui import app
+    from gui.shell import app
 
     monkeypatch.setenv("TRANSFER_STUDIO_LOGS", str(tmp_path / "logs"))
     root_logger = logging.getLogger()

@@ -20,7 +20,7 @@ from engine.core.config import TrainConfig
 from engine.core.errors import TransferStudioError
 from engine.core.rundir import RunDir
 from engine.core.runs import list_runs
-from gui.compare_view import METRIC_PLOTS, legend_labels
+from gui.tabs.compare_view import METRIC_PLOTS, legend_labels
 
 TRAIN_TIMEOUT_MS = 300_000
 
@@ -354,12 +354,12 @@ def test_delete_moves_the_run_to_the_trash(window, qtbot, runs_root, trash_home,
 
 @pytest.mark.parametrize("answer", [QMessageBox.StandardButton.Yes, QMessageBox.StandardButton.No])
 def test_without_a_trash_delete_asks_first(window, qtbot, runs_root, monkeypatch, dialogs, answer):
-    import gui.runs_tab
+    import gui.tabs.runs_tab
 
     def no_trash(path):
         raise TransferStudioError(f"cannot move {path} to the trash: no trash here")
 
-    monkeypatch.setattr(gui.runs_tab, "move_run_to_trash", no_trash)
+    monkeypatch.setattr(gui.tabs.runs_tab, "move_run_to_trash", no_trash)
     asked = []
 
     def question(_parent, title, text, *_args, **_kwargs):
@@ -490,7 +490,7 @@ def test_the_runs_tab_does_not_import_torch():
     code = (
         "import sys, os\n"
         "os.environ['QT_QPA_PLATFORM'] = 'offscreen'\n"
-        "import gui.main_window, gui.runs_tab, gui.compare_view\n"
+        "import gui.shell.main_window, gui.tabs.runs_tab, gui.tabs.compare_view\n"
         "heavy = [m for m in sys.modules if m.split('.')[0] in ('torch', 'torchvision')]\n"
         "assert not heavy, heavy[:5]\n"
     )

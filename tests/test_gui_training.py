@@ -197,7 +197,7 @@ def test_the_estimate_shows_from_the_first_feature_batch(
 ):
     from PySide6.QtCore import QObject, Slot
 
-    from gui.train_tab import TrainTab
+    from gui.tabs.train_tab import TrainTab
 
     class Recorder(QObject):  # lives on the GUI thread: the worker's signals reach it queued
         def __init__(self) -> None:

@@ -17,7 +17,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from gui.settings import Settings
+from gui.core.settings import Settings
 
 CONTRACT = {
     "datasetPath": QLineEdit,
@@ -199,7 +199,7 @@ def test_the_app_collects_garbage_on_the_gui_thread_only(qtbot):
 
     from PySide6.QtWidgets import QWidget
 
-    from gui.app import collect_garbage_on_the_gui_thread
+    from gui.shell.app import collect_garbage_on_the_gui_thread
 
     parent = QWidget()
     qtbot.addWidget(parent)

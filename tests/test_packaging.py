@@ -44,11 +44,11 @@ def _desktop_entry() -> configparser.SectionProxy:
 
 def test_entry_points():
     project = _pyproject()["project"]
-    assert project["scripts"] == {"transfer-studio": "gui.launch:main"}
-    assert project["gui-scripts"] == {"transfer-studio-gui": "gui.launch:main_window"}
-    import gui.launch
+    assert project["scripts"] == {"transfer-studio": "gui.shell.launch:main"}
+    assert project["gui-scripts"] == {"transfer-studio-gui": "gui.shell.launch:main_window"}
+    import gui.shell.launch
 
-    assert callable(gui.launch.main) and callable(gui.launch.main_window)
+    assert callable(gui.shell.launch.main) and callable(gui.shell.launch.main_window)
 
 
 def test_the_desktop_file_runs_the_gui_script():
@@ -60,7 +60,7 @@ def test_the_desktop_file_runs_the_gui_script():
 
 
 def test_the_pyside6_cap_applies_only_where_6_12_breaks():
-    """6.12.0 aborts on Python < 3.12 only (gui/qt_compat.py): the cap carries that marker."""
+    """6.12.0 aborts on Python < 3.12 only (gui/core/qt_compat.py): the cap carries that marker."""
     requirements = pytest.importorskip("packaging.requirements")
     pins = [
         requirements.Requirement(line)
@@ -85,7 +85,7 @@ def test_the_resources_package_holds_the_icons():
 
 
 def test_the_app_icon_is_not_null(qapp):
-    from gui.icon import app_icon, resource
+    from gui.shell.icon import app_icon, resource
 
     icon = app_icon()
     assert not icon.isNull()
@@ -95,15 +95,15 @@ def test_the_app_icon_is_not_null(qapp):
 
 
 def test_without_the_resources_package_the_icon_is_empty(qapp, monkeypatch):
-    import gui.icon
+    import gui.shell.icon
 
-    monkeypatch.setattr(gui.icon, "PACKAGE", "transfer_studio_no_such_package")
-    assert gui.icon.resource("transfer-studio.svg") is None
-    gui.icon.app_icon.cache_clear()
+    monkeypatch.setattr(gui.shell.icon, "PACKAGE", "transfer_studio_no_such_package")
+    assert gui.shell.icon.resource("transfer-studio.svg") is None
+    gui.shell.icon.app_icon.cache_clear()
     try:
-        assert gui.icon.app_icon().isNull()
+        assert gui.shell.icon.app_icon().isNull()
     finally:
-        gui.icon.app_icon.cache_clear()
+        gui.shell.icon.app_icon.cache_clear()
 
 
 def _spec_function(name: str, **namespace: object):
@@ -157,7 +157,7 @@ def test_the_wheel_holds_the_resources_and_the_gui_script(tmp_path):
     assert "resources/__init__.py" in names
     for name in RESOURCE_FILES:
         assert f"resources/{name}" in names, name
-    assert "gui/qt_platform.py" in names and "gui/icon.py" in names
-    assert dict(entry_points["gui_scripts"]) == {"transfer-studio-gui": "gui.launch:main_window"}
-    assert dict(entry_points["console_scripts"]) == {"transfer-studio": "gui.launch:main"}
+    assert "gui/shell/qt_platform.py" in names and "gui/shell/icon.py" in names
+    assert dict(entry_points["gui_scripts"]) == {"transfer-studio-gui": "gui.shell.launch:main_window"}
+    assert dict(entry_points["console_scripts"]) == {"transfer-studio": "gui.shell.launch:main"}
     assert "\nExec=transfer-studio-gui\n" in desktop

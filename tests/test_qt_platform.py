@@ -1,4 +1,4 @@
-"""The Linux start-up check of Qt's xcb platform plugin (``gui/qt_platform.py``) and how the launcher uses it.
+"""The Linux start-up check of Qt's xcb platform plugin (``gui/shell/qt_platform.py``) and how the launcher uses it.
 
 Libraries are reported missing by replacing ``ctypes.CDLL`` in the module; no test needs an X server.
 The subprocess test is marked ``slow`` (``make test-fast`` leaves it out).
@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from gui import qt_platform
-from gui.qt_platform import XCB_LIBRARIES
+from gui.shell import qt_platform
+from gui.shell.qt_platform import XCB_LIBRARIES
 
 ROOT = Path(__file__).resolve().parents[1]
 USUALLY_MISSING = ("libxcb-cursor.so.0", "libxcb-icccm.so.4", "libxcb-keysyms.so.1")
@@ -51,7 +51,7 @@ def libraries(monkeypatch: pytest.MonkeyPatch):
 
 @pytest.fixture
 def dialogs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Record :func:`gui.qt_platform.show_dialog` calls instead of opening a window."""
+    """Record :func:`gui.shell.qt_platform.show_dialog` calls instead of opening a window."""
     shown: list[str] = []
     monkeypatch.setattr(qt_platform, "show_dialog", lambda text, environ=None: shown.append(text) or True)
     return shown
@@ -155,7 +155,7 @@ def test_other_systems_are_not_checked(libraries, platform):
 
 def test_in_a_wayland_session_missing_xcb_libraries_only_warn(libraries, caplog):
     libraries.missing = set(USUALLY_MISSING)
-    with caplog.at_level(logging.WARNING, logger="gui.qt_platform"):
+    with caplog.at_level(logging.WARNING, logger="gui.shell.qt_platform"):
         assert qt_platform.check([], {"WAYLAND_DISPLAY": "wayland-0"}, platform="linux") is None
     assert "libxcb-cursor.so.0" in caplog.text and "libxcb-cursor0" in caplog.text
 
@@ -282,11 +282,11 @@ def x11_without_libraries(monkeypatch: pytest.MonkeyPatch, libraries) -> _FakeCD
 
 @pytest.fixture
 def no_window(monkeypatch: pytest.MonkeyPatch) -> list[tuple[object, ...]]:
-    """Replace ``gui.app`` so that opening the window only records the call."""
+    """Replace ``gui.shell.app`` so that opening the window only records the call."""
     opened: list[tuple[object, ...]] = []
     monkeypatch.setitem(
         sys.modules,
-        "gui.app",
+        "gui.shell.app",
         types.SimpleNamespace(run=lambda qt_args, dataset=None: opened.append((qt_args, dataset)) or 0),
     )
     return opened
@@ -296,11 +296,11 @@ def no_window(monkeypatch: pytest.MonkeyPatch) -> list[tuple[object, ...]]:
 def test_the_launcher_refuses_to_open_the_window_without_the_libraries(
     entry, x11_without_libraries, no_window, dialogs, capsys
 ):
-    import gui.launch
+    import gui.shell.launch
 
-    code = getattr(gui.launch, entry)([])
+    code = getattr(gui.shell.launch, entry)([])
     assert code == qt_platform.EXIT_MISSING_LIBRARIES != 0
-    assert no_window == []  # gui.app.run, and so QApplication, was never reached
+    assert no_window == []  # gui.shell.app.run, and so QApplication, was never reached
     err = capsys.readouterr().err
     assert "sudo apt install libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1" in err
     assert err.count("Transfer Studio cannot open its window") == 1
@@ -308,52 +308,52 @@ def test_the_launcher_refuses_to_open_the_window_without_the_libraries(
 
 
 def test_the_self_test_is_refused_the_same_way(x11_without_libraries, dialogs, monkeypatch, capsys):
-    import gui.launch
-    import gui.selftest
+    import gui.shell.launch
+    import gui.shell.selftest
 
-    monkeypatch.setattr(gui.selftest, "main", lambda args: pytest.fail("the self-test started"))
-    assert gui.launch.main(["--self-test"]) == qt_platform.EXIT_MISSING_LIBRARIES
+    monkeypatch.setattr(gui.shell.selftest, "main", lambda args: pytest.fail("the self-test started"))
+    assert gui.shell.launch.main(["--self-test"]) == qt_platform.EXIT_MISSING_LIBRARIES
     assert "libxcb-cursor0" in capsys.readouterr().err
 
 
 def test_the_launcher_opens_the_window_when_the_libraries_are_there(
     x11_without_libraries, no_window, tmp_path
 ):
-    import gui.launch
+    import gui.shell.launch
 
     x11_without_libraries.missing = set()
-    assert gui.launch.main([str(tmp_path)]) == 0
+    assert gui.shell.launch.main([str(tmp_path)]) == 0
     assert no_window == [([], str(tmp_path))]
 
 
 def test_offscreen_skips_the_check(x11_without_libraries, no_window, monkeypatch):
-    import gui.launch
+    import gui.shell.launch
 
     monkeypatch.setenv("QT_QPA_PLATFORM", "offscreen")
-    assert gui.launch.main([]) == 0
-    assert gui.launch.main_window(["-platform", "offscreen"]) == 0
+    assert gui.shell.launch.main([]) == 0
+    assert gui.shell.launch.main_window(["-platform", "offscreen"]) == 0
     assert x11_without_libraries.loaded == []
     assert no_window == [([], None), (["-platform", "offscreen"], None)]
 
 
 def test_cli_calls_never_run_the_check(x11_without_libraries, monkeypatch):
-    import gui.launch
+    import gui.shell.launch
 
     monkeypatch.setattr(qt_platform, "check", lambda *a, **k: pytest.fail("checked on a CLI call"))
     with pytest.raises(SystemExit) as exit_info:
-        gui.launch.main(["--version"])
+        gui.shell.launch.main(["--version"])
     assert exit_info.value.code in (0, None)
 
 
 def test_the_gui_script_ignores_cli_arguments_and_opens_the_window(
     x11_without_libraries, no_window, monkeypatch
 ):
-    import gui.launch
+    import gui.shell.launch
 
     x11_without_libraries.missing = set()
     monkeypatch.setattr(sys, "stdout", None)  # pythonw on Windows
     monkeypatch.setattr(sys, "stderr", None)
-    assert gui.launch.main_window(["scan", "photos"]) == 0
+    assert gui.shell.launch.main_window(["scan", "photos"]) == 0
     assert no_window == [([], None)]
     assert sys.stdout is not None and sys.stderr is not None
     sys.stdout.close()
@@ -372,9 +372,9 @@ def test_the_launcher_process_exits_without_importing_qt(tmp_path):
                 raise OSError(name + ": cannot open shared object file")
             return real(name, *args, **kwargs)
         ctypes.CDLL = fake
-        from gui import qt_platform
+        from gui.shell import qt_platform
         qt_platform.show_dialog = lambda text, environ=None: False
-        from gui.launch import main
+        from gui.shell.launch import main
         rc = main([])
         qt = sorted(m for m in sys.modules if m.split(".")[0] in ("PySide6", "shiboken6", "pyqtgraph"))
         assert not qt, qt

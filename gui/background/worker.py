@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
-import gui.qt_compat  # noqa: F401 - must run before heavy Qt use
+import gui.core.qt_compat  # noqa: F401 - must run before heavy Qt use
 from engine.core.errors import Cancelled, TransferStudioError
 from engine.training import events as ev
 

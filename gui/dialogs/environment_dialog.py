@@ -25,8 +25,8 @@ from PySide6.QtWidgets import (
 )
 
 from engine.core.logs import log_file
-from gui.settings import Settings
-from gui.worker import FunctionWorker, ThreadRunner
+from gui.background.worker import FunctionWorker, ThreadRunner
+from gui.core.settings import Settings
 
 logger = logging.getLogger(__name__)
 

@@ -31,8 +31,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from gui.settings import Settings
-from gui.worker import FunctionWorker, ThreadRunner
+from gui.background.worker import FunctionWorker, ThreadRunner
+from gui.core.settings import Settings
 
 if TYPE_CHECKING:
     from engine.data.datasets import DatasetReport

@@ -1,7 +1,7 @@
 """File → Export report…: the HTML report of a run or a bake-off, written off the GUI thread.
 
 :class:`ReportExporter` asks for the run folder (unless it is given, as the Runs tab does) and for the
-file, runs :func:`engine.experiments.report.write_report` on a :class:`~gui.worker.FunctionWorker`
+file, runs :func:`engine.experiments.report.write_report` on a :class:`~gui.background.worker.FunctionWorker`
 with a progress dialog whose Cancel stops the evaluation, then says where the report went, with an
 "Open" button that opens it in the browser. Nothing here imports torch (the worker does).
 """
@@ -16,8 +16,8 @@ from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import QFileDialog, QMessageBox, QProgressDialog, QWidget
 
 from engine.core.rundir import CONFIG_FILE, LEADERBOARD_FILE
-from gui.settings import Settings
-from gui.worker import FunctionWorker, ThreadRunner
+from gui.background.worker import FunctionWorker, ThreadRunner
+from gui.core.settings import Settings
 
 logger = logging.getLogger(__name__)
 

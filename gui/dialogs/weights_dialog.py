@@ -28,7 +28,7 @@ from PySide6.QtWidgets import (
 )
 
 from engine.core.sizes import format_size
-from gui.worker import ThreadRunner, Worker
+from gui.background.worker import ThreadRunner, Worker
 
 if TYPE_CHECKING:
     from engine.models.weights import WeightsError

@@ -1,7 +1,7 @@
 """Application start-up: the QApplication (reused if one exists), logging, error hook, the window.
 
 Environment variables:
-  ``TRANSFER_STUDIO_SETTINGS``       settings file (see :mod:`gui.settings`)
+  ``TRANSFER_STUDIO_SETTINGS``       settings file (see :mod:`gui.core.settings`)
   ``TRANSFER_STUDIO_RUNS``           folder for training runs
   ``TRANSFER_STUDIO_LOG_LEVEL``      e.g. ``DEBUG`` (default ``WARNING``)
   ``TRANSFER_STUDIO_STARTUP_PROBE``  a file: when the window is first on screen, write the Unix time
@@ -23,9 +23,9 @@ from types import TracebackType
 from PySide6.QtCore import QObject, QTimer
 from PySide6.QtWidgets import QApplication, QMessageBox
 
-from gui.icon import app_icon
-from gui.main_window import MainWindow
-from gui.worker import friendly_error
+from gui.background.worker import friendly_error
+from gui.shell.icon import app_icon
+from gui.shell.main_window import MainWindow
 
 logger = logging.getLogger(__name__)
 

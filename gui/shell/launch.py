@@ -3,12 +3,12 @@
 ``transfer-studio`` (optionally with Qt options such as ``-platform offscreen``, or a dataset folder)
 opens the window. ``transfer-studio COMMAND …`` (any of :data:`engine.core.commands.COMMANDS`), ``-h``/``--help``
 and ``--version`` run :func:`engine.cli.main` and return its exit code without ever importing Qt;
-``--self-test`` runs :mod:`gui.selftest`. ``transfer-studio-gui`` (:func:`main_window`, a gui-script:
+``--self-test`` runs :mod:`gui.shell.selftest`. ``transfer-studio-gui`` (:func:`main_window`, a gui-script:
 no console window on Windows; what the ``.desktop`` file runs) only ever opens the window.
 
-Before the window opens, :func:`gui.qt_platform.check` makes sure Qt's platform plugin can load on Linux;
+Before the window opens, :func:`gui.shell.qt_platform.check` makes sure Qt's platform plugin can load on Linux;
 if system libraries are missing, the launcher says which packages to install and exits with
-:data:`gui.qt_platform.EXIT_MISSING_LIBRARIES` instead of letting Qt abort. This module imports nothing
+:data:`gui.shell.qt_platform.EXIT_MISSING_LIBRARIES` instead of letting Qt abort. This module imports nothing
 heavy at import time.
 """
 
@@ -61,7 +61,7 @@ def split_arguments(argv: Sequence[str]) -> tuple[list[str], list[str]] | None:
 
 def _window_ready(qt_args: Sequence[str]) -> int | None:
     """None when the window can try to open; else the exit code, after telling the user why not."""
-    from gui import qt_platform  # standard library only
+    from gui.shell import qt_platform  # standard library only
 
     problem = qt_platform.check(qt_args)
     if problem is None:
@@ -77,13 +77,13 @@ def _open_window(qt_args: list[str], positional: list[str]) -> int:
     refused = _window_ready(qt_args)
     if refused is not None:
         return refused
-    from gui.app import run  # Qt only when the window opens
+    from gui.shell.app import run  # Qt only when the window opens
 
     return run(qt_args, dataset=positional[0] if positional else None)
 
 
 def _run_self_test(args: list[str]) -> int:
-    from gui import selftest
+    from gui.shell import selftest
 
     refused = _window_ready([arg for arg in args if arg != selftest.FLAG])
     return refused if refused is not None else selftest.main(args)
@@ -92,7 +92,7 @@ def _run_self_test(args: list[str]) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run Transfer Studio (the ``transfer-studio`` console script); returns the process exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
-    from gui import selftest  # standard library only; Qt is imported when the self-test runs
+    from gui.shell import selftest  # standard library only; Qt is imported when the self-test runs
 
     if selftest.requested(args):
         return _run_self_test(args)
@@ -119,7 +119,7 @@ def main_window(argv: Sequence[str] | None = None) -> int:
     """
     _ensure_standard_streams()
     args = list(sys.argv[1:] if argv is None else argv)
-    from gui import selftest
+    from gui.shell import selftest
 
     if selftest.requested(args):
         return _run_self_test(args)

@@ -5,7 +5,7 @@ Nothing here imports torch. After the window is first shown, a worker thread pro
 device (importing torch) and then loads the model catalog; the status bar and the model picker fill
 in when they arrive. Closing the window stops a running training (after asking) and waits for every
 worker thread. File → Import weights file… and Help → Environment open
-:mod:`gui.weights_dialog` and :mod:`gui.environment_dialog`; after a download or an import the
+:mod:`gui.dialogs.weights_dialog` and :mod:`gui.dialogs.environment_dialog`; after a download or an import the
 model catalog is reloaded so the picker shows which models work without a network.
 """
 
@@ -20,24 +20,24 @@ from PySide6.QtCore import QTimer, Signal, Slot
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence, QShowEvent
 from PySide6.QtWidgets import QLabel, QMainWindow, QMessageBox, QTabWidget, QWidget
 
-from gui.data_tab import DataTab
-from gui.environment import Environment, about_html, probe_environment
-from gui.evaluate_tab import EvaluateTab
-from gui.icon import app_icon
-from gui.predict_tab import PredictTab
-from gui.runs_tab import RunsTab
-from gui.settings import Settings
-from gui.train_tab import TrainTab
-from gui.worker import FunctionWorker, ThreadRunner, freeze_gc
+from gui.background.worker import FunctionWorker, ThreadRunner, freeze_gc
+from gui.core.settings import Settings
+from gui.shell.environment import Environment, about_html, probe_environment
+from gui.shell.icon import app_icon
+from gui.tabs.data_tab import DataTab
+from gui.tabs.evaluate_tab import EvaluateTab
+from gui.tabs.predict_tab import PredictTab
+from gui.tabs.runs_tab import RunsTab
+from gui.tabs.train_tab import TrainTab
 
 if TYPE_CHECKING:
     from engine.data.datasets import DatasetReport
     from engine.inference.predict import Predictor
     from engine.models.registry import ModelInfo
-    from gui.environment_dialog import EnvironmentDialog
-    from gui.export_dialog import ExportDialog
-    from gui.report_export import ReportExporter
-    from gui.weights_dialog import WeightsDialog
+    from gui.dialogs.environment_dialog import EnvironmentDialog
+    from gui.dialogs.export_dialog import ExportDialog
+    from gui.dialogs.report_export import ReportExporter
+    from gui.dialogs.weights_dialog import WeightsDialog
 
 logger = logging.getLogger(__name__)
 
@@ -196,7 +196,7 @@ class MainWindow(QMainWindow):
     @Slot()
     def import_weights(self) -> None:
         """File → Import weights file…: a weights dialog in import mode (the picker refreshes after)."""
-        from gui.weights_dialog import WeightsDialog
+        from gui.dialogs.weights_dialog import WeightsDialog
 
         dialog = WeightsDialog(None, self.runner, self)
         dialog.weightsReady.connect(self.refresh_catalog)
@@ -207,7 +207,7 @@ class MainWindow(QMainWindow):
     @Slot()
     def show_environment(self) -> None:
         """Help → Environment: the doctor's report, computed off the GUI thread."""
-        from gui.environment_dialog import EnvironmentDialog
+        from gui.dialogs.environment_dialog import EnvironmentDialog
 
         if self._environment_dialog is None:
             self._environment_dialog = EnvironmentDialog(self.runner, self.settings, self)
@@ -229,7 +229,7 @@ class MainWindow(QMainWindow):
     @Slot()
     def export_model(self) -> None:
         """File → Export…: the current model to ONNX or TorchScript, with a parity check."""
-        from gui.export_dialog import ExportDialog, val_images
+        from gui.dialogs.export_dialog import ExportDialog, val_images
 
         if self.predict_tab.predictor is None:
             return
@@ -252,7 +252,7 @@ class MainWindow(QMainWindow):
         Predict tab's model came from a run), else at the runs folder. Then a save dialog asks for the
         file; the report is written on a worker thread with a progress dialog and Cancel.
         """
-        from gui.report_export import ReportExporter, run_folder_of
+        from gui.dialogs.report_export import ReportExporter, run_folder_of
 
         if self._shut_down:
             return

@@ -4,7 +4,7 @@ Started by ``transfer-studio --self-test`` (or ``TransferStudio --self-test`` in
 the environment variable ``TRANSFER_STUDIO_SELFTEST=1`` when no CLI subcommand is given. It
 
 1. makes a synthetic two-class dataset (coloured PNG images) in a temporary folder,
-2. opens the real :class:`gui.main_window.MainWindow`, types the folder into ``datasetPath`` and
+2. opens the real :class:`gui.shell.main_window.MainWindow`, types the folder into ``datasetPath`` and
    presses Return (the Data tab scans it on its worker thread),
 3. on the Train tab picks ``efficientnet_lite0`` (built-in weights, works offline), the
    ``feature-extract`` strategy and 1 epoch, and clicks ``startButton`` (the real TrainWorker runs),
@@ -329,11 +329,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         dataset, probe, expected = make_dataset(workdir)
         from PySide6.QtWidgets import QApplication
 
-        import gui.qt_compat  # noqa: F401 - PySide6 work-arounds before heavy Qt use
-        from gui.environment import app_version
-        from gui.icon import app_icon
-        from gui.main_window import MainWindow
-        from gui.settings import Settings
+        import gui.core.qt_compat  # noqa: F401 - PySide6 work-arounds before heavy Qt use
+        from gui.core.settings import Settings
+        from gui.shell.environment import app_version
+        from gui.shell.icon import app_icon
+        from gui.shell.main_window import MainWindow
 
         app = QApplication.instance() or QApplication([sys.argv[0] if sys.argv else "transfer-studio", *args])
         app.setApplicationName("Transfer Studio")

@@ -32,9 +32,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from gui.thumbnails import ThumbnailGrid
-from gui.widgets import MessageBanner, hint_label
-from gui.worker import ThreadRunner, Worker
+from gui.background.worker import ThreadRunner, Worker
+from gui.views.thumbnails import ThumbnailGrid
+from gui.views.widgets import MessageBanner, hint_label
 
 if TYPE_CHECKING:
     from engine.data.datasets import DatasetReport

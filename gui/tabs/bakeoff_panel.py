@@ -43,9 +43,9 @@ from PySide6.QtWidgets import (
 
 from engine.core.sizes import format_size
 from engine.training import events as ev
-from gui.settings import Settings
-from gui.widgets import MessageBanner, format_duration, hint_label
-from gui.worker import FunctionWorker, ThreadRunner, TrainingEventsWorker, freeze_gc
+from gui.background.worker import FunctionWorker, ThreadRunner, TrainingEventsWorker, freeze_gc
+from gui.core.settings import Settings
+from gui.views.widgets import MessageBanner, format_duration, hint_label
 
 if TYPE_CHECKING:
     from engine.data.datasets import DatasetReport
@@ -58,8 +58,8 @@ if TYPE_CHECKING:
         CandidateStarted,
         Entry,
     )
-    from gui.plots import TrainingPlots
-    from gui.train_form import TrainForm
+    from gui.tabs.train_form import TrainForm
+    from gui.views.plots import TrainingPlots
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ class BakeoffWorker(TrainingEventsWorker):
 
     ``candidates`` None means the default set for ``device`` (``default_candidates``), chosen on the
     worker thread. The current candidate's training events arrive as the signals of
-    :class:`gui.worker.TrainingEventsWorker`.
+    :class:`gui.background.worker.TrainingEventsWorker`.
     """
 
     bakeoffStarted = Signal(object)  # BakeoffStarted

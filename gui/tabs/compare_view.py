@@ -34,10 +34,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from engine.core.config import TrainConfig
 from engine.core.rundir import RunDir
 from engine.core.runs import RunSummary
-from gui.plots import make_plot
-from gui.widgets import format_duration
+from engine.core.setting import describe_value
+from gui.views.plots import make_plot
+from gui.views.widgets import format_duration
 
 logger = logging.getLogger(__name__)
 
@@ -48,26 +50,20 @@ PRIMARY_KEYS = ("model", "strategy", "dataset")
 MAX_EPOCH_TICKS = 20
 #: One colour per compared run (matplotlib's tab10, which stays distinct on light and dark themes).
 RUN_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")
-#: How compared settings are named, in the order legend entries and table rows list them; settings
-#: a run's config has beyond these follow in alphabetical order, under their own names.
+#: Each training setting's declaration, by name: the table's row titles and the words for values.
+SETTINGS = {item.name: item for item in TrainConfig.settings()}
+#: How compared settings are named, in the order legend entries and table rows list them (the
+#: declarations' order, the dataset after the strategy); settings a run's config has beyond these follow
+#: in alphabetical order, under their own names.
 KEY_TITLES = {
     "model": "model",
     "strategy": "strategy",
     "dataset": "dataset",
-    "epochs": "epochs planned",
-    "batch_size": "batch size",
-    "lr": "learning rate",
-    "optimizer": "optimizer",
-    "schedule": "schedule",
-    "augment": "augmentation",
-    "seed": "seed",
-    "device": "device",
-    "weight_decay": "weight decay",
-    "label_smoothing": "label smoothing",
-    "backbone_lr_scale": "backbone learning-rate scale",
-    "val_fraction": "validation share",
-    "feature_views": "feature views",
-    "cache_features": "feature cache",
+    **{
+        name: item.setting.label.lower()
+        for name, item in SETTINGS.items()
+        if name not in ("model", "strategy")
+    },
 }
 #: (metrics.jsonl key, plot objectName, accessible name, title, y label, scale)
 METRIC_PLOTS = (
@@ -110,15 +106,14 @@ def differing_keys(runs: Sequence[RunSummary]) -> list[str]:
 
 
 def format_setting(key: str, value: Any) -> str:
-    """A setting's value for the table: "0.001", "on", "pets" (a dataset's folder name)."""
+    """A setting's value for the table, in the words of its declaration: "0.001", "on", "AdamW",
+    "automatic", "288 px"; a dataset by its folder's name."""
     if value is None:
         return "–"
     if key == "dataset":
         return Path(str(value)).name or str(value)
-    if key == "augment":
-        return "on" if value else "off"
-    if key == "lr" and isinstance(value, int | float):
-        return f"{value:g}"
+    if key in SETTINGS:
+        return describe_value(SETTINGS[key], value)
     return str(value)
 
 

@@ -35,12 +35,12 @@ from PySide6.QtWidgets import (
 )
 
 from engine.core.config import TrainConfig
-from gui.audit_panel import AuditPanel
-from gui.prediction_views import ProbabilityBarDelegate, confidence_item
-from gui.settings import Settings
-from gui.thumbnails import ThumbnailGrid
-from gui.widgets import MessageBanner, dropped_paths, empty_state_pages, heading, hint_label
-from gui.worker import FunctionWorker, ThreadRunner, freeze_gc
+from gui.background.worker import FunctionWorker, ThreadRunner, freeze_gc
+from gui.core.settings import Settings
+from gui.tabs.audit_panel import AuditPanel
+from gui.views.prediction_views import ProbabilityBarDelegate, confidence_item
+from gui.views.thumbnails import ThumbnailGrid
+from gui.views.widgets import MessageBanner, dropped_paths, empty_state_pages, heading, hint_label
 
 if TYPE_CHECKING:
     from engine.data.datasets import DatasetReport

@@ -39,11 +39,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from gui.gradcam_view import GradCamJob
-from gui.settings import Settings
-from gui.thumbnails import load_thumbnail
-from gui.widgets import MessageBanner, heading, hint_label
-from gui.worker import FunctionWorker, ThreadRunner, lower_thread_priority
+from gui.background.worker import FunctionWorker, ThreadRunner, lower_thread_priority
+from gui.core.settings import Settings
+from gui.views.gradcam_view import GradCamJob
+from gui.views.thumbnails import load_thumbnail
+from gui.views.widgets import MessageBanner, heading, hint_label
 
 if TYPE_CHECKING:
     from engine.data.datasets import DatasetReport

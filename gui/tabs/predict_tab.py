@@ -31,12 +31,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from gui.gradcam_view import GradCamJob
-from gui.prediction_views import ProbabilityTable, confidence_item
-from gui.settings import Settings
-from gui.thumbnails import load_thumbnail
-from gui.widgets import MessageBanner, dropped_paths, empty_state_pages, heading
-from gui.worker import FunctionWorker, PredictWorker, ThreadRunner, friendly_error
+from gui.background.worker import FunctionWorker, PredictWorker, ThreadRunner, friendly_error
+from gui.core.settings import Settings
+from gui.views.gradcam_view import GradCamJob
+from gui.views.prediction_views import ProbabilityTable, confidence_item
+from gui.views.thumbnails import load_thumbnail
+from gui.views.widgets import MessageBanner, dropped_paths, empty_state_pages, heading
 
 if TYPE_CHECKING:
     from engine.inference.predict import Prediction, Predictor

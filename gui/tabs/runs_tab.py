@@ -3,7 +3,7 @@
 ``runsTable`` (a QTableView over a sortable, dataset-filtered proxy model) has one row per run from
 ``engine.core.runs.list_runs``, listed on a worker thread whenever the tab is shown, Refresh is
 pressed, or a run started from the window begins or ends (``set_training``, ``on_run_started``).
-Below it, :class:`gui.compare_view.CompareView` draws the selected run's curves and settings, or
+Below it, :class:`gui.tabs.compare_view.CompareView` draws the selected run's curves and settings, or
 overlays 2 to 8 selected runs. The actions (Open in Predict / Evaluate, Resume, Show folder,
 Rename / note, Export report, Delete) work on one selected run and are enabled only when they apply;
 the window connects ``openInPredict``, ``openInEvaluate``, ``resumeRequested`` and
@@ -62,10 +62,10 @@ from engine.core.errors import TransferStudioError
 from engine.core.locations import runs_roots
 from engine.core.rundir import RunDir
 from engine.core.runs import RunSummary, delete_run, list_runs, move_run_to_trash, parse_status_time, set_note
-from gui.compare_view import CompareView
-from gui.settings import Settings
-from gui.widgets import MessageBanner, format_duration
-from gui.worker import FunctionWorker, ThreadRunner
+from gui.background.worker import FunctionWorker, ThreadRunner
+from gui.core.settings import Settings
+from gui.tabs.compare_view import CompareView
+from gui.views.widgets import MessageBanner, format_duration
 
 logger = logging.getLogger(__name__)
 

@@ -1,13 +1,13 @@
 """The Train tab: settings on the left; Start/Stop, progress, live plots, results and a log on the right.
 
-A run is a :class:`gui.worker.TrainWorker` on its own QThread. Its signals arrive queued on the GUI
+A run is a :class:`gui.background.worker.TrainWorker` on its own QThread. Its signals arrive queued on the GUI
 thread and update the plots (one curve per series), the progress bar (``trainProgress``: fraction of
 all train+val batches, at its maximum when a run completes), the epoch/batch/ETA line and the log.
 Start is disabled while a run is going; Stop sets the worker's abort flag (honoured within a batch).
-Before a run whose model's pretrained weights are not cached, a :class:`gui.weights_dialog.WeightsDialog`
+Before a run whose model's pretrained weights are not cached, a :class:`gui.dialogs.weights_dialog.WeightsDialog`
 downloads (or imports) them; the run starts only once they are there. Resume run… continues a stopped
 or killed run from its last finished epoch (``engine.training.trainer.resume``), its earlier epochs drawn first.
-Between the plots and the log, :class:`gui.bakeoff_panel.BakeoffPanel` (“Find the best model”) trains
+Between the plots and the log, :class:`gui.tabs.bakeoff_panel.BakeoffPanel` (“Find the best model”) trains
 several candidates one after another; a run and a bake-off never go at the same time.
 """
 
@@ -35,17 +35,17 @@ from PySide6.QtWidgets import (
 )
 
 from engine.training import events as ev
-from gui.bakeoff_panel import BakeoffPanel
-from gui.plots import TrainingPlots
-from gui.settings import Settings
-from gui.train_form import TrainForm
-from gui.widgets import MessageBanner, format_duration
-from gui.worker import DistributedTrainWorker, ThreadRunner, TrainWorker, freeze_gc, friendly_error
+from gui.background.worker import DistributedTrainWorker, ThreadRunner, TrainWorker, freeze_gc, friendly_error
+from gui.core.settings import Settings
+from gui.tabs.bakeoff_panel import BakeoffPanel
+from gui.tabs.train_form import TrainForm
+from gui.views.plots import TrainingPlots
+from gui.views.widgets import MessageBanner, format_duration
 
 if TYPE_CHECKING:
     from engine.core.config import TrainConfig
     from engine.data.datasets import DatasetReport
-    from gui.weights_dialog import WeightsDialog
+    from gui.dialogs.weights_dialog import WeightsDialog
 
 logger = logging.getLogger(__name__)
 
@@ -77,8 +77,13 @@ class TrainTab(QWidget):
         self._pending_config: TrainConfig | None = None
         self._build()
         self._update_buttons()
-        self.plots.set_planned_epochs(self.form.epochs.value())
-        self.form.epochs.valueChanged.connect(self.plots.set_planned_epochs)
+        self._show_planned_epochs()
+        self.form.control("epochs").changed.connect(self._show_planned_epochs)
+
+    @Slot()
+    def _show_planned_epochs(self) -> None:
+        if not self.is_running():
+            self.plots.set_planned_epochs(self.form.control("epochs").value())
 
     # -- layout ---------------------------------------------------------------------------------------
     def _build(self) -> None:
@@ -219,7 +224,7 @@ class TrainTab(QWidget):
 
     def _get_weights_then_start(self, config: TrainConfig) -> None:
         """Download (or import) the pretrained weights first; the run starts once they are cached."""
-        from gui.weights_dialog import WeightsDialog
+        from gui.dialogs.weights_dialog import WeightsDialog
 
         if self.weights_dialog is not None and self.weights_dialog.isVisible():
             return
@@ -282,7 +287,7 @@ class TrainTab(QWidget):
         self.run_dir = str(folder)
         self.bundle_path = ""
         self._started_at = time.monotonic()
-        self.plots.clear(self.form.epochs.value())
+        self.plots.clear(self.form.control("epochs").value())
         self.progress.setValue(0)
         self.status.setText("Resuming: loading the checkpoint, the model and the images…")
         self._log(f"Resuming the run in {folder}")
@@ -455,7 +460,7 @@ class TrainTab(QWidget):
 
     @Slot(bool)
     def _on_bakeoff_running(self, running: bool) -> None:
-        """A bake-off (gui.bakeoff_panel) started or ended: it counts as training for the window."""
+        """A bake-off (gui.tabs.bakeoff_panel) started or ended: it counts as training for the window."""
         self._update_buttons()
         if running:
             self.error.hide()

@@ -7,7 +7,7 @@ prediction or evaluation workers: :class:`GradCamModels` keeps one private CPU c
 lock serialises the computations.
 
 :class:`GradCamJob` is the GUI-side helper: ``request(path, class_index)`` starts the work through
-the window's :class:`~gui.worker.ThreadRunner`; ``ready(path, QImage)`` or ``failed(path, message)``
+the window's :class:`~gui.background.worker.ThreadRunner`; ``ready(path, QImage)`` or ``failed(path, message)``
 comes back (the ``GradCamUnavailable`` text for models without a convolutional backbone).
 """
 
@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from PySide6.QtCore import QObject, Signal, Slot
 from PySide6.QtGui import QImage
 
-from gui.worker import FunctionWorker, ThreadRunner
+from gui.background.worker import FunctionWorker, ThreadRunner
 
 if TYPE_CHECKING:
     from engine.inference.predict import Predictor

@@ -32,7 +32,7 @@ from PySide6.QtCore import (
 from PySide6.QtGui import QColor, QDesktopServices, QImage, QPainter, QPixmap, QResizeEvent, QShowEvent
 from PySide6.QtWidgets import QAbstractItemView, QListView, QWidget
 
-from gui.worker import lower_thread_priority
+from gui.background.worker import lower_thread_priority
 
 logger = logging.getLogger(__name__)
 
