@@ -25,7 +25,8 @@ from PySide6.QtCore import Qt, QThread
 
 from engine.core.config import TrainConfig
 from engine.training import events as ev
-from gui.background.worker import ThreadRunner, TrainWorker, Worker
+from gui.background.jobs import ThreadRunner, Worker
+from gui.background.training import TrainWorker
 
 MODEL = "efficientnet_lite0"
 TIMEOUT_MS = 120_000  # only reached when the abort path is broken (the order is then wrong)
@@ -111,10 +112,10 @@ class StartHook(ThreadRunner):
 def _train_until_aborted(
     qtbot: Any, monkeypatch: pytest.MonkeyPatch, dataset: Path, tmp_path: Path, phase: str
 ) -> tuple[list[str], ev.RunFinished, ev.BatchProgress]:
-    import gui.background.worker
+    import gui.background.training
 
     monkeypatch.setattr(
-        gui.background.worker, "PROGRESS_INTERVAL_S", 0.0
+        gui.background.training, "PROGRESS_INTERVAL_S", 0.0
     )  # every batch becomes a progress signal
     config = TrainConfig.for_strategy(
         "feature-extract", model=MODEL, epochs=3, batch_size=4, augment=False, device="cpu", workers=1
@@ -294,7 +295,7 @@ def test_weights_download_stopped_by_the_weights_dialog_worker(qtbot, monkeypatc
     worker = WeightsWorker("abortnet")
     seen = record(worker)
     # Stop once bytes have arrived: the partial file exists and must be removed.
-    hits = abort_at(worker.progress, worker, lambda values: values[0] > 0)
+    hits = abort_at(worker.yielded, worker, lambda values: values[0] > 0)
     runner = ThreadRunner()
     with qtbot.waitSignals(named(worker, "aborted", "done"), order="strict", timeout=TIMEOUT_MS):
         runner.start(worker, "download-weights")

@@ -12,7 +12,7 @@ from PySide6.QtWidgets import QComboBox, QLabel, QPushButton
 from test_gui_training import configure, open_dataset, start, wait_until_finished
 
 from engine.core.rundir import RunDir
-from gui.background.worker import DistributedTrainWorker
+from gui.background.training import DistributedTrainWorker
 
 pytestmark = pytest.mark.slow
 

@@ -185,7 +185,7 @@ def test_gradcam_toggle_overlays_the_preview(window, qtbot, synthetic_dataset, t
 
 def test_gradcam_unavailable_is_shown_as_text(window, qtbot, monkeypatch, synthetic_dataset, trained_bundle):
     from engine.inference.gradcam import GradCamUnavailable
-    from gui.views.gradcam_view import GradCamModels
+    from gui.background.inference import GradCamModels
 
     def unavailable(*_args: Any) -> Any:
         raise GradCamUnavailable(
@@ -218,7 +218,7 @@ def test_gallery_shows_why_grad_cam_is_unavailable(
     window, qtbot, monkeypatch, synthetic_dataset, untrained_bundle
 ):
     from engine.inference.gradcam import GradCamUnavailable
-    from gui.views.gradcam_view import GradCamModels
+    from gui.background.inference import GradCamModels
 
     def unavailable(*_args: Any) -> Any:
         raise GradCamUnavailable(

@@ -14,7 +14,7 @@ def _open_model(window, qtbot, monkeypatch, bundle: Path) -> None:
     monkeypatch.setattr(QFileDialog, "getOpenFileName", staticmethod(lambda *a, **k: (str(bundle), "")))
     window.open_model_action.trigger()
     assert window.tabs.currentWidget() is window.predict_tab
-    qtbot.waitUntil(lambda: window.predict_tab._loader is None, timeout=60_000)
+    qtbot.waitUntil(lambda: not window.predict_tab.loader.is_busy(), timeout=60_000)
 
 
 def _wait_for_results(window, qtbot, rows: int) -> QTableWidget:

@@ -199,12 +199,12 @@ def test_the_app_collects_garbage_on_the_gui_thread_only(qtbot):
 
     from PySide6.QtWidgets import QWidget
 
-    from gui.shell.app import collect_garbage_on_the_gui_thread
+    from gui.background.gc_policy import collect_on_the_gui_thread
 
     parent = QWidget()
     qtbot.addWidget(parent)
     try:
-        timer = collect_garbage_on_the_gui_thread(parent, interval_ms=10)
+        timer = collect_on_the_gui_thread(parent, interval_ms=10)
         assert not gc.isenabled() and timer.isActive()
         junk = [[] for _ in range(gc.get_threshold()[0] + 100)]  # container allocations: one is due
         assert gc.get_count()[0] > gc.get_threshold()[0]

@@ -11,7 +11,8 @@ from PySide6.QtCore import QObject, Slot
 from engine.core.config import TrainConfig
 from engine.core.errors import DatasetError
 from engine.training import events as ev
-from gui.background.worker import FunctionWorker, ThreadRunner, TrainWorker, friendly_error
+from gui.background.jobs import FunctionWorker, ThreadRunner, friendly_error
+from gui.background.training import TrainWorker
 
 
 class Recorder(QObject):

@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
 )
 
 from engine.core.logs import log_file
-from gui.background.worker import FunctionWorker, ThreadRunner
+from gui.background.jobs import FunctionWorker, Job, ThreadRunner
 from gui.core.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -52,7 +52,8 @@ class EnvironmentDialog(QDialog):
         self.setWindowTitle("Environment")
         self.resize(720, 480)
         self.runner = runner
-        self.worker: FunctionWorker | None = None
+        self.job = Job(runner, "environment-report", self, on_returned=self._on_report,
+                       on_errored=self._on_failed, on_done=self._on_done)  # fmt: skip
         self.status = QLabel()
         self.status.setObjectName("environmentStatus")
         self.status.setAccessibleName("Environment status")
@@ -98,7 +99,7 @@ class EnvironmentDialog(QDialog):
         self.refresh()
 
     def is_busy(self) -> bool:
-        return self.worker is not None
+        return self.job.is_busy()
 
     @Slot()
     def refresh(self) -> None:
@@ -107,16 +108,9 @@ class EnvironmentDialog(QDialog):
         self.status.setText("Checking the environment…")
         self.copy_button.setEnabled(False)
         self.refresh_button.setEnabled(False)
-        worker = FunctionWorker(environment_text)
-        worker.returned.connect(self._on_report)
-        worker.errored.connect(self._on_failed)
-        worker.done.connect(self._on_done)
-        self.worker = worker
-        if self.runner.start(worker, "environment-report") is None:
-            self.worker = None
+        if not self.job.start(environment_text):
             self._on_failed("the app is shutting down")
 
-    @Slot(object)
     def _on_report(self, text: str) -> None:
         self.text.setPlainText(text)
         self.status.setText(
@@ -126,13 +120,10 @@ class EnvironmentDialog(QDialog):
         )
         self.copy_button.setEnabled(True)
 
-    @Slot(str)
     def _on_failed(self, message: str) -> None:
         self.status.setText(f"The environment could not be checked: {message}")
 
-    @Slot()
     def _on_done(self) -> None:
-        self.worker = None
         self.refresh_button.setEnabled(True)
 
     @Slot()

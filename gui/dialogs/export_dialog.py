@@ -31,7 +31,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from gui.background.worker import FunctionWorker, ThreadRunner
+from gui.background.jobs import FunctionWorker, Job, ThreadRunner
 from gui.core.settings import Settings
 
 if TYPE_CHECKING:
@@ -90,7 +90,16 @@ class ExportDialog(QDialog):
         self.settings = settings
         self.export_result: ExportResult | None = None
         self.parity: ParityReport | None = None
-        self._job: FunctionWorker | None = None
+        self.job = Job(
+            runner,
+            "export",
+            self,
+            on_progress=self._on_progress,
+            on_returned=self._on_exported,
+            on_errored=self._on_failed,
+            on_aborted=self._on_aborted,
+            on_done=self._on_done,
+        )
 
         self.format_box = QComboBox()
         self.format_box.setObjectName("exportFormat")
@@ -183,18 +192,18 @@ class ExportDialog(QDialog):
 
     @Slot()
     def _update_buttons(self) -> None:
-        running = self._job is not None
+        running = self.job.is_busy()
         self.export_button.setEnabled(bool(self.path_edit.text().strip()) and not running)
         for widget in (self.format_box, self.path_edit, self.browse_button):
             widget.setEnabled(not running)
 
     def is_busy(self) -> bool:
-        return self._job is not None
+        return self.job.is_busy()
 
     @Slot()
     def start(self) -> None:
         """Export and check parity on a worker thread."""
-        if self._job is not None or not self.path_edit.text().strip():
+        if self.job.is_busy() or not self.path_edit.text().strip():
             return
         out = Path(self.path_edit.text().strip()).expanduser()
         fmt, bundle, images = self.fmt(), self.bundle, self.images
@@ -216,33 +225,21 @@ class ExportDialog(QDialog):
             )
             return result, parity
 
-        worker = FunctionWorker(run)
-        worker.progress.connect(self._on_progress)
-        worker.returned.connect(self._on_exported)
-        worker.errored.connect(self._on_failed)
-        worker.aborted.connect(self._on_aborted)
-        worker.done.connect(self._on_done)
-        self._job = worker
         self.export_result = None
         self.parity = None
         self.progress.setRange(0, 0)
         self.progress.show()
         self.result_label.setText(f"Exporting to {out.name}…")
         self.settings.set("export/last_folder", str(out.parent))
-        self.runner.start(worker, "export")
+        self.job.start(run)
         self._update_buttons()
 
-    @Slot(int, int)
     def _on_progress(self, done: int, total: int) -> None:
-        if self.sender() is self._job:
-            self.result_label.setText(f"Exported. Checking parity: {done} of {total} image(s)…")
-            self.progress.setRange(0, max(total, 1))
-            self.progress.setValue(done)
+        self.result_label.setText(f"Exported. Checking parity: {done} of {total} image(s)…")
+        self.progress.setRange(0, max(total, 1))
+        self.progress.setValue(done)
 
-    @Slot(object)
     def _on_exported(self, answer: tuple[ExportResult, ParityReport | None]) -> None:
-        if self.sender() is not self._job:
-            return
         self.export_result, self.parity = answer
         lines = [f"<b>Exported</b> to {self.export_result.path} (+ {self.export_result.sidecar.name})."]
         if self.parity is None:
@@ -251,32 +248,20 @@ class ExportDialog(QDialog):
             lines.append("Parity: " + describe_parity(self.parity) + ".")
         self.result_label.setText("<br>".join(lines))
 
-    @Slot(str)
     def _on_failed(self, message: str) -> None:
-        if self.sender() is self._job:
-            self.result_label.setText(f"<b>Export failed:</b> {message}")
+        self.result_label.setText(f"<b>Export failed:</b> {message}")
 
-    @Slot()
-    def _on_aborted(self) -> None:
-        if self.sender() is self._job:  # stopped from elsewhere (the window shutting down)
-            self.result_label.setText("Export stopped.")
+    def _on_aborted(self) -> None:  # stopped from elsewhere (the window shutting down)
+        self.result_label.setText("Export stopped.")
 
-    @Slot()
     def _on_done(self) -> None:
-        if self.sender() is not self._job:
-            return
-        self._job = None
         self.progress.hide()
         self._update_buttons()
 
     def done(self, code: int) -> None:  # noqa: D401 - Qt override: closing stops a running export
-        if self._job is not None:
-            self._job.abort()
-            self._job = None
+        self.job.cancel()
         super().done(code)
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt override
-        if self._job is not None:
-            self._job.abort()
-            self._job = None
+        self.job.cancel()
         super().closeEvent(event)

@@ -1,7 +1,7 @@
 """File → Export report…: the HTML report of a run or a bake-off, written off the GUI thread.
 
 :class:`ReportExporter` asks for the run folder (unless it is given, as the Runs tab does) and for the
-file, runs :func:`engine.experiments.report.write_report` on a :class:`~gui.background.worker.FunctionWorker`
+file, runs :func:`engine.experiments.report.write_report` on a :class:`~gui.background.jobs.Job`
 with a progress dialog whose Cancel stops the evaluation, then says where the report went, with an
 "Open" button that opens it in the browser. Nothing here imports torch (the worker does).
 """
@@ -16,7 +16,7 @@ from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import QFileDialog, QMessageBox, QProgressDialog, QWidget
 
 from engine.core.rundir import CONFIG_FILE, LEADERBOARD_FILE
-from gui.background.worker import FunctionWorker, ThreadRunner
+from gui.background.jobs import FunctionWorker, Job, ThreadRunner
 from gui.core.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -45,17 +45,26 @@ class ReportExporter(QObject):
         self.settings = settings
         self.runner = runner
         self.window = parent
-        self.worker: FunctionWorker | None = None
+        self.job = Job(
+            runner,
+            "write-report",
+            self,
+            on_progress=self._on_progress,
+            on_returned=self._on_written,
+            on_errored=self._on_failed,
+            on_aborted=self._on_aborted,
+            on_done=self._on_done,
+        )
         self.progress: QProgressDialog | None = None
         self.done_box: QMessageBox | None = None
         self.output: Path | None = None
 
     def is_busy(self) -> bool:
-        return self.worker is not None
+        return self.job.is_busy()
 
     def export(self, run_dir: str | Path | None = None, start: str | Path | None = None) -> None:
         """Ask for the run folder (starting at ``start``) unless ``run_dir`` is given, then the file."""
-        if self.worker is not None:
+        if self.job.is_busy():
             if self.progress is not None:
                 self.progress.raise_()
             return
@@ -91,13 +100,6 @@ class ReportExporter(QObject):
                 folder, target, should_stop=lambda: worker.abort_requested, on_progress=worker.report_progress
             )
 
-        worker = FunctionWorker(work)
-        worker.progress.connect(self._on_progress)
-        worker.returned.connect(self._on_written)
-        worker.errored.connect(self._on_failed)
-        worker.aborted.connect(self._on_aborted)
-        worker.done.connect(self._on_done)
-        self.worker = worker
         self.output = target
         progress = QProgressDialog(f"Writing the report of {folder.name}…", "Cancel", 0, 0, self.window)
         progress.setObjectName("reportProgress")
@@ -107,24 +109,22 @@ class ReportExporter(QObject):
         progress.setAutoReset(False)
         progress.canceled.connect(self.cancel)
         self.progress = progress
-        if self.runner.start(worker, "write-report") is None:
+        if not self.job.start(work):
             self._on_done()
 
     @Slot()
     def cancel(self) -> None:
-        if self.worker is not None:
-            self.worker.abort()
+        if self.job.is_busy():
+            self.job.stop()
             if self.progress is not None:
                 self.progress.setLabelText("Cancelling…")
 
-    @Slot(int, int)
     def _on_progress(self, done: int, total: int) -> None:
         if self.progress is not None and not self.progress.wasCanceled():
             self.progress.setLabelText(f"Evaluating the model: {done} of {total} images…")
             self.progress.setMaximum(total)
             self.progress.setValue(done)
 
-    @Slot(object)
     def _on_written(self, path: Path) -> None:
         self._close_progress()
         self.written.emit(str(path))
@@ -143,21 +143,17 @@ class ReportExporter(QObject):
         self.done_box = box
         box.open()
 
-    @Slot(str)
     def _on_failed(self, message: str) -> None:
         self._close_progress()
         self.failed.emit(message)
         QMessageBox.warning(self.window, "Report not written", message)
 
-    @Slot()
     def _on_aborted(self) -> None:
         self._close_progress()
         self.failed.emit("cancelled")
 
-    @Slot()
     def _on_done(self) -> None:
         self._close_progress()
-        self.worker = None
 
     def _close_progress(self) -> None:
         if self.progress is not None:

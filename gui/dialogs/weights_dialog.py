@@ -28,7 +28,7 @@ from PySide6.QtWidgets import (
 )
 
 from engine.core.sizes import format_size
-from gui.background.worker import ThreadRunner, Worker
+from gui.background.jobs import Job, ThreadRunner, Worker
 
 if TYPE_CHECKING:
     from engine.models.weights import WeightsError
@@ -41,11 +41,10 @@ WEIGHTS_FILTER = "PyTorch weights (*.pth *.pt);;All files (*)"
 class WeightsWorker(Worker):
     """Downloads (``source`` None) or imports (``source`` a file) weights on a worker thread.
 
-    ``returned`` carries the cached file's Path, or the ``WeightsError`` when it failed (so the dialog
-    can read ``.offline``, ``.url`` and ``.file_name``); a cancelled download emits ``aborted``.
+    ``yielded`` carries (bytes_done, bytes_total, bytes_per_s); ``returned`` the cached file's Path, or
+    the ``WeightsError`` when it failed (so the dialog can read ``.offline``, ``.url`` and
+    ``.file_name``); a cancelled download emits ``aborted``.
     """
-
-    progress = Signal(object)  # (bytes_done, bytes_total, bytes_per_s)
 
     def __init__(self, model: str | None, source: str | None = None) -> None:
         super().__init__()
@@ -66,7 +65,7 @@ class WeightsWorker(Worker):
             return exc
 
     def _on_progress(self, done: int, total: int, speed: float) -> None:
-        self.progress.emit((int(done), int(total), float(speed)))
+        self.yielded.emit((int(done), int(total), float(speed)))
 
 
 class WeightsDialog(QDialog):
@@ -84,7 +83,8 @@ class WeightsDialog(QDialog):
         self.setAccessibleName("Pretrained weights")
         self.model = model
         self.runner = runner
-        self.worker: WeightsWorker | None = None
+        self.job = Job(runner, "weights", self, on_yielded=self._on_progress, on_returned=self._on_returned,
+                       on_errored=self._on_errored)  # fmt: skip
         self.offline = False
         self.setWindowTitle(f"Weights for {model}" if model else "Import weights file")
         self.setMinimumWidth(520)
@@ -176,20 +176,14 @@ class WeightsDialog(QDialog):
         self._run(WeightsWorker(self.model, path), "import-weights")
 
     def _run(self, worker: WeightsWorker, name: str) -> None:
-        worker.progress.connect(self._on_progress)
-        worker.returned.connect(self._on_returned)
-        worker.errored.connect(self._on_errored)
-        worker.done.connect(self._on_done)
-        self.worker = worker
-        if self.runner.start(worker, name) is None:
-            self.worker = None
+        self.job.name = name
+        if not self.job.start(worker):
             self._on_errored("the app is shutting down")
 
     def is_busy(self) -> bool:
-        return self.worker is not None
+        return self.job.is_busy()
 
     # -- worker signals -----------------------------------------------------------------------------
-    @Slot(object)
     def _on_progress(self, values: tuple[int, int, float]) -> None:
         done, total, speed = values
         if total > 0:
@@ -200,7 +194,6 @@ class WeightsDialog(QDialog):
             self.bytes_label.setText(f"{format_size(done)} downloaded")
         self.speed_label.setText(f"{format_size(speed)}/s" if speed > 0 else "")
 
-    @Slot(object)
     def _on_returned(self, result: Path | WeightsError) -> None:
         if isinstance(result, Path):
             self.progress.setRange(0, 1000)
@@ -238,7 +231,6 @@ class WeightsDialog(QDialog):
             self.message.setText(f"<b>The weights could not be prepared:</b> {text}")
         self.adjustSize()
 
-    @Slot(str)
     def _on_errored(self, message: str) -> None:
         self.progress.setRange(0, 1000)
         self.progress.hide()
@@ -247,13 +239,8 @@ class WeightsDialog(QDialog):
         self.message.setText(f"<b>The weights could not be prepared:</b> {html.escape(message)}")
         self.adjustSize()
 
-    @Slot()
-    def _on_done(self) -> None:
-        self.worker = None
-
     # -- closing ------------------------------------------------------------------------------------
     def reject(self) -> None:
         """Cancel: stop a download in progress (nothing partial is kept) and close."""
-        if self.worker is not None:
-            self.worker.abort()
+        self.job.cancel()
         super().reject()

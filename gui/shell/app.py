@@ -10,7 +10,6 @@ Environment variables:
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 import signal
@@ -20,10 +19,11 @@ import traceback
 from pathlib import Path
 from types import TracebackType
 
-from PySide6.QtCore import QObject, QTimer
+from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication, QMessageBox
 
-from gui.background.worker import friendly_error
+from gui.background.gc_policy import collect_on_the_gui_thread
+from gui.background.jobs import friendly_error
 from gui.shell.icon import app_icon
 from gui.shell.main_window import MainWindow
 
@@ -31,32 +31,6 @@ logger = logging.getLogger(__name__)
 
 _windows: list[MainWindow] = []  # windows kept alive when an outer event loop owns the app
 _in_hook = False
-
-
-#: How often the GUI thread runs the cyclic garbage collector (when it is due).
-GC_INTERVAL_MS = 500
-
-
-def collect_garbage_on_the_gui_thread(parent: QObject, interval_ms: int = GC_INTERVAL_MS) -> QTimer:
-    """Switch off Python's automatic cyclic garbage collection and collect from a timer on this thread.
-
-    Qt objects must be destroyed on the thread they live on, but the automatic collector runs in
-    whichever thread happens to allocate: a training or decoding thread could destroy a closed
-    dialog caught in a reference cycle, and the GUI thread crash later. The timer also gives Python a
-    chance to run its Ctrl+C handler between Qt calls.
-    """
-    gc.disable()
-
-    def collect() -> None:
-        counts, thresholds = gc.get_count(), gc.get_threshold()
-        due = [gen for gen in (2, 1, 0) if counts[gen] > thresholds[gen]]
-        if due:
-            gc.collect(due[0])
-
-    timer = QTimer(parent)
-    timer.timeout.connect(collect)
-    timer.start(interval_ms)
-    return timer
 
 
 def _configure_logging() -> None:
@@ -121,15 +95,20 @@ def run(qt_args: list[str] | None = None, dataset: str | None = None) -> int:
     app.aboutToQuit.connect(window.shutdown)
     probe = os.environ.get("TRANSFER_STUDIO_STARTUP_PROBE")
     if probe:
-        window.firstShown.connect(lambda: QTimer.singleShot(0, lambda: (_write_probe(probe), app.quit())))
+
+        def probe_and_quit() -> None:
+            _write_probe(probe)
+            app.quit()
+
+        window.firstShown.connect(lambda: QTimer.singleShot(0, probe_and_quit))
     window.show()
     if dataset:
         window.data_tab.open_dataset(dataset)
 
     # Let Ctrl+C in the terminal close the window (Python handles signals only between Qt calls).
     signal.signal(signal.SIGINT, lambda *_: window.close())
-    # The same timer lets Python handle it, and collects garbage on this thread (see below).
-    collect_garbage_on_the_gui_thread(window)
+    # A timer lets Python handle it, and collects garbage on this thread (gui.background.gc_policy).
+    collect_on_the_gui_thread(window)
 
     if app.thread().loopLevel() > 0:
         return 0  # an outer event loop (IPython, a host app) drives the window

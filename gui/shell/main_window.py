@@ -20,7 +20,8 @@ from PySide6.QtCore import QTimer, Signal, Slot
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence, QShowEvent
 from PySide6.QtWidgets import QLabel, QMainWindow, QMessageBox, QTabWidget, QWidget
 
-from gui.background.worker import FunctionWorker, ThreadRunner, freeze_gc
+from gui.background.gc_policy import freeze_long_lived
+from gui.background.jobs import FunctionWorker, Job, ThreadRunner
 from gui.core.settings import Settings
 from gui.shell.environment import Environment, about_html, probe_environment
 from gui.shell.icon import app_icon
@@ -79,6 +80,10 @@ class MainWindow(QMainWindow):
         self.settings = settings or Settings()
         self.settings.apply_feature_cache_root()  # the engine's cache folder, as chosen in Environment
         self.runner = ThreadRunner(self)
+        self.probe = Job(self.runner, "probe-environment", self, on_returned=self._on_environment,
+                         on_errored=self._on_environment_failed)  # fmt: skip
+        self.catalog_job = Job(self.runner, "load-catalog", self, on_returned=self._on_catalog,
+                               on_errored=self._on_catalog_failed)  # fmt: skip
         self.environment: Environment | None = None
         self.catalog: list[tuple[ModelInfo, str]] = []
         self._shown = False
@@ -221,10 +226,7 @@ class MainWindow(QMainWindow):
         """Reload every model's weights status (after a download or an import)."""
         if self._shut_down or self.environment is None:
             return
-        worker = FunctionWorker(load_catalog)
-        worker.returned.connect(self._on_catalog)
-        worker.errored.connect(self._on_catalog_failed)
-        self.runner.start(worker, "load-catalog")
+        self.catalog_job.start(load_catalog)
 
     @Slot()
     def export_model(self) -> None:
@@ -288,10 +290,7 @@ class MainWindow(QMainWindow):
     def _start_background_work(self) -> None:
         if self._shut_down:
             return
-        worker = FunctionWorker(lambda _w: probe_environment())
-        worker.returned.connect(self._on_environment)
-        worker.errored.connect(self._on_environment_failed)
-        self.runner.start(worker, "probe-environment")
+        self.probe.start(lambda _w: probe_environment())
         last = self.settings.get_str("data/last")
         if last and Path(last).is_dir() and not self.data_tab.is_scanning() and self.data_tab.report is None:
             self.data_tab.open_dataset(last)
@@ -304,10 +303,7 @@ class MainWindow(QMainWindow):
         self.device_label.setToolTip(env.cuda_note or env.device)
         self.environmentReady.emit(env)
         if not self._shut_down:
-            worker = FunctionWorker(load_catalog)
-            worker.returned.connect(self._on_catalog)
-            worker.errored.connect(self._on_catalog_failed)
-            self.runner.start(worker, "load-catalog")
+            self.catalog_job.start(load_catalog)
 
     @Slot(str)
     def _on_environment_failed(self, message: str) -> None:
@@ -316,7 +312,7 @@ class MainWindow(QMainWindow):
 
     @Slot(object)
     def _on_catalog(self, entries: list[tuple[ModelInfo, str]]) -> None:
-        freeze_gc()  # torch and the catalog are loaded: keep full collections short from now on
+        freeze_long_lived()  # torch and the catalog are loaded: keep full collections short from now on
         self.catalog = entries
         self.train_tab.form.set_catalog(entries)
         self.catalogReady.emit(len(entries))

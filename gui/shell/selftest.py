@@ -335,7 +335,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         from gui.shell.icon import app_icon
         from gui.shell.main_window import MainWindow
 
-        app = QApplication.instance() or QApplication([sys.argv[0] if sys.argv else "transfer-studio", *args])
+        existing = QApplication.instance()
+        app = (
+            existing
+            if isinstance(existing, QApplication)
+            else QApplication([sys.argv[0] if sys.argv else "transfer-studio", *args])
+        )
         app.setApplicationName("Transfer Studio")
         app.setOrganizationName("TransferStudio")
         app.setDesktopFileName("transfer-studio")

@@ -32,7 +32,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from gui.background.worker import ThreadRunner, Worker
+from gui.background.jobs import PROGRESS_INTERVAL_S, Job, ThreadRunner, Worker
 from gui.views.thumbnails import ThumbnailGrid
 from gui.views.widgets import MessageBanner, hint_label
 
@@ -46,7 +46,6 @@ logger = logging.getLogger(__name__)
 #: The backbone whose embeddings the panel uses: built in (no download), and the Train tab's default,
 #: so the features it computes are the ones a default training run then finds in the cache.
 AUDIT_MODEL = "efficientnet_lite0"
-PROGRESS_INTERVAL_S = 0.1
 STAGE_TEXT = {"features": "Computing the photos' features", "hashing": "Reading and measuring the photos"}
 QUALITY_TEXT = {
     "dark": "very dark",
@@ -60,9 +59,7 @@ QUALITY_TEXT = {
 
 
 class AuditWorker(Worker):
-    """Runs the audit of one dataset folder; ``stage(text, done, total)`` reports progress."""
-
-    stage = Signal(str, int, int)
+    """Runs the audit of one dataset folder; yields ``(text, done, total)`` as it goes."""
 
     def __init__(self, root: Path, seed: int = 0, val_fraction: float = 0.2) -> None:
         super().__init__()
@@ -76,7 +73,7 @@ class AuditWorker(Worker):
         now = time.monotonic()
         if done >= total or now - self._last >= PROGRESS_INTERVAL_S:
             self._last = now
-            self.stage.emit(STAGE_TEXT.get(stage, stage.capitalize()), done, total)
+            self.yielded.emit((STAGE_TEXT.get(stage, stage.capitalize()), done, total))
 
     def work(self) -> AuditReport:
         from engine.core.device import resolve_device
@@ -116,7 +113,16 @@ class AuditPanel(QWidget):
         self.runner = runner
         self.report: DatasetReport | None = None
         self.audit: AuditReport | None = None
-        self.worker: AuditWorker | None = None
+        self.job = Job(
+            runner,
+            "audit",
+            self,
+            on_yielded=self._on_stage,
+            on_returned=self._on_audited,
+            on_errored=self._on_failed,
+            on_aborted=self._on_cancelled,
+            on_done=self._on_done,
+        )
         self.moves: list[tuple[Move, Finding, QTreeWidgetItem]] = []  # the Undo stack
         self._build()
         self._update_buttons()
@@ -237,7 +243,7 @@ class AuditPanel(QWidget):
         self._update_buttons()
 
     def is_running(self) -> bool:
-        return self.worker is not None
+        return self.job.is_busy()
 
     # -- running -----------------------------------------------------------------------------------
     @Slot()
@@ -246,60 +252,49 @@ class AuditPanel(QWidget):
             return
         self.error.hide()
         worker = AuditWorker(self.report.root, seed=self.report.seed, val_fraction=self.report.val_fraction)
-        worker.stage.connect(self._on_stage)
-        worker.returned.connect(self._on_audited)
-        worker.errored.connect(self._on_failed)
-        worker.aborted.connect(self._on_cancelled)
-        worker.done.connect(self._on_done)
-        self.worker = worker
         self.status.setText("Starting the dataset doctor…")
         self.progress.setRange(0, 0)
         self.progress.show()
-        if self.runner.start(worker, "audit") is None:
-            self.worker = None
+        if not self.job.start(worker):
             self.progress.hide()
         self._update_buttons()
 
     @Slot()
     def cancel(self) -> None:
-        if self.worker is not None:
-            self.worker.abort()
+        if self.job.is_busy():
+            self.job.stop()
             self.status.setText("Cancelling…")
             self.cancel_button.setEnabled(False)
 
-    @Slot(str, int, int)
-    def _on_stage(self, text: str, done: int, total: int) -> None:
-        if self.worker is None or self.worker.abort_requested:
+    def _on_stage(self, stage: tuple[str, int, int]) -> None:
+        text, done, total = stage
+        if self.job.stopping:
             return
         self.progress.setRange(0, max(total, 1))
         self.progress.setValue(done)
         self.progress.setFormat(f"{text}… %v / %m")
         self.status.setText(f"{text}…")
 
-    @Slot(object)
     def _on_audited(self, audit: AuditReport) -> None:
         self.audit = audit
         self.moves.clear()
         self._fill_tree()
-        found = sum(self.tree.topLevelItem(i).childCount() for i in range(self.tree.topLevelItemCount()))
+        tops = (self.tree.topLevelItem(i) for i in range(self.tree.topLevelItemCount()))
+        found = sum(top.childCount() for top in tops if top is not None)
         reused = " (features from the cache)" if audit.features_computed == 0 else ""
         self.status.setText(
             f"Checked {len(audit.images)} photos in {audit.seconds:.0f} s{reused}: "
             + (f"{found} finding(s). Select one to see its photos." if found else "nothing to report.")
         )
 
-    @Slot(str)
     def _on_failed(self, message: str) -> None:
         self.error.show_message("<b>The dataset doctor failed:</b>", "error", detail=message)
         self.status.setText("")
 
-    @Slot()
     def _on_cancelled(self) -> None:
         self.status.setText("Cancelled. Nothing was changed.")
 
-    @Slot()
     def _on_done(self) -> None:
-        self.worker = None
         self.progress.hide()
         self._update_buttons()
 
@@ -372,7 +367,8 @@ class AuditPanel(QWidget):
     def _show_excluded(self) -> None:
         """The 'Excluded by you' section, from the Data tab's latest scan."""
         for i in range(self.tree.topLevelItemCount()):
-            if self.tree.topLevelItem(i).data(0, Qt.ItemDataRole.UserRole) == "excluded":
+            top = self.tree.topLevelItem(i)
+            if top is not None and top.data(0, Qt.ItemDataRole.UserRole) == "excluded":
                 self.tree.takeTopLevelItem(i)
                 break
         if self.report is None:
@@ -428,12 +424,14 @@ class AuditPanel(QWidget):
         finding = self.selected_finding()
         selected = self.selected_paths()
         editable = finding is not None and not running and self.report is not None
-        is_group = finding is not None and finding.kind in ("leak", "conflict", "duplicate")
-        self.exclude_button.setEnabled(editable and bool(selected) and finding.kind != "excluded")
+        kind = finding.kind if finding is not None else ""
+        moved = finding is not None and "moved" in finding.done
+        is_group = kind in ("leak", "conflict", "duplicate")
+        self.exclude_button.setEnabled(editable and bool(selected) and kind != "excluded")
         self.keep_button.setEnabled(editable and is_group and len(selected) == 1)
-        self.move_button.setEnabled(editable and finding.kind == "label" and "moved" not in finding.done)
+        self.move_button.setEnabled(editable and kind == "label" and not moved)
         self.undo_button.setEnabled(bool(self.moves) and not running)
-        self.include_button.setEnabled(editable and finding.kind == "excluded" and bool(selected))
+        self.include_button.setEnabled(editable and kind == "excluded" and bool(selected))
 
     # -- acting on findings ------------------------------------------------------------------------
     def _mark(self, text: str) -> None:

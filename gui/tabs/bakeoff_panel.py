@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import html
 import logging
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QModelIndex, QPoint, Qt, QTimer, Signal, Slot
@@ -43,7 +42,8 @@ from PySide6.QtWidgets import (
 
 from engine.core.sizes import format_size
 from engine.training import events as ev
-from gui.background.worker import FunctionWorker, ThreadRunner, TrainingEventsWorker, freeze_gc
+from gui.background.jobs import Job, ThreadRunner
+from gui.background.training import BakeoffWorker
 from gui.core.settings import Settings
 from gui.views.widgets import MessageBanner, format_duration, hint_label
 
@@ -70,70 +70,6 @@ PREDICT_LINK = "transfer-studio:bakeoff-predict"
 DEFAULT_SET_TEXT = (
     "Candidates: the built-in model with every strategy, plus each downloaded model that runs well here."
 )
-
-
-class BakeoffWorker(TrainingEventsWorker):
-    """Runs a bake-off on its thread; Stop (``abort``) ends the candidate being trained cleanly.
-
-    ``candidates`` None means the default set for ``device`` (``default_candidates``), chosen on the
-    worker thread. The current candidate's training events arrive as the signals of
-    :class:`gui.background.worker.TrainingEventsWorker`.
-    """
-
-    bakeoffStarted = Signal(object)  # BakeoffStarted
-    candidateStarted = Signal(object)  # CandidateStarted
-    candidateEnded = Signal(object)  # CandidateEnded
-    bakeoffFinished = Signal(object)  # BakeoffFinished (also after a Stop)
-
-    def __init__(
-        self,
-        data_root: str | Path,
-        runs_root: str | Path,
-        *,
-        epochs: int | None,
-        budget_minutes: float | None = None,
-        device: str = "auto",
-        candidates: list[Candidate] | None = None,
-    ) -> None:
-        super().__init__()
-        self.data_root = Path(data_root)
-        self.runs_root = Path(runs_root)
-        self.epochs = epochs
-        self.budget_minutes = budget_minutes
-        self.device = device
-        self.candidates = candidates
-
-    def work(self) -> BakeoffResult:
-        from engine.experiments import bakeoff
-
-        with self.training_threads():
-            candidates = self.candidates or bakeoff.default_candidates(self.device)
-            return bakeoff.run_bakeoff(
-                self.data_root,
-                candidates,
-                epochs=self.epochs,
-                budget_minutes=self.budget_minutes,
-                device=self.device,
-                out=bakeoff.new_bakeoff_dir(self.runs_root),
-                on_event=self._on_event,
-                should_stop=lambda: self.abort_requested,
-            )
-
-    def _on_event(self, event: object) -> None:
-        from engine.experiments import bakeoff  # already imported by work()
-
-        if self.emit_training_event(event):
-            return
-        if isinstance(event, ev.RunFailed):
-            self.message.emit("warning", event.message)
-        elif isinstance(event, bakeoff.BakeoffStarted):
-            self.bakeoffStarted.emit(event)
-        elif isinstance(event, bakeoff.CandidateStarted):
-            self.candidateStarted.emit(event)
-        elif isinstance(event, bakeoff.CandidateEnded):
-            self.candidateEnded.emit(event)
-        elif isinstance(event, bakeoff.BakeoffFinished):
-            self.bakeoffFinished.emit(event)
 
 
 def default_candidate_list(device: str) -> list[Candidate]:
@@ -221,7 +157,7 @@ class BakeoffPanel(QScrollArea):
         self.candidates: list[Candidate] = []
         self.current = -1  # index of the candidate being trained
         self._training = False  # a single training run is going in the Train tab
-        self._preview: FunctionWorker | None = None
+        self.preview = Job(runner, "bakeoff-candidates", self, on_returned=self._on_candidates)
         self._preview_text = ""
         self._run_epochs = 0
         self._shown = False
@@ -406,15 +342,9 @@ class BakeoffPanel(QScrollArea):
         if self.is_running():
             return
         device = self._device()
-        worker = FunctionWorker(lambda _worker: default_candidate_list(device))
-        worker.returned.connect(self._on_candidates)
-        self._preview = worker
-        self.runner.start(worker, "bakeoff-candidates")
+        self.preview.start(lambda _worker: default_candidate_list(device))
 
-    @Slot(object)
     def _on_candidates(self, candidates: list[Candidate]) -> None:
-        if self.sender() is not self._preview:
-            return
         self._preview_text = f"It will try {len(candidates)}: {describe_candidates(candidates)}."
         self._update_buttons()
 
@@ -446,7 +376,6 @@ class BakeoffPanel(QScrollArea):
         runs_root = self.form.runs_root() if self.form is not None else self.settings.runs_root()
         limit = f", at most {budget} min" if budget else ""
         self.logged.emit(f"Finding the best model: {epochs} epoch(s) per candidate{limit}.")
-        freeze_gc()
         worker = BakeoffWorker(
             self.report.root, runs_root, epochs=epochs, budget_minutes=budget, device=self._device()
         )

@@ -35,7 +35,7 @@ from PySide6.QtWidgets import (
 )
 
 from engine.core.config import TrainConfig
-from gui.background.worker import FunctionWorker, ThreadRunner, freeze_gc
+from gui.background.jobs import FunctionWorker, Job, ThreadRunner
 from gui.core.settings import Settings
 from gui.tabs.audit_panel import AuditPanel
 from gui.views.prediction_views import ProbabilityBarDelegate, confidence_item
@@ -77,7 +77,14 @@ class DataTab(QWidget):
         self.settings = settings
         self.runner = runner
         self.report: DatasetReport | None = None
-        self._scan_worker: FunctionWorker | None = None
+        self.scan = Job(
+            runner,
+            "dataset-scan",
+            self,
+            on_progress=self._on_scan_progress,
+            on_returned=self._on_scanned,
+            on_errored=self._on_scan_failed,
+        )
         self._scanning_path = ""
         self.setAcceptDrops(True)
         self._build()
@@ -101,6 +108,7 @@ class DataTab(QWidget):
         self.recent_button.setText("Recent")
         self.recent_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
         self.recent_menu = QMenu(self)
+        self.recent_menu.triggered.connect(self._open_recent)  # a recent folder (the clear item has no data)
         self.recent_button.setMenu(self.recent_menu)
         self.rescan_button = QPushButton("Rescan")
         self.rescan_button.setObjectName("rescanButton")
@@ -218,36 +226,21 @@ class DataTab(QWidget):
         """Scan ``folder`` in the background; the result arrives in ``datasetChanged``."""
         path = str(Path(folder).expanduser())
         self.path_edit.setText(path)
-        if self._scan_worker is not None:
-            self._scan_worker.abort()
         self.error.hide()
         self.progress.setRange(0, 0)
         self.progress.show()
         self.summary.setText(f"Scanning {path}…")
         self._scanning_path = path
-        freeze_gc()  # a scan allocates an object per file: keep the collections it triggers short
-        worker = FunctionWorker(lambda w: _scan(path, w), imports_torch=False)  # PIL only: fast first scan
-        worker.progress.connect(self._on_scan_progress)
-        worker.returned.connect(self._on_scanned)
-        worker.errored.connect(self._on_scan_failed)
-        self._scan_worker = worker
-        self.runner.start(worker, "dataset-scan")
+        self.scan.start(lambda w: _scan(path, w), imports_torch=False)  # PIL only: a fast first scan
 
     def is_scanning(self) -> bool:
-        return self._scan_worker is not None
+        return self.scan.is_busy()
 
-    @Slot(int, int)
     def _on_scan_progress(self, done: int, total: int) -> None:
-        if self.sender() is not self._scan_worker:
-            return
         self.progress.setRange(0, max(1, total))
         self.progress.setValue(done)
 
-    @Slot(object)
     def _on_scanned(self, report: DatasetReport) -> None:
-        if self.sender() is not self._scan_worker:
-            return  # a newer scan superseded this one
-        self._scan_worker = None
         self.progress.hide()
         self.report = report
         self.settings.add_recent_dataset(self._scanning_path)
@@ -257,11 +250,7 @@ class DataTab(QWidget):
         self.audit.set_dataset(report)
         self.datasetChanged.emit(report)
 
-    @Slot(str)
     def _on_scan_failed(self, message: str) -> None:
-        if self.sender() is not self._scan_worker:
-            return
-        self._scan_worker = None
         self.progress.hide()
         self.report = None
         self.rescan_button.setEnabled(bool(self.path_edit.text()))
@@ -363,7 +352,6 @@ class DataTab(QWidget):
         for path in recent:
             action = QAction(path, self.recent_menu)
             action.setData(path)
-            action.triggered.connect(self._open_recent)
             self.recent_menu.addAction(action)
         if recent:
             self.recent_menu.addSeparator()
@@ -371,10 +359,9 @@ class DataTab(QWidget):
             clear.triggered.connect(self._clear_recent)
         self.recent_button.setEnabled(bool(recent))
 
-    @Slot()
-    def _open_recent(self) -> None:
-        action = self.sender()
-        if isinstance(action, QAction) and action.data():
+    @Slot(QAction)
+    def _open_recent(self, action: QAction) -> None:
+        if action.data():
             self.open_dataset(str(action.data()))
 
     @Slot()

@@ -20,7 +20,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QObject, QSize, Qt, QThreadPool, Signal, Slot
+from PySide6.QtCore import QSize, Qt, Signal, Slot
 from PySide6.QtGui import QBrush, QColor, QIcon, QImage, QPixmap
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -39,10 +39,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from gui.background.worker import FunctionWorker, ThreadRunner, lower_thread_priority
+from gui.background.images import ImageLoader
+from gui.background.inference import GradCamModels, GradCamRender
+from gui.background.jobs import FunctionWorker, Job, ThreadRunner
 from gui.core.settings import Settings
-from gui.views.gradcam_view import GradCamJob
-from gui.views.thumbnails import load_thumbnail
 from gui.views.widgets import MessageBanner, heading, hint_label
 
 if TYPE_CHECKING:
@@ -56,10 +56,6 @@ THUMB_SIZE = 96
 DETAIL_SIZE = 320
 RESULT_ROLE = Qt.ItemDataRole.UserRole + 11
 CELL_ROLE = Qt.ItemDataRole.UserRole + 12
-
-
-class _ThumbCarrier(QObject):
-    loaded = Signal(int, str, QImage)  # generation, path, image
 
 
 def _cell_colour(count: int, row_total: int, diagonal: bool) -> QColor:
@@ -85,15 +81,25 @@ class EvaluateTab(QWidget):
         self.dataset: DatasetReport | None = None
         self.report: EvaluationReport | None = None
         self.cell: tuple[int, int] | None = None
-        self._job: FunctionWorker | None = None
-        self._generation = 0
+        self.job = Job(
+            runner,
+            "evaluate",
+            self,
+            on_progress=self._on_progress,
+            on_returned=self._on_evaluated,
+            on_errored=self._on_failed,
+            on_aborted=self._on_aborted,
+            on_done=self._on_done,
+        )
         self._detail_path = ""
-        self._pool = QThreadPool(self)
-        self._pool.setMaxThreadCount(2)
-        self._carrier = _ThumbCarrier(self)
-        self._carrier.loaded.connect(self._on_thumbnail)
-        self.gradcam = GradCamJob(runner, DETAIL_SIZE, self)
-        self.gradcam.ready.connect(self._on_gradcam)
+        self.thumbnails = ImageLoader(self, size=THUMB_SIZE, square=True)
+        self.thumbnails.loaded.connect(self._on_thumbnail)
+        self.details = ImageLoader(self, size=DETAIL_SIZE, threads=1)
+        self.details.loaded.connect(self._on_detail)
+        self.details.failed.connect(self._on_detail_failed)
+        self.gradcam = ImageLoader(self, threads=1, imports_torch=True)
+        self.gradcam_models = GradCamModels()
+        self.gradcam.loaded.connect(self._on_gradcam)
         self.gradcam.failed.connect(self._on_gradcam_failed)
         self._build()
         self._update_state()
@@ -243,7 +249,7 @@ class EvaluateTab(QWidget):
         return None
 
     def _update_state(self) -> None:
-        running = self._job is not None
+        running = self.job.is_busy()
         ready = self.predictor is not None and self.dataset is not None
         self.evaluate_button.setEnabled(ready and not running)
         self.stop_button.setVisible(running)
@@ -269,7 +275,7 @@ class EvaluateTab(QWidget):
     @Slot()
     def start(self) -> None:
         """Evaluate the model on the dataset's validation images, off the GUI thread."""
-        if self.predictor is None or self.dataset is None or self._job is not None:
+        if self.predictor is None or self.dataset is None or self.job.is_busy():
             return
         self.error.hide()
         self.clear_results()
@@ -290,60 +296,39 @@ class EvaluateTab(QWidget):
                 should_stop=lambda: worker.abort_requested,
             )
 
-        worker = FunctionWorker(run)
-        worker.progress.connect(self._on_progress)
-        worker.returned.connect(self._on_evaluated)
-        worker.errored.connect(self._on_failed)
-        worker.aborted.connect(self._on_aborted)
-        worker.done.connect(self._on_done)
-        self._job = worker
         self.progress.setRange(0, 0)
         self.progress.show()
         self.summary.setText("Evaluating…")
-        self.runner.start(worker, "evaluate")
+        self.job.start(run)
         self._update_state()
 
     @Slot()
     def stop(self) -> None:
-        if self._job is not None:
-            self._job.abort()
-            self._job = None
+        if self.job.is_busy():
+            self.job.cancel()
             self.progress.hide()
             self.summary.setText("Evaluation stopped.")
             self._update_state()
 
     def is_busy(self) -> bool:
-        return self._job is not None or self.gradcam.is_busy()
+        return self.job.is_busy() or self.gradcam.is_busy()
 
-    @Slot(int, int)
     def _on_progress(self, done: int, total: int) -> None:
-        if self.sender() is self._job:
-            self.progress.setRange(0, max(total, 1))
-            self.progress.setValue(done)
+        self.progress.setRange(0, max(total, 1))
+        self.progress.setValue(done)
 
-    @Slot(str)
     def _on_failed(self, message: str) -> None:
-        if self.sender() is self._job:
-            self.summary.setText("")
-            self.error.show_message("<b>Evaluation failed:</b>", "error", detail=message)
+        self.summary.setText("")
+        self.error.show_message("<b>Evaluation failed:</b>", "error", detail=message)
 
-    @Slot()
-    def _on_aborted(self) -> None:
-        if self.sender() is self._job:  # stopped from elsewhere (the window shutting down)
-            self.summary.setText("Evaluation stopped.")
+    def _on_aborted(self) -> None:  # stopped from elsewhere (the window shutting down)
+        self.summary.setText("Evaluation stopped.")
 
-    @Slot()
     def _on_done(self) -> None:
-        if self.sender() is not self._job:
-            return
-        self._job = None
         self.progress.hide()
         self._update_state()
 
-    @Slot(object)
     def _on_evaluated(self, report: EvaluationReport) -> None:
-        if self.sender() is not self._job:
-            return
         self.report = report
         macro = report.macro_average()
         wrong = len(report.misclassified)
@@ -435,9 +420,9 @@ class EvaluateTab(QWidget):
         self._update_state()
 
     def _set_gallery(self, results: list[ImageResult], title: str) -> None:
-        self._generation += 1
-        self._pool.clear()
-        self.gradcam.cancel()
+        self.thumbnails.clear()
+        self.details.clear()
+        self.gradcam.clear()
         self.gallery.clear()
         self.gallery_title.setText(title)
         self.detail_title.setText("")
@@ -450,29 +435,21 @@ class EvaluateTab(QWidget):
         placeholder = QPixmap(THUMB_SIZE, THUMB_SIZE)
         placeholder.fill(QColor(230, 230, 230))
         icon = QIcon(placeholder)
-        generation, carrier = self._generation, self._carrier
-        for index, result in enumerate(results):
+        for row, result in enumerate(results):
             probability = result.probabilities[result.predicted_index]
             caption = f"{names[result.true_index]} → {names[result.predicted_index]} ({probability:.2f})"
             item = QListWidgetItem(icon, caption)
             item.setData(RESULT_ROLE, result)
             item.setToolTip(f"{result.path}\nloss {result.loss:.3f}")
             self.gallery.addItem(item)
-            path = str(result.path)
-            self._pool.start(lambda i=index, p=path: _load_thumb(carrier, generation, i, p))
+            if result.path is not None:
+                self.thumbnails.request(row, result.path)
 
-    @Slot(int, str, QImage)
-    def _on_thumbnail(self, generation: int, path: str, image: QImage) -> None:
-        if generation == -self._generation and path == self._detail_path:
-            self._show_detail(image)
-            return
-        if generation != self._generation or image.isNull():
-            return
-        for row in range(self.gallery.count()):
-            item = self.gallery.item(row)
-            result = item.data(RESULT_ROLE)
-            if result is not None and str(result.path) == path:
-                item.setIcon(QIcon(QPixmap.fromImage(image)))
+    @Slot(object, QImage)
+    def _on_thumbnail(self, row: int, image: QImage) -> None:
+        item = self.gallery.item(row)
+        if item is not None and not image.isNull():
+            item.setIcon(QIcon(QPixmap.fromImage(image)))
 
     # -- one image, larger, with Grad-CAM --------------------------------------------------------------------
     @Slot(QListWidgetItem, QListWidgetItem)
@@ -489,33 +466,44 @@ class EvaluateTab(QWidget):
             f"{names[result.predicted_index]} ({probability:.1%}), loss {result.loss:.3f}. "
             "Grad-CAM shows what argued for the predicted class."
         )
-        self._detail_path = str(result.path)
+        self._detail_path = path = str(result.path)
         self.detail_image.setText("Loading…")
         self.detail_gradcam.setText("Computing Grad-CAM…")
-        carrier, generation = self._carrier, self._generation
-        path = self._detail_path
-        self._pool.start(lambda: _load_detail(carrier, generation, path))
-        self.gradcam.request(self.predictor.bundle, path, result.predicted_index)
+        self.details.clear()
+        self.details.request(path, path)
+        self.gradcam.clear()
+        render = GradCamRender(
+            self.gradcam_models, self.predictor.bundle, result.predicted_index, DETAIL_SIZE
+        )
+        self.gradcam.request(path, path, render)
 
-    def _show_detail(self, image: QImage) -> None:
+    @Slot(object, QImage)
+    def _on_detail(self, path: str, image: QImage) -> None:
+        if path != self._detail_path:
+            return
         if image.isNull():
             self.detail_image.setText("This image cannot be displayed.")
         else:
             self.detail_image.setPixmap(_detail_pixmap(image))
 
-    @Slot(str, QImage)
+    @Slot(object, str)
+    def _on_detail_failed(self, path: str, _message: str) -> None:
+        if path == self._detail_path:
+            self.detail_image.setText("This image cannot be displayed.")
+
+    @Slot(object, QImage)
     def _on_gradcam(self, path: str, image: QImage) -> None:
         if path == self._detail_path:
             self.detail_gradcam.setPixmap(_detail_pixmap(image))
 
-    @Slot(str, str)
+    @Slot(object, str)
     def _on_gradcam_failed(self, path: str, message: str) -> None:
         if path == self._detail_path:
             self.detail_gradcam.setText(message)
 
     def shutdown(self) -> None:
-        self._pool.clear()
-        self._pool.waitForDone(5000)
+        for loader in (self.thumbnails, self.details, self.gradcam):
+            loader.shutdown()
 
 
 def _detail_pixmap(image: QImage) -> QPixmap:
@@ -529,15 +517,3 @@ def _detail_pixmap(image: QImage) -> QPixmap:
             Qt.TransformationMode.SmoothTransformation,
         )
     return pixmap
-
-
-def _load_thumb(carrier: _ThumbCarrier, generation: int, _index: int, path: str) -> None:
-    """Pool thread: decode one gallery thumbnail."""
-    lower_thread_priority()
-    carrier.loaded.emit(generation, path, load_thumbnail(path, THUMB_SIZE, square=True))
-
-
-def _load_detail(carrier: _ThumbCarrier, generation: int, path: str) -> None:
-    """Pool thread: decode the selected image at detail size (sent with a negative generation)."""
-    lower_thread_priority()
-    carrier.loaded.emit(-generation, path, load_thumbnail(path, DETAIL_SIZE))

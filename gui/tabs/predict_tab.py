@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QObject, Qt, QThreadPool, Signal, Slot
+from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtGui import QDragEnterEvent, QDropEvent, QImage, QPixmap
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -31,11 +31,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from gui.background.worker import FunctionWorker, PredictWorker, ThreadRunner, friendly_error
+from gui.background.images import ImageLoader
+from gui.background.inference import GradCamModels, GradCamRender, PhotosFound, PredictWorker
+from gui.background.jobs import FunctionWorker, Job, ThreadRunner, friendly_error
 from gui.core.settings import Settings
-from gui.views.gradcam_view import GradCamJob
 from gui.views.prediction_views import ProbabilityTable, confidence_item
-from gui.views.thumbnails import load_thumbnail
 from gui.views.widgets import MessageBanner, dropped_paths, empty_state_pages, heading
 
 if TYPE_CHECKING:
@@ -55,10 +55,6 @@ EMPTY_HINT = (
 )
 
 
-class _PreviewCarrier(QObject):
-    loaded = Signal(str, QImage)
-
-
 class PredictTab(QWidget):
     """Model + images in, predictions out. ``modelLoaded(predictor)`` after a model is loaded."""
 
@@ -73,15 +69,25 @@ class PredictTab(QWidget):
         self.model_path = ""
         self.predictions: list[Prediction] = []
         self._queued: list[Path] = []
-        self._loader: FunctionWorker | None = None
-        self._job: PredictWorker | None = None
+        self._loading_path = ""
+        self.loader = Job(
+            runner, "load-model", self, on_returned=self._on_model_loaded, on_errored=self._on_model_failed
+        )
+        self.job = Job(
+            runner,
+            "predict",
+            self,
+            on_yielded=self._on_yielded,
+            on_errored=self._on_predict_failed,
+            on_done=self._on_predict_done,
+        )
         self._preview_path = ""
-        self._pool = QThreadPool(self)
-        self._pool.setMaxThreadCount(1)
-        self._carrier = _PreviewCarrier(self)
-        self._carrier.loaded.connect(self._on_preview)
-        self.gradcam = GradCamJob(runner, PREVIEW_SIZE, self)
-        self.gradcam.ready.connect(self._on_gradcam)
+        self.previews = ImageLoader(self, size=PREVIEW_SIZE, threads=1)
+        self.previews.loaded.connect(self._on_preview)
+        self.previews.failed.connect(self._on_preview_failed)
+        self.gradcam = ImageLoader(self, threads=1, imports_torch=True)
+        self.gradcam_models = GradCamModels()
+        self.gradcam.loaded.connect(self._on_gradcam)
         self.gradcam.failed.connect(self._on_gradcam_failed)
         self._overlay_path = ""
         self.setAcceptDrops(True)
@@ -177,7 +183,7 @@ class PredictTab(QWidget):
         layout.addWidget(self.pages, 1)
 
     def _update_buttons(self) -> None:
-        self.export_button.setEnabled(bool(self.predictions) and self._job is None)
+        self.export_button.setEnabled(bool(self.predictions) and not self.job.is_busy())
 
     # -- the model -------------------------------------------------------------------------------------
     @Slot()
@@ -192,8 +198,6 @@ class PredictTab(QWidget):
     def load_model(self, path: str | Path) -> None:
         """Load a bundle off the GUI thread; queued images are classified once it is ready."""
         path = str(path)
-        if self._loader is not None:
-            self._loader.abort()
         self.error.hide()
         self.model_label.setText(f"Loading model {path}…")
 
@@ -202,21 +206,13 @@ class PredictTab(QWidget):
 
             return Predictor.from_bundle(path)
 
-        worker = FunctionWorker(load)
-        worker.returned.connect(self._on_model_loaded)
-        worker.errored.connect(self._on_model_failed)
-        self._loader = worker
         self._loading_path = path
-        self.runner.start(worker, "load-model")
+        self.loader.start(load)
 
     def has_model(self) -> bool:
         return self.predictor is not None
 
-    @Slot(object)
     def _on_model_loaded(self, predictor: Predictor) -> None:
-        if self.sender() is not self._loader:
-            return
-        self._loader = None
         self.predictor = predictor
         self.model_path = self._loading_path
         self.settings.set("predict/last_model", self.model_path)
@@ -233,11 +229,7 @@ class PredictTab(QWidget):
             sources, self._queued = self._queued, []
             self.classify(sources)
 
-    @Slot(str)
     def _on_model_failed(self, message: str) -> None:
-        if self.sender() is not self._loader:
-            return
-        self._loader = None
         self.model_label.setText("No model loaded." if self.predictor is None else self.model_label.text())
         self.error.show_message("<b>Cannot open the model:</b>", "error", detail=message)
 
@@ -263,15 +255,14 @@ class PredictTab(QWidget):
         self.error.hide()
         if self.predictor is None:
             self._queued = list(sources)
-            if self._loader is None:
+            if not self.loader.is_busy():
                 self.error.show_message(
                     "<b>No model yet.</b> Train one on the Train tab, or open a saved model with "
                     "<b>Open model…</b>; your images will be classified as soon as it is loaded.",
                     "warning",
                 )
             return
-        if self._job is not None:
-            self._job.abort()
+        self.job.cancel()
         self.predictions = []
         self.table.setRowCount(0)
         self.results.clear_results()
@@ -279,29 +270,21 @@ class PredictTab(QWidget):
         self.preview_title.setText("")
         self.pages.setCurrentIndex(1)
         self.status.setText("Looking for images…")
-        job = PredictWorker(self.predictor, list(sources), top_k=TOP_K)
-        job.found.connect(self._on_found)
-        job.chunk.connect(self._on_chunk)
-        job.errored.connect(self._on_predict_failed)
-        job.done.connect(self._on_predict_done)
-        self._job = job
         self._total = 0
-        self.runner.start(job, "predict")
+        self.job.start(PredictWorker(self.predictor, list(sources), top_k=TOP_K))
         self._update_buttons()
 
     def is_busy(self) -> bool:
-        return self._job is not None or self._loader is not None
+        return self.job.is_busy() or self.loader.is_busy()
 
-    @Slot(int)
-    def _on_found(self, count: int) -> None:
-        if self.sender() is self._job:
-            self._total = count
-            self.status.setText(f"Classifying {count} image(s)…" if count else "No images found.")
+    def _on_yielded(self, value: PhotosFound | list[Prediction]) -> None:
+        if isinstance(value, PhotosFound):
+            self._total = value.count
+            self.status.setText(f"Classifying {value.count} image(s)…" if value.count else "No images found.")
+        else:
+            self._show_chunk(value)
 
-    @Slot(object)
-    def _on_chunk(self, predictions: list[Prediction]) -> None:
-        if self.sender() is not self._job:
-            return
+    def _show_chunk(self, predictions: list[Prediction]) -> None:
         first_row = self.table.rowCount()
         for prediction in predictions:
             self.predictions.append(prediction)
@@ -320,16 +303,10 @@ class PredictTab(QWidget):
         if first_row == 0 and self.table.rowCount():
             self.table.selectRow(0)
 
-    @Slot(str)
     def _on_predict_failed(self, message: str) -> None:
-        if self.sender() is self._job:
-            self.error.show_message("<b>Prediction failed:</b>", "error", detail=message)
+        self.error.show_message("<b>Prediction failed:</b>", "error", detail=message)
 
-    @Slot()
     def _on_predict_done(self) -> None:
-        if self.sender() is not self._job:
-            return
-        self._job = None
         failed = sum(1 for p in self.predictions if p.error)
         done = f"Classified {len(self.predictions) - failed} image(s)"
         self.status.setText(done + (f"; {failed} could not be read." if failed else "."))
@@ -344,39 +321,39 @@ class PredictTab(QWidget):
         self.preview_title.setText(prediction.path.name)
         self.results.show_prediction(prediction)
         self._preview_path = str(prediction.path)
-        carrier, path = self._carrier, str(prediction.path)
-        self._pool.clear()
-        self._pool.start(lambda: carrier.loaded.emit(path, load_thumbnail(path, PREVIEW_SIZE)))
+        self.previews.clear()
+        self.previews.request(self._preview_path, self._preview_path)
         self._overlay_path = ""
         self._request_gradcam(prediction)
 
     def _request_gradcam(self, prediction: Prediction) -> None:
+        self.gradcam.clear()
         if not self.gradcam_toggle.isChecked() or self.predictor is None or prediction.error:
-            self.gradcam.cancel()
             self.gradcam_status.setText("")
             return
         names = self.predictor.bundle.class_names
         index = names.index(prediction.label) if prediction.label in names else None
         self.gradcam_status.setText("Computing Grad-CAM…")
-        self.gradcam.request(self.predictor.bundle, prediction.path, index)
+        render = GradCamRender(self.gradcam_models, self.predictor.bundle, index, PREVIEW_SIZE)
+        self.gradcam.request(str(prediction.path), prediction.path, render)
 
     @Slot(bool)
     def _on_gradcam_toggled(self, _checked: bool) -> None:
         self._on_row_selected()
 
-    @Slot(str, QImage)
+    @Slot(object, QImage)
     def _on_gradcam(self, path: str, image: QImage) -> None:
         if path == self._preview_path and self.gradcam_toggle.isChecked():
             self._overlay_path = path
             self.preview.setPixmap(QPixmap.fromImage(image))
             self.gradcam_status.setText("Grad-CAM for the predicted class")
 
-    @Slot(str, str)
+    @Slot(object, str)
     def _on_gradcam_failed(self, path: str, message: str) -> None:
         if path == self._preview_path:
             self.gradcam_status.setText(message)
 
-    @Slot(str, QImage)
+    @Slot(object, QImage)
     def _on_preview(self, path: str, image: QImage) -> None:
         if path != self._preview_path or path == self._overlay_path:
             return
@@ -384,6 +361,11 @@ class PredictTab(QWidget):
             self.preview.setText("This image cannot be displayed.")
         else:
             self.preview.setPixmap(QPixmap.fromImage(image))
+
+    @Slot(object, str)
+    def _on_preview_failed(self, path: str, _message: str) -> None:
+        if path == self._preview_path:
+            self.preview.setText("This image cannot be displayed.")
 
     # -- export ------------------------------------------------------------------------------------------
     @Slot()
@@ -421,5 +403,5 @@ class PredictTab(QWidget):
             self.classify(images)
 
     def shutdown(self) -> None:
-        self._pool.clear()
-        self._pool.waitForDone(5000)
+        self.previews.shutdown()
+        self.gradcam.shutdown()

@@ -62,7 +62,7 @@ from engine.core.errors import TransferStudioError
 from engine.core.locations import runs_roots
 from engine.core.rundir import RunDir
 from engine.core.runs import RunSummary, delete_run, list_runs, move_run_to_trash, parse_status_time, set_note
-from gui.background.worker import FunctionWorker, ThreadRunner
+from gui.background.jobs import Job, ThreadRunner
 from gui.core.settings import Settings
 from gui.tabs.compare_view import CompareView
 from gui.views.widgets import MessageBanner, format_duration
@@ -198,7 +198,14 @@ class RunsTab(QWidget):
         self.root: Path | None = None
         self.roots: list[Path] = []
         self.note_dialog: NoteDialog | None = None
-        self._lister: FunctionWorker | None = None
+        self.lister = Job(
+            runner,
+            "list-runs",
+            self,
+            on_returned=self.fill,
+            on_errored=self._on_list_failed,
+            on_done=self._on_list_done,
+        )
         self._training = False
         self._filling = False
         self._sized = False
@@ -336,20 +343,12 @@ class RunsTab(QWidget):
         self.root = root
         roots = runs_roots(root)  # runs made by earlier versions, in the old default folder, too
         self.roots = roots
-        if self._lister is not None:
-            self._lister.abort()  # its answer is ignored (sender check)
-        worker = FunctionWorker(lambda _worker: list_runs(*roots), imports_torch=False)
-        worker.returned.connect(self._on_listed)
-        worker.errored.connect(self._on_list_failed)
-        worker.done.connect(self._on_list_done)
-        self._lister = worker
         self.refresh_button.setEnabled(False)
-        if self.runner.start(worker, "list-runs") is None:  # the window is closing
-            self._lister = None
+        if not self.lister.start(lambda _worker: list_runs(*roots), imports_torch=False):  # closing
             self.refresh_button.setEnabled(True)
 
     def is_listing(self) -> bool:
-        return self._lister is not None
+        return self.lister.is_busy()
 
     @Slot(str)
     def on_run_started(self, _run_dir: str) -> None:
@@ -364,22 +363,11 @@ class RunsTab(QWidget):
         if not running:
             self.refresh()
 
-    @Slot(object)
-    def _on_listed(self, runs: list[RunSummary]) -> None:
-        if self.sender() is not self._lister:
-            return
-        self.fill(runs)
-
-    @Slot(str)
     def _on_list_failed(self, message: str) -> None:
-        if self.sender() is self._lister:
-            self.message.show_message("<b>Cannot list the runs:</b>", "error", detail=message)
+        self.message.show_message("<b>Cannot list the runs:</b>", "error", detail=message)
 
-    @Slot()
     def _on_list_done(self) -> None:
-        if self.sender() is self._lister:
-            self._lister = None
-            self.refresh_button.setEnabled(True)
+        self.refresh_button.setEnabled(True)
 
     def fill(self, runs: list[RunSummary]) -> None:
         """Show ``runs`` in the table, keeping the selection and the dataset filter where they still exist."""
@@ -537,6 +525,8 @@ class RunsTab(QWidget):
         run = self.current_run()
         if run is None:
             return
+        if self.note_dialog is not None:
+            self.note_dialog.reject()
         dialog = NoteDialog(run, self)
         dialog.accepted.connect(self._on_note_accepted)
         self.note_dialog = dialog
@@ -544,8 +534,8 @@ class RunsTab(QWidget):
 
     @Slot()
     def _on_note_accepted(self) -> None:
-        dialog = self.note_dialog
-        if dialog is None or self.sender() is not dialog:
+        dialog = self.note_dialog  # the only one open: opening another rejects this one first
+        if dialog is None:
             return
         self.note_dialog = None
         dialog.deleteLater()

@@ -116,8 +116,8 @@ class TrainForm(QWidget):
         advanced = QFormLayout(advanced_widget)
         advanced.setContentsMargins(0, 0, 0, 0)
         for name, control in self.controls.items():
-            layout = advanced if self.items[name].setting.group == "advanced" else form
-            layout.addRow(control.label, control.widget)
+            rows = advanced if self.items[name].setting.group == "advanced" else form
+            rows.addRow(control.label, control.widget)
             if name == "schedule":
                 form.addRow("GPUs", self.processes)
                 form.setRowVisible(self.processes, False)  # shown when the machine has more than one GPU

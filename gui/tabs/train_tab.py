@@ -1,6 +1,6 @@
 """The Train tab: settings on the left; Start/Stop, progress, live plots, results and a log on the right.
 
-A run is a :class:`gui.background.worker.TrainWorker` on its own QThread. Its signals arrive queued on the GUI
+A run is a :class:`gui.background.training.TrainWorker` on its own QThread. Its signals arrive queued on the GUI
 thread and update the plots (one curve per series), the progress bar (``trainProgress``: fraction of
 all train+val batches, at its maximum when a run completes), the epoch/batch/ETA line and the log.
 Start is disabled while a run is going; Stop sets the worker's abort flag (honoured within a batch).
@@ -35,7 +35,8 @@ from PySide6.QtWidgets import (
 )
 
 from engine.training import events as ev
-from gui.background.worker import DistributedTrainWorker, ThreadRunner, TrainWorker, freeze_gc, friendly_error
+from gui.background.jobs import ThreadRunner, friendly_error
+from gui.background.training import DistributedTrainWorker, TrainWorker
 from gui.core.settings import Settings
 from gui.tabs.bakeoff_panel import BakeoffPanel
 from gui.tabs.train_form import TrainForm
@@ -291,7 +292,6 @@ class TrainTab(QWidget):
         self.progress.setValue(0)
         self.status.setText("Resuming: loading the checkpoint, the model and the images…")
         self._log(f"Resuming the run in {folder}")
-        freeze_gc()
         worker = TrainWorker(None, "", self.form.runs_root(), None, resume_dir=folder)
         worker.history.connect(self._on_history)
         self._launch(worker)
@@ -332,7 +332,6 @@ class TrainTab(QWidget):
             f"{config.batch_size}, learning rate {config.lr:g}, {config.optimizer}, "
             f"{config.schedule} schedule{', augmentation' if config.augment else ''}"
         )
-        freeze_gc()
         processes = self.form.process_count()
         if processes > 1:
             from engine.core.rundir import new_run_dir

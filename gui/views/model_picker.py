@@ -82,9 +82,12 @@ class ModelPicker(QComboBox):
         completer.setCompletionMode(QCompleter.CompletionMode.PopupCompletion)
         completer.setMaxVisibleItems(12)
         self.setCompleter(completer)
-        completer.activated[str].connect(self._on_completed)
-        self.lineEdit().editingFinished.connect(self._on_editing_finished)
-        self.lineEdit().setPlaceholderText("Type to search models…")
+        completer.activated.connect(self._on_completed)
+        search = self.lineEdit()
+        assert search is not None  # an editable combo box has one
+        self.search = search
+        self.search.editingFinished.connect(self._on_editing_finished)
+        self.search.setPlaceholderText("Type to search models…")
         self.currentIndexChanged.connect(self._on_index_changed)
 
         self._add_row(DEFAULT_MODEL, "EfficientNet-Lite", "", "", "offline")
@@ -168,6 +171,6 @@ class ModelPicker(QComboBox):
 
     @Slot()
     def _on_editing_finished(self) -> None:
-        text = self.lineEdit().text().strip()
+        text = self.search.text().strip()
         if not self.select_model(text):
-            self.lineEdit().setText(self.itemText(self.currentIndex()))
+            self.search.setText(self.itemText(self.currentIndex()))

@@ -103,4 +103,5 @@ class ProbabilityTable(QTableWidget):
         return self.sizeHint()
 
     def class_names(self) -> list[str]:
-        return [self.item(r, 0).text() for r in range(self.rowCount()) if self.item(r, 0)]
+        items = (self.item(r, 0) for r in range(self.rowCount()))
+        return [item.text() for item in items if item is not None]

@@ -1,16 +1,14 @@
-"""A lazily loaded thumbnail grid: only the visible images are decoded, on a private thread pool.
+"""A lazily loaded thumbnail grid: only the visible images are decoded, by the window's image loader.
 
 :class:`ThumbnailGrid` is a QListView in icon mode with a fixed grid, so its layout costs nothing
-even for tens of thousands of files. After each scroll or resize (debounced) it asks the loader for
-the thumbnails of the visible rows plus one screen ahead; pending jobs for rows that scrolled away
-are dropped. Decoding uses PIL's JPEG draft mode (fast, downscaled DCT) and produces a QImage in the
-pool thread; the GUI thread only turns finished images into pixmaps. A bounded cache keeps memory
-flat for large folders.
+even for tens of thousands of files. After each scroll or resize (debounced) it asks the loader
+(:class:`gui.background.images.ImageLoader`) for the thumbnails of the visible rows plus one screen
+ahead; queued requests for rows that scrolled away are dropped. The GUI thread only turns finished
+images into pixmaps. A bounded cache keeps memory flat for large folders.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -23,68 +21,18 @@ from PySide6.QtCore import (
     QPersistentModelIndex,
     QSize,
     Qt,
-    QThreadPool,
     QTimer,
     QUrl,
-    Signal,
     Slot,
 )
 from PySide6.QtGui import QColor, QDesktopServices, QImage, QPainter, QPixmap, QResizeEvent, QShowEvent
 from PySide6.QtWidgets import QAbstractItemView, QListView, QWidget
 
-from gui.background.worker import lower_thread_priority
+from gui.background.images import THUMB_SIZE, ImageLoader
 
 logger = logging.getLogger(__name__)
 
-THUMB_SIZE = 112
 CACHE_LIMIT = 2000
-
-
-def _centred(image: QImage, size: int) -> QImage:
-    """``image`` centred on a transparent ``size`` x ``size`` canvas (so grid labels line up)."""
-    canvas = QImage(size, size, QImage.Format.Format_ARGB32_Premultiplied)
-    canvas.fill(Qt.GlobalColor.transparent)
-    painter = QPainter(canvas)
-    painter.drawImage((size - image.width()) // 2, (size - image.height()) // 2, image)
-    painter.end()
-    return canvas
-
-
-def load_thumbnail(path: str | Path, size: int = THUMB_SIZE, square: bool = False) -> QImage:
-    """Decode ``path`` into a QImage whose longer side is at most ``size`` (null on failure).
-
-    ``square`` centres it on a transparent square canvas. Safe on any thread (QImage, not QPixmap).
-    """
-    from PIL import Image, ImageOps  # only on pool threads
-
-    try:
-        with Image.open(path) as im:
-            im.draft("RGB", (size * 2, size * 2))
-            im = ImageOps.exif_transpose(im)
-            if im.mode in ("RGBA", "LA", "PA", "P"):
-                im = im.convert("RGBA")
-                flat = Image.new("RGB", im.size, (255, 255, 255))
-                flat.paste(im, mask=im.getchannel("A"))
-                im = flat
-            else:
-                im = im.convert("RGB")
-            im.thumbnail((size, size))
-            data = im.tobytes()
-            image = QImage(data, im.width, im.height, 3 * im.width, QImage.Format.Format_RGB888)
-            return _centred(image, size) if square else image.copy()
-    except Exception as exc:  # noqa: BLE001 - a broken file just shows a placeholder
-        logger.debug("no thumbnail for %s: %s", path, exc)
-        return QImage()
-
-
-class _Carrier(QObject):
-    loaded = Signal(int, int, QImage)  # generation, row, image
-
-
-def _load_job(carrier: _Carrier, generation: int, row: int, path: Path) -> None:
-    """Runs on a pool thread: decode, then hand the image to the GUI thread (queued signal)."""
-    lower_thread_priority()
-    carrier.loaded.emit(generation, row, load_thumbnail(path, square=True))
 
 
 class ThumbnailModel(QAbstractListModel):
@@ -96,12 +44,9 @@ class ThumbnailModel(QAbstractListModel):
         self._tips: list[str] = []
         self._cache: OrderedDict[int, QPixmap] = OrderedDict()
         self._failed: set[int] = set()
-        self._pending: set[int] = set()
-        self.generation = 0
-        self.pool = QThreadPool(self)
-        self.pool.setMaxThreadCount(2)
-        self._carrier = _Carrier(self)
-        self._carrier.loaded.connect(self._on_loaded)
+        self.loader = ImageLoader(self, size=THUMB_SIZE, square=True)
+        self.loader.loaded.connect(self._on_loaded)
+        self.loader.failed.connect(self._on_failed)
         self._placeholder = self._make_placeholder(QColor("#e6e6e6"))
         self._broken = self._make_placeholder(QColor("#f4c7c3"), "?")
 
@@ -117,13 +62,11 @@ class ThumbnailModel(QAbstractListModel):
 
     def set_paths(self, paths: Sequence[Path], tips: Sequence[str] | None = None) -> None:
         self.beginResetModel()
-        self.generation += 1
-        self.pool.clear()
+        self.loader.clear()
         self._paths = list(paths)
         self._tips = list(tips) if tips is not None else [str(p) for p in self._paths]
         self._cache.clear()
         self._failed.clear()
-        self._pending.clear()
         self.endResetModel()
 
     def path(self, row: int) -> Path:
@@ -154,37 +97,36 @@ class ThumbnailModel(QAbstractListModel):
 
     def request(self, rows: Sequence[int]) -> None:
         """Queue decoding of ``rows`` (already cached or pending rows are skipped)."""
-        self.pool.clear()  # rows asked for earlier but not started have scrolled away
         wanted = set(rows)
-        self._pending = {r for r in self._pending if r in wanted}
-        generation = self.generation
+        self.loader.keep_only(wanted)  # rows asked for earlier but not started have scrolled away
         for row in rows:
-            if row in self._cache or row in self._failed or row in self._pending:
+            if row in self._cache or row in self._failed or self.loader.is_pending(row):
                 continue
-            if not 0 <= row < len(self._paths):
-                continue
-            self._pending.add(row)
-            self.pool.start(functools.partial(_load_job, self._carrier, generation, row, self._paths[row]))
+            if 0 <= row < len(self._paths):
+                self.loader.request(row, self._paths[row])
 
-    @Slot(int, int, QImage)
-    def _on_loaded(self, generation: int, row: int, image: QImage) -> None:
-        if generation != self.generation:
-            return
-        self._pending.discard(row)
+    @Slot(object, QImage)
+    def _on_loaded(self, row: int, image: QImage) -> None:
         if image.isNull():
             self._failed.add(row)
         else:
             self._cache[row] = QPixmap.fromImage(image)
             while len(self._cache) > CACHE_LIMIT:
                 self._cache.popitem(last=False)
+        self._changed(row)
+
+    @Slot(object, str)
+    def _on_failed(self, row: int, _message: str) -> None:
+        self._failed.add(row)
+        self._changed(row)
+
+    def _changed(self, row: int) -> None:
         index = self.index(row)
         self.dataChanged.emit(index, index, [Qt.ItemDataRole.DecorationRole])
 
     def shutdown(self) -> None:
         """Drop queued jobs and wait for running ones (called when the window closes)."""
-        self.generation += 1
-        self.pool.clear()
-        self.pool.waitForDone(5000)
+        self.loader.shutdown()
 
 
 class ThumbnailGrid(QListView):
