@@ -175,7 +175,7 @@ def run_floor(data: Path, model_name: str, strategy: str, epochs: int, device_na
     from engine.models.registry import get_model_info
     from engine.training.data_path import feature_views
     from engine.training.features import FeatureExtractor
-    from engine.training.trainer import inference_batch_size
+    from engine.training.recipe import inference_batch_size
 
     device = resolve_device(device_name)
     config = TrainConfig.for_strategy(strategy, model=model_name, epochs=epochs, device=device_name)

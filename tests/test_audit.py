@@ -36,7 +36,8 @@ from engine.models.registry import get_model_info
 from engine.training import events as ev
 from engine.training.features import FeatureStore
 from engine.training.image_cache import DecodedImageCache
-from engine.training.trainer import run_preprocessing, train
+from engine.training.recipe import run_preprocessing
+from engine.training.trainer import train
 
 HYMENOPTERA = Path(__file__).resolve().parents[2] / "shared/data/hymenoptera"
 PRE = get_model_info("efficientnet_lite0").preprocessing

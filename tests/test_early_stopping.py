@@ -21,7 +21,7 @@ from engine.core.rundir import RunDir
 from engine.inference.evaluate import evaluate
 from engine.models.bundle import load_bundle
 from engine.training import events as ev
-from engine.training import trainer
+from engine.training import loop
 from engine.training.early_stopping import EarlyStopping
 from engine.training.trainer import resume, train
 
@@ -110,14 +110,14 @@ def test_config_fields_and_validation():
 def _scripted_validation(monkeypatch, losses, accs, seen):
     """Replace the validation pass by a scripted (loss, accuracy) per epoch; record each epoch's head."""
 
-    def scripted(state, _data, epoch, _hooks):
+    def scripted(state, _data, epoch, _caller):
         seen["criterion"] = state.criterion
         seen[epoch] = {
             k: v.detach().clone() for k, v in state.model.state_dict().items() if k.startswith("_fc")
         }
         return losses[epoch - 1], accs[epoch - 1]
 
-    monkeypatch.setattr(trainer, "evaluate", scripted)
+    monkeypatch.setattr(loop, "evaluate", scripted)
 
 
 def _head_of(bundle_path: Path) -> dict[str, torch.Tensor]:

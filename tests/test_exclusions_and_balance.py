@@ -26,7 +26,8 @@ from engine.data.exclusions import (
 )
 from engine.inference.evaluate import evaluate
 from engine.training.pipeline import epoch_order
-from engine.training.trainer import class_weights, train
+from engine.training.recipe import class_weights
+from engine.training.trainer import train
 
 # -- exclusion lists --------------------------------------------------------------------------------
 

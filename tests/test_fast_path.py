@@ -185,10 +185,10 @@ def test_cached_features_match_the_full_forward_pass(tmp_path, monkeypatch):
 def test_out_of_memory_halves_the_batch_and_goes_on(tmp_path, monkeypatch):
     monkeypatch.setenv("TRANSFER_STUDIO_CACHE", str(tmp_path / "cache"))
     from engine.training import events as ev
-    from engine.training import trainer
+    from engine.training import loop
 
     data = make_image_folder(tmp_path / "d", {"a": 6, "b": 6})
-    real_step = trainer._step
+    real_step = loop._step
     state = {"raised": False}
 
     def flaky_step(run_state, forward, inputs, labels, training):
@@ -197,7 +197,7 @@ def test_out_of_memory_halves_the_batch_and_goes_on(tmp_path, monkeypatch):
             raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
         return real_step(run_state, forward, inputs, labels, training)
 
-    monkeypatch.setattr(trainer, "_step", flaky_step)
+    monkeypatch.setattr(loop, "_step", flaky_step)
     events: list = []
     config = TrainConfig.for_strategy("feature-extract", epochs=2, batch_size=8, device="cpu")
     result = train(config, data, run_dir=tmp_path / "run", on_event=events.append)

@@ -25,8 +25,9 @@ from engine.training import events as ev
 from engine.training.data_path import auto_input_size
 from engine.training.features import FeatureStore
 from engine.training.linear_head import choose_weight_decay, held_out_folds
+from engine.training.recipe import lr_factor, make_scheduler
 from engine.training.strategies import BACKBONE_STAGES, parameter_groups, set_mode
-from engine.training.trainer import lr_factor, make_scheduler, resume, train
+from engine.training.trainer import resume, train
 
 HYMENOPTERA = Path(__file__).resolve().parents[2] / "shared" / "data" / "hymenoptera"
 FAST = {"batch_size": 8, "workers": 0, "device": "cpu"}

@@ -116,7 +116,7 @@ from engine.training.features import (
     head_is_last,
 )
 from engine.training.linear_head import DEFAULT_WEIGHT_DECAY
-from engine.training.trainer import autocast_dtype, inference_batch_size, run_preprocessing
+from engine.training.recipe import autocast_dtype, inference_batch_size, run_preprocessing
 
 __all__ = [
     "AuditReport",
@@ -304,7 +304,7 @@ def _feature_pass(
 ) -> tuple[dict[int, torch.Tensor], dict[int, ImageStats], dict[int, str], tuple[int, int]]:
     """View-0 features, measurements and decode failures by entry index; (views computed, reused).
 
-    Exactly what a feature-extract run of ``config`` does (:func:`engine.training.trainer.set_up`,
+    Exactly what a feature-extract run of ``config`` does (:func:`engine.training.recipe.set_up`,
     :func:`engine.training.data_path.open_data_path`): the same model and head, eval mode,
     channels_last, precision, preprocessing, store, views (the validation photos' mirror view with
     flip test-time augmentation) and batch size.

@@ -43,7 +43,7 @@ from engine.training.features import (
 )
 from engine.training.image_cache import DecodedImageCache
 from engine.training.pipeline import FeatureBatches, ImageBatches
-from engine.training.state import Hooks, TrainingState
+from engine.training.state import Caller, TrainingState
 from engine.training.strategies import set_mode
 
 SPLITS = ("train", "val")
@@ -247,7 +247,7 @@ DataPath = ImagePath | FeaturePath
 def open_data_path(
     state: TrainingState,
     report: DatasetReport,
-    hooks: Hooks,
+    caller: Caller,
     halve_inference_batch: Callable[[], int],
 ) -> DataPath:
     """The run's data path; for cached features, computes (or loads) them first, with progress and Stop.
@@ -269,7 +269,7 @@ def open_data_path(
     if head_name is None:
         return ImagePath(splits, state)
     try:
-        features = _compute_split_features(state, splits, head_name, hooks, halve_inference_batch)
+        features = _compute_split_features(state, splits, head_name, caller, halve_inference_batch)
     except BaseException:
         for split in splits.values():
             split.cache.close()
@@ -282,12 +282,12 @@ def _compute_split_features(
     state: TrainingState,
     splits: dict[str, _Split],
     head_name: str,
-    hooks: Hooks,
+    caller: Caller,
     halve_inference_batch: Callable[[], int],
 ) -> dict[str, tuple[torch.Tensor, list[int]]]:
     config = state.config
     views = {"train": feature_views(config.augment, config.feature_views, state.device), "val": 1}
-    store = feature_store(state, hooks.dist)
+    store = feature_store(state, caller.dist)
     features = {
         name: frozen_features(
             state,
@@ -295,15 +295,15 @@ def _compute_split_features(
             splits[name],
             head_name,
             views[name],
-            hooks,
+            caller,
             halve_inference_batch,
             flipped=name == "val" and state.preprocessing.tta == "flip",
             split_name=name,
         )
         for name in SPLITS
     }
-    features_done(hooks)
-    hooks.info(
+    features_done(caller)
+    caller.info(
         f"backbone features ready ({views['train']} view(s) per training image); "
         "each epoch now trains only the head"
     )
@@ -332,7 +332,7 @@ def frozen_features(
     split: _Split,
     head_name: str,
     views: int,
-    hooks: Hooks,
+    caller: Caller,
     halve_inference_batch: Callable[[], int],
     *,
     flipped: bool = False,
@@ -341,18 +341,18 @@ def frozen_features(
     """The frozen, pretrained backbone's features ``[views, N_ok, D]`` of a split's images (through the
     on-disk feature store, with progress, Stop and halving on out-of-memory), and their labels.
 
-    With several processes (``hooks.dist``) each computes a contiguous share of the images, and all
+    With several processes (``caller.dist``) each computes a contiguous share of the images, and all
     of them receive every share; the first process adds the others' features to the store and saves it.
     Puts the whole model in eval mode; a caller that trains it next sets its mode again.
     """
     extractor = FeatureExtractor(state.model, head_name)
     set_mode(state.model, state.head_names, "feature-extract", training=False)
     weight = views + int(flipped)
-    d = hooks.dist
+    d = caller.dist
     share = shard_for_eval(len(split.cache), d)
 
     def progress(done: int, total: int) -> None:
-        hooks.batch_done(0, "features", done, total, weight=weight)
+        caller.batch_done(0, "features", done, total, weight=weight)
 
     stopped = False
     feats: torch.Tensor = torch.empty(views + int(flipped), 0, 0)
@@ -369,7 +369,7 @@ def frozen_features(
                     state.device,
                     state.inference_batch,
                     on_batch=progress,
-                    should_stop=hooks.should_stop,
+                    should_stop=caller.should_stop,
                     flipped=flipped,
                     indices=range(share.start, share.stop) if d.distributed else None,
                 )
@@ -413,10 +413,10 @@ def _store_shared_features(
     store.save()
 
 
-def features_done(hooks: Hooks) -> None:
+def features_done(caller: Caller) -> None:
     """Tell the ETA that the feature work is over (cached features needed no batch)."""
-    hooks.eta.planned["features"] = hooks.eta.done["features"]
-    hooks.eta.restart_clock()  # stacking and saving the features is not the first epoch batch
+    caller.eta.planned["features"] = caller.eta.done["features"]
+    caller.eta.restart_clock()  # stacking and saving the features is not the first epoch batch
 
 
 def _labels_of(labels: Sequence[int], kept: Sequence[int]) -> list[int]:

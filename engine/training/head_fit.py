@@ -30,7 +30,7 @@ from torch import nn
 from engine.training.data_path import DataPath, feature_store, features_done, frozen_features, last_head
 from engine.training.linear_head import choose_weight_decay, fit_linear_head
 from engine.training.pipeline import FeatureBatches
-from engine.training.state import Hooks, TrainingState
+from engine.training.state import Caller, TrainingState
 
 log = logging.getLogger(__name__)
 
@@ -46,21 +46,21 @@ def head_first_applies(state: TrainingState) -> bool:
 
 
 def fit_head_first(
-    state: TrainingState, data: DataPath, hooks: Hooks, halve_inference_batch: Callable[[], int]
+    state: TrainingState, data: DataPath, caller: Caller, halve_inference_batch: Callable[[], int]
 ) -> None:
     """Fit the model's new head on the frozen backbone's features of the training images."""
     head_name = last_head(state)
     if head_name is None:
-        hooks.info(
+        caller.info(
             "head first: skipped (more layers follow this model's head); every layer trains from the start"
         )
         return
     started = time.perf_counter()
-    store = feature_store(state, hooks.dist)
+    store = feature_store(state, caller.dist)
     feats, labels = frozen_features(
-        state, store, data.splits["train"], head_name, HEAD_FIRST_VIEWS, hooks, halve_inference_batch
+        state, store, data.splits["train"], head_name, HEAD_FIRST_VIEWS, caller, halve_inference_batch
     )
-    features_done(hooks)
+    features_done(caller)
     head = state.model.get_submodule(head_name)
     y = torch.as_tensor(labels, dtype=torch.long, device=feats.device)
     weights = getattr(state.train_criterion, "weight", None)
@@ -71,7 +71,7 @@ def fit_head_first(
     with torch.no_grad():
         logits = head(feats[0].to(next(head.parameters()).device))
         accuracy = float((logits.argmax(1).to(y.device) == y).float().mean())
-    hooks.info(
+    caller.info(
         f"head first: the new head was fitted on the frozen backbone's features ({how}; training "
         f"accuracy {accuracy:.3f}) in {time.perf_counter() - started:.1f}s; now every layer trains"
     )

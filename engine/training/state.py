@@ -1,8 +1,9 @@
-"""What one training run holds, declared in one place, and the hooks it reports through.
+"""What one training run holds, declared in one place, and the caller it answers to.
 
-:class:`TrainingState` is built once by :func:`engine.training.trainer.set_up` and then passed to the
+:class:`TrainingState` is built once by :func:`engine.training.recipe.set_up` and then passed to the
 trainer's small functions (one epoch of training, one evaluation pass, checkpoint save and restore).
-:class:`Hooks` carries the caller's two callables (``on_event`` and ``should_stop``) and the ETA.
+:class:`Caller` carries the caller's two callables (``on_event`` and ``should_stop``), the processes of
+the run and its ETA.
 """
 
 from __future__ import annotations
@@ -70,8 +71,10 @@ class TrainingState:
         )
 
 
-class Hooks:
-    """The caller's event callback and stop check, plus the ETA that every batch updates."""
+class Caller:
+    """Whoever started the run, as the run sees it: where its events go (``emit``, ``warn``, ``info``,
+    ``batch_done``), whether it should stop (``check_stop``), the processes it trains with, and the
+    clock and ETA that every batch updates."""
 
     def __init__(
         self, on_event: EventCallback | None, should_stop: StopCheck | None, dist: Dist | None = None
