@@ -1,4 +1,4 @@
-"""How long the dataset audit (engine.experiments.audit.run_audit) takes on 4,000 photos, cold.
+"""How long the dataset audit (engine.audit.run.run_audit) takes on 4,000 photos, cold.
 
 Builds a flat class-folder dataset (automatic 80/20 split) of ``--photos`` photos from hymenoptera's
 398: each original plus variants (random crop of 80-100% per side, resize to 50-100%, brightness and
@@ -72,7 +72,7 @@ def audit_once(data: Path, views: int | None) -> dict:
     from engine.core.allocator import tune_allocator
 
     tune_allocator()  # what the CLI and the window do at start-up
-    from engine.experiments.audit import run_audit
+    from engine.audit.run import run_audit
 
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["TRANSFER_STUDIO_CACHE"] = str(Path(tmp) / "cache")  # cold: nothing reused

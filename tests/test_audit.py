@@ -1,4 +1,4 @@
-"""The dataset audit (engine.experiments.audit): quality flags, duplicate links and groups, confident
+"""The dataset audit (engine.audit.run): quality flags, duplicate links and groups, confident
 learning, the report's JSON, progress and Stop, a warm training run after an audit, and (slow) the
 acceptance test on hymenoptera with planted problems."""
 
@@ -15,23 +15,23 @@ import torch
 from helpers_images import make_image
 from PIL import Image, ImageFilter
 
-from engine.core.config import TrainConfig
-from engine.core.errors import Cancelled
-from engine.data.datasets import Sample, scan_dataset
-from engine.experiments.audit import run_audit
-from engine.experiments.audit_duplicates import find_links, group_links, hash_bits
-from engine.experiments.audit_images import (
+from engine.audit.duplicates import find_links, group_links, hash_bits
+from engine.audit.images import (
     AuditImageCache,
     ImageStats,
     measure,
     measure_file,
     quality_issues,
 )
-from engine.experiments.audit_labels import (
+from engine.audit.labels import (
     assign_folds,
     confident_learning,
     out_of_fold_probabilities,
 )
+from engine.audit.run import run_audit
+from engine.core.config import TrainConfig
+from engine.core.errors import Cancelled
+from engine.data.datasets import Sample, scan_dataset
 from engine.models.registry import get_model_info
 from engine.training import events as ev
 from engine.training.features import FeatureStore
@@ -195,7 +195,7 @@ def test_uniform_photos_link_only_when_identical():
 
 
 def test_groups_are_connected_components():
-    from engine.experiments.audit_duplicates import Link
+    from engine.audit.duplicates import Link
 
     links = [Link(0, 3, "near", 0.9, 2), Link(3, 5, "near", 0.9, 2), Link(1, 2, "exact", 1.0, 0)]
     assert group_links(7, links) == [[0, 3, 5], [1, 2]]
@@ -506,7 +506,7 @@ def test_acceptance_on_hymenoptera_with_planted_problems(tmp_path, monkeypatch):
     hits = [a in in_group and in_group[a] == in_group.get(b) for a, b in planted["pairs"]]
     assert sum(hits) >= 0.9 * len(hits), [p for p, hit in zip(planted["pairs"], hits) if not hit]
     # Hymenoptera itself holds no near-duplicates (pHash distances >= 12, cosines <= 0.81 between its
-    # photos; see engine.experiments.audit), so every group must be one planted original and its copy.
+    # photos; see engine.audit.run), so every group must be one planted original and its copy.
     families = [{a, b} for a, b in planted["pairs"]]
     assert all(any(g <= f for f in families) for g in groups), groups
     leaks = {frozenset(p) for p in planted["pairs"][:8]}

@@ -53,7 +53,7 @@ def test_candidates_are_ranked_best_first_on_one_split(data, tmp_path, monkeypat
         "run_dir",
         "bundle",
     }
-    assert read_leaderboard(tmp_path / "bo")["leaderboard"] == payload["leaderboard"]
+    assert read_leaderboard(tmp_path / "bo").to_json()["leaderboard"] == payload["leaderboard"]
     # One frozen split: every candidate trained and validated on the same images.
     from engine.training import events as ev
 
@@ -86,7 +86,7 @@ def test_stop_keeps_what_finished_and_skips_the_rest(data, tmp_path, monkeypatch
         ("feature-extract", "finished"), ("scratch", "stopped"), ("fine-tune", "skipped")
     ]  # fmt: skip
     assert [e.strategy for e in result.leaderboard] == ["feature-extract"]
-    assert read_leaderboard(tmp_path / "bo")["best"]["strategy"] == "feature-extract"
+    assert read_leaderboard(tmp_path / "bo").to_json()["best"]["strategy"] == "feature-extract"
 
 
 def test_time_budget_skips_what_would_not_fit(data, tmp_path, monkeypatch):

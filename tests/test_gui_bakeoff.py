@@ -109,7 +109,7 @@ def test_leaderboard_grows_best_first_and_the_winner_opens_in_predict(
     assert accuracies == sorted(accuracies, reverse=True)
     result = panel.result
     assert result is not None and not result.cancelled
-    saved = bakeoff.read_leaderboard(result.out)["leaderboard"]
+    saved = bakeoff.read_leaderboard(result.out).to_json()["leaderboard"]
     assert [(m, s) for m, s, _acc in rows] == [(e["model"], e["strategy"]) for e in saved]
     assert {s for _m, s, _acc in rows} == {"feature-extract", "scratch"}
     assert [round(acc, 1) for acc in accuracies] == [round(100 * e["best_val_acc"], 1) for e in saved]
@@ -166,7 +166,7 @@ def test_stop_during_the_second_candidate_keeps_the_first(
     unranked = window.findChild(QLabel, "bakeoffNotRanked")
     assert unranked.isVisible()
     assert "scratch: stopped by you" in unranked.text() and "fine-tune: not tried" in unranked.text()
-    saved = bakeoff.read_leaderboard(panel.result.out)
+    saved = bakeoff.read_leaderboard(panel.result.out).to_json()
     assert [e["strategy"] for e in saved["leaderboard"]] == ["feature-extract"] and saved["cancelled"]
     # The run ended: the buttons are back to idle, and the one finished candidate is the winner.
     assert button.isEnabled() and not stop.isEnabled()
@@ -223,5 +223,5 @@ def test_closing_the_window_stops_the_bakeoff(
     assert not window.isVisible() and not window.runner.is_busy()
     saved = list(Path(window.settings.runs_root()).glob("*-bakeoff/leaderboard.json"))
     assert len(saved) == 1
-    payload = bakeoff.read_leaderboard(saved[0].parent)
+    payload = bakeoff.read_leaderboard(saved[0].parent).to_json()
     assert payload["cancelled"] and payload["leaderboard"] == []

@@ -19,8 +19,8 @@ from engine.cli import main
 from engine.core.errors import Cancelled, TransferStudioError
 from engine.core.rundir import RunDir
 from engine.core.runs import set_note
-from engine.experiments.report import LEADERBOARD_FILE, REPORT_FILE, write_report
-from engine.experiments.report_html import Series, line_chart, nice_ticks
+from engine.reports.html import Series, line_chart, nice_ticks
+from engine.reports.report import LEADERBOARD_FILE, REPORT_FILE, write_report
 
 CLASSES = ["cats", "dogs"]
 

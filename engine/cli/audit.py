@@ -26,8 +26,8 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from engine.audit.run import run_audit
     from engine.core.device import resolve_device
-    from engine.experiments.audit import run_audit
     from engine.models.registry import get_model_info
 
     info = get_model_info(args.model)  # fail fast on an unknown name

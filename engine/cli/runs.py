@@ -50,7 +50,7 @@ def run_runs(args: argparse.Namespace) -> int:
 
 
 def run_report(args: argparse.Namespace) -> int:
-    from engine.experiments.report import write_report
+    from engine.reports.report import write_report
 
     path = write_report(args.run_dir, args.out, device=args.device)
     print(path)

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from engine.core.config import STRATEGIES, TrainConfig
 from engine.core.device import resolve_device
@@ -29,6 +29,7 @@ from engine.core.errors import StopCheck, TransferStudioError, raise_if_stopped
 from engine.core.files import atomic_write_text
 from engine.core.locations import default_runs_root
 from engine.core.rundir import LEADERBOARD_FILE
+from engine.core.small_files import read_json
 from engine.data.datasets import DatasetReport, scan_dataset
 from engine.models.registry import get_model_info, list_models
 from engine.models.weights import weights_status
@@ -57,13 +58,17 @@ class Candidate:
         return f"{self.model} · {self.strategy}"
 
 
+#: How a candidate ended: ranked (finished), stopped by the user, failed, or not tried (skipped).
+EntryStatus = Literal["finished", "stopped", "failed", "skipped"]
+
+
 @dataclass(frozen=True)
 class Entry:
     """What one candidate gave: ``status`` is finished, stopped, failed or skipped (with a reason)."""
 
     model: str
     strategy: str
-    status: str
+    status: EntryStatus = "finished"  # a leaderboard row of an older version says nothing: it finished
     best_val_acc: float = 0.0
     best_epoch: int = 0
     seconds: float = 0.0
@@ -349,18 +354,25 @@ def _train_candidate(
 
 
 def _write_leaderboard(result: BakeoffResult) -> None:
-    atomic_write_text(result.out / LEADERBOARD_FILE, json.dumps(result.to_json(), indent=2) + "\n")
+    atomic_write_text(result.out / LEADERBOARD_FILE, json.dumps(result.to_json(), indent=2, allow_nan=False) + "\n")
 
 
-def read_leaderboard(folder: str | Path) -> dict[str, Any]:
-    """A bake-off folder's leaderboard.json; TransferStudioError if it has none or it is damaged."""
+@dataclass(frozen=True)
+class LeaderboardFile:
+    """What ``leaderboard.json`` holds (:meth:`BakeoffResult.to_json`), as it is read back."""
+
+    leaderboard: list[Entry]
+    best: Entry | None = None
+    skipped: list[Entry] = field(default_factory=list)
+    cancelled: bool = False
+    out: str = ""
+
+
+def read_leaderboard(folder: str | Path) -> BakeoffResult:
+    """A bake-off folder's leaderboard.json, as the result that wrote it (its finished entries best
+    first, then the others); TransferStudioError if it has none or it is damaged."""
     path = Path(folder) / LEADERBOARD_FILE
-    try:
-        payload = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise TransferStudioError(f"{folder} is not a bake-off folder (no {LEADERBOARD_FILE})") from None
-    except (OSError, ValueError) as exc:
-        raise TransferStudioError(f"{path} is damaged: {exc}") from None
-    if not isinstance(payload, dict) or not isinstance(payload.get("leaderboard"), list):
-        raise TransferStudioError(f"{path} is damaged: no leaderboard list")
-    return payload
+    if not path.is_file():
+        raise TransferStudioError(f"{folder} is not a bake-off folder (no {LEADERBOARD_FILE})")
+    board = read_json(path, LeaderboardFile)
+    return BakeoffResult(Path(folder), [*board.leaderboard, *board.skipped], cancelled=board.cancelled)

@@ -15,7 +15,7 @@ copied into a model's own ``nn.Linear`` head (:meth:`LinearHead.to_linear`).
 of the training data (never the validation split).
 
 The dataset audit uses it for cross-validated out-of-fold probabilities
-(:mod:`engine.experiments.audit_labels`); fine-tuning's head-first phase fits the new head with it
+(:mod:`engine.audit.labels`); fine-tuning's head-first phase fits the new head with it
 (:mod:`engine.training.head_fit`).
 """
 

@@ -1,7 +1,7 @@
 """File → Export report…: the HTML report of a run or a bake-off, written off the GUI thread.
 
 :class:`ReportExporter` asks for the run folder (unless it is given, as the Runs tab does) and for the
-file, runs :func:`engine.experiments.report.write_report` on a :class:`~gui.background.jobs.Job`
+file, runs :func:`engine.reports.report.write_report` on a :class:`~gui.background.jobs.Job`
 with a progress dialog whose Cancel stops the evaluation, then says where the report went, with an
 "Open" button that opens it in the browser. Nothing here imports torch (the worker does).
 """
@@ -94,7 +94,7 @@ class ReportExporter(QObject):
 
     def _start(self, folder: Path, target: Path) -> None:
         def work(worker: FunctionWorker) -> Path:
-            from engine.experiments.report import write_report
+            from engine.reports.report import write_report
 
             return write_report(
                 folder, target, should_stop=lambda: worker.abort_requested, on_progress=worker.report_progress

@@ -1,4 +1,4 @@
-"""The Data tab's dataset doctor: run :func:`engine.experiments.audit.run_audit` off the GUI thread
+"""The Data tab's dataset doctor: run :func:`engine.audit.run.run_audit` off the GUI thread
 (progress, Cancel), list what it found, show the photos of a finding, and act on them without ever
 deleting a file: exclude photos from training, keep one copy of a duplicate, move a photo to the
 suggested class (with Undo), include excluded photos again.
@@ -37,9 +37,9 @@ from gui.views.thumbnails import ThumbnailGrid
 from gui.views.widgets import MessageBanner, hint_label
 
 if TYPE_CHECKING:
+    from engine.audit.run import AuditReport
     from engine.data.datasets import DatasetReport
     from engine.data.exclusions import Move
-    from engine.experiments.audit import AuditReport
 
 logger = logging.getLogger(__name__)
 
@@ -76,8 +76,8 @@ class AuditWorker(Worker):
             self.yielded.emit((STAGE_TEXT.get(stage, stage.capitalize()), done, total))
 
     def work(self) -> AuditReport:
+        from engine.audit.run import run_audit
         from engine.core.device import resolve_device
-        from engine.experiments.audit import run_audit
 
         return run_audit(
             self.root,

@@ -26,8 +26,8 @@ from engine.core.errors import Cancelled, StopCheck, TransferStudioError, raise_
 from engine.core.files import atomic_write_text
 from engine.core.rundir import BUNDLE_FILE, CONFIG_FILE, LEADERBOARD_FILE, RunDir
 from engine.core.runs import RunSummary, summarize_run
-from engine.experiments import report_html as h
-from engine.experiments.bakeoff import read_leaderboard
+from engine.experiments.bakeoff import Entry, read_leaderboard
+from engine.reports import html as h
 
 if TYPE_CHECKING:
     from engine.inference.evaluate import EvaluationReport
@@ -385,17 +385,6 @@ def _environment_section(device: str) -> str:
 # --- a bake-off -----------------------------------------------------------------------------------------
 
 
-def _read_leaderboard(folder: Path) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
-    payload = read_leaderboard(folder)
-    entries = payload["leaderboard"]
-    if not all(isinstance(e, dict) for e in entries):
-        raise TransferStudioError(
-            f"{folder / LEADERBOARD_FILE} is damaged: 'leaderboard' is not a list of entries"
-        )
-    best = payload.get("best")
-    return entries, best if isinstance(best, dict) else None
-
-
 def _find_run(folder: Path, value: Any) -> Path | None:
     """A leaderboard entry's run folder: as written, relative to the bake-off, or by name inside it."""
     if not value:
@@ -410,17 +399,17 @@ def _find_run(folder: Path, value: Any) -> Path | None:
 def _bakeoff_page(
     folder: Path, device: str, should_stop: StopCheck | None, on_progress: ProgressCallback | None
 ) -> str:
-    entries, best = _read_leaderboard(folder)
+    entries = read_leaderboard(folder).leaderboard
     runs: list[_Run | None] = []
     for entry in entries:
-        found = _find_run(folder, entry.get("run_dir"))
+        found = _find_run(folder, entry.run_dir)
         try:
             runs.append(_read_run(found) if found is not None else None)
         except TransferStudioError as exc:
             log.warning("leaving out a bake-off run: %s", exc)
             runs.append(None)
     raise_if_stopped(should_stop, "report")
-    winner_index = _winner_index(entries, best)
+    winner_index = 0 if entries else None  # the leaderboard is best first
     winner = runs[winner_index] if winner_index is not None else None
     runs_text = f"{len(entries)} run{'s' if len(entries) != 1 else ''}"
     title = (
@@ -437,10 +426,10 @@ def _bakeoff_page(
         body.append(
             h.facts(
                 [
-                    ("winner", f"{e.get('model', '?')} · {e.get('strategy', '?')}"),
-                    ("best val accuracy", h.percent(e.get("best_val_acc"))),
+                    ("winner", f"{e.model} · {e.strategy}"),
+                    ("best val accuracy", h.percent(e.best_val_acc)),
                     ("runs", str(len(entries))),
-                    ("total time", h.duration(sum(_number(x.get("seconds")) for x in entries))),
+                    ("total time", h.duration(sum(_number(x.seconds) for x in entries))),
                 ]
             )
         )
@@ -475,17 +464,7 @@ def _number(value: Any) -> float:
     return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else 0.0
 
 
-def _winner_index(entries: list[dict[str, Any]], best: dict[str, Any] | None) -> int | None:
-    if not entries:
-        return None
-    if best is not None:
-        for n, entry in enumerate(entries):
-            if entry.get("run_dir") == best.get("run_dir"):
-                return n
-    return 0
-
-
-def _leaderboard(entries: list[dict[str, Any]], runs: list[_Run | None], winner: int | None) -> str:
+def _leaderboard(entries: list[Entry], runs: list[_Run | None], winner: int | None) -> str:
     if not entries:
         return h.note("The leaderboard is empty: no run finished.")
     rows = []
@@ -496,15 +475,14 @@ def _leaderboard(entries: list[dict[str, Any]], runs: list[_Run | None], winner:
             from engine.core.sizes import format_size
 
             size = format_size(bundle.stat().st_size)
-        epoch = entry.get("best_epoch")
         rows.append(
             (
                 f"{n}{' ★' if n - 1 == winner else ''}",
-                entry.get("model", "?"),
-                entry.get("strategy", "?"),
-                h.percent(entry.get("best_val_acc")),
-                epoch if epoch else "–",
-                h.duration(entry.get("seconds")),
+                entry.model,
+                entry.strategy,
+                h.percent(entry.best_val_acc),
+                entry.best_epoch or "–",
+                h.duration(entry.seconds),
                 size,
             )
         )
@@ -518,10 +496,10 @@ def _leaderboard(entries: list[dict[str, Any]], runs: list[_Run | None], winner:
     )
 
 
-def _bakeoff_run_section(n: int, entry: dict[str, Any], run: _Run | None) -> str:
-    title = f"{n}. {entry.get('model', '?')} · {entry.get('strategy', '?')}"
+def _bakeoff_run_section(n: int, entry: Entry, run: _Run | None) -> str:
+    title = f"{n}. {entry.model} · {entry.strategy}"
     if run is None:
-        return h.section(title, h.note(f"The run folder {entry.get('run_dir')} was not found."), f"run-{n}")
+        return h.section(title, h.note(f"The run folder {entry.run_dir} was not found."), f"run-{n}")
     settings = [(key, run.config[key]) for key in BAKEOFF_SETTINGS if key in run.config]
     body = (
         f"<p>Run folder <code>{h.esc(run.path)}</code> · best val accuracy "

@@ -3,7 +3,7 @@
 Everything here returns text that goes straight into one self-contained page: no file outside it, no
 network reference (inline SVG needs no namespace URL in HTML), images as ``data:`` URIs. Every string
 that comes from the user (class names, paths, settings, run names) goes through :func:`esc`.
-:mod:`engine.experiments.report` gathers the facts and puts these pieces together.
+:mod:`engine.reports.report` gathers the facts and puts these pieces together.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ training. :func:`measure` then takes, from that decoded image:
   deviation and the variance of the 4-neighbour Laplacian (sharpness).
 
 :func:`quality_issues` turns measurements into flags; the thresholds are below, with the evidence in
-:mod:`engine.experiments.audit`'s docstring.
+:mod:`engine.audit.run`'s docstring.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Duplicate photos for the dataset audit: exact copies and near copies, linked into groups.
 
 Two photos are linked when any of these holds (the thresholds and the evidence behind them are in
-:mod:`engine.experiments.audit`'s docstring):
+:mod:`engine.audit.run`'s docstring):
 
 - **exact**: the same decoded pixels and the same full size (:attr:`ImageStats.pixel_hash`);
 - **near**: perceptual hashes (64-bit pHash) at most :data:`NEAR_PHASH` bits apart: the same photo
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from engine.experiments.audit_images import ImageStats
+from engine.audit.images import ImageStats
 
 NEAR_PHASH = 8
 CROP_COSINE = 0.84

@@ -15,23 +15,23 @@ on 4,000 photos on a 2-core CPU the audit takes 89 s instead of 136 s, and the r
 a third of the backbone passes a cold run would (BENCHMARKS.md). ``training_views`` makes the audit
 compute them too, so that the run computes none.
 While the feature pass decodes each photo (once, with training's JPEG draft decode) it also hashes and
-measures it (:mod:`engine.experiments.audit_images`); photos whose features were already cached are
+measures it (:mod:`engine.audit.images`); photos whose features were already cached are
 decoded for that alone, in threads.
 
 **Findings.**
 
-- Duplicates (:mod:`engine.experiments.audit_duplicates`): linked when their decoded pixels are the
+- Duplicates (:mod:`engine.audit.duplicates`): linked when their decoded pixels are the
   same ("exact"); when their 64-bit pHashes differ in at most 8 bits ("near": resized, recompressed,
   blurred); or when their embeddings' cosine similarity is at least 0.84 and 0.05 above each photo's
   background (the mean of its 20 highest similarities) and their pHashes differ in at most 24 bits
   ("cropped"). Links are joined into groups. A group spanning splits is a leak (``cross_split``), one
   spanning classes is one photo with two labels (``conflicting_labels``), a group can be both; the
   rest are plain ``duplicates``.
-- Likely wrong labels (:mod:`engine.experiments.audit_labels`): out-of-fold probabilities from a
+- Likely wrong labels (:mod:`engine.audit.labels`): out-of-fold probabilities from a
   5-fold cross-validated logistic-regression head on the L2-normalised view-0 features (a duplicate
   group stays in one fold), then confident learning; ranked by how far the suggested class's
   probability exceeds the given one's. Uniform photos (blank: no class to see) are left out.
-- Photo quality (:func:`engine.experiments.audit_images.quality_issues`): unreadable, tiny (shorter
+- Photo quality (:func:`engine.audit.images.quality_issues`): unreadable, tiny (shorter
   side < 64 px), extreme aspect ratio (> 3:1), uniform (grey-level standard deviation < 6), dark (mean
   brightness <= 0.10), bright (>= 0.92), blurry (variance of the Laplacian at a 256 px shorter side
   < 25, or < 5% of the dataset's median).
@@ -76,12 +76,15 @@ from pathlib import Path
 
 import torch
 
-from engine.core.config import TrainConfig
-from engine.core.device import resolve_device
-from engine.core.errors import Cancelled, StopCheck, TransferStudioError, UnreadableImageError
-from engine.data.datasets import DatasetReport, Sample, scan_dataset
-from engine.experiments.audit_duplicates import Link, find_links, group_links
-from engine.experiments.audit_images import (
+from engine.audit.duplicates import Link, find_links, group_links
+from engine.audit.findings import (
+    AuditedImage,
+    AuditReport,
+    DuplicateGroup,
+    LabelIssue,
+    QualityIssue,
+)
+from engine.audit.images import (
     QUALITY_ISSUES,
     UNIFORM_BELOW,
     AuditImageCache,
@@ -89,20 +92,17 @@ from engine.experiments.audit_images import (
     measure_file,
     quality_issues,
 )
-from engine.experiments.audit_labels import (
+from engine.audit.labels import (
     DEFAULT_FOLDS,
     Suspect,
     assign_folds,
     confident_learning,
     out_of_fold_probabilities,
 )
-from engine.experiments.audit_report import (
-    AuditedImage,
-    AuditReport,
-    DuplicateGroup,
-    LabelIssue,
-    QualityIssue,
-)
+from engine.core.config import TrainConfig
+from engine.core.device import resolve_device
+from engine.core.errors import Cancelled, StopCheck, TransferStudioError, UnreadableImageError
+from engine.data.datasets import DatasetReport, Sample, scan_dataset
 from engine.models.build import build_model
 from engine.models.heads import HeadSpec
 from engine.models.preprocessing import Preprocessing

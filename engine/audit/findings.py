@@ -2,7 +2,7 @@
 
 :meth:`AuditReport.to_json` is the compact summary (paths relative to the data root); the dataclasses
 keep the evidence a window needs to show and sort the findings (splits, similarities, probabilities,
-every measurement). :func:`engine.experiments.audit.run_audit` makes them.
+every measurement). :func:`engine.audit.run.run_audit` makes them.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.experiments.audit_duplicates import Link
-from engine.experiments.audit_images import ImageStats
+from engine.audit.duplicates import Link
+from engine.audit.images import ImageStats
 
 
 @dataclass(frozen=True)
