@@ -16,35 +16,29 @@ from __future__ import annotations
 
 import html
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QModelIndex, QPoint, Qt, QTimer, Signal, Slot
-from PySide6.QtGui import QAction, QFont, QShowEvent
+from PySide6.QtCore import Qt, QTimer, Signal, Slot
+from PySide6.QtGui import QShowEvent
 from PySide6.QtWidgets import (
-    QAbstractItemView,
-    QAbstractScrollArea,
     QFrame,
     QGroupBox,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
-    QMenu,
     QProgressBar,
     QPushButton,
     QScrollArea,
     QSpinBox,
     QSplitter,
-    QTableWidget,
-    QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
 
-from engine.core.sizes import format_size
 from engine.training import events as ev
 from gui.background.jobs import Job, ThreadRunner
 from gui.background.training import BakeoffWorker
 from gui.core.settings import Settings
+from gui.views.leaderboard import Leaderboard, format_seconds
 from gui.views.widgets import MessageBanner, format_duration, hint_label
 
 if TYPE_CHECKING:
@@ -65,7 +59,6 @@ logger = logging.getLogger(__name__)
 
 PROGRESS_STEPS = 1000
 MIN_HEIGHT = 1  # adds nothing to the tab's minimum height: below its natural height it scrolls
-COLUMNS = ("#", "Model", "Strategy", "Best val accuracy", "Time", "Size")
 PREDICT_LINK = "transfer-studio:bakeoff-predict"
 DEFAULT_SET_TEXT = (
     "Candidates: the built-in model with every strategy, plus each downloaded model that runs well here."
@@ -77,11 +70,6 @@ def default_candidate_list(device: str) -> list[Candidate]:
     from engine.experiments import bakeoff
 
     return bakeoff.default_candidates(device)
-
-
-def format_seconds(seconds: float) -> str:
-    """E.g. ``4.2 s`` below a minute, else ``1:02``."""
-    return f"{seconds:.1f} s" if 0 <= seconds < 60 else format_duration(seconds)
 
 
 def describe_candidates(candidates: list[Candidate]) -> str:
@@ -221,25 +209,9 @@ class BakeoffPanel(QScrollArea):
         self.progress.setValue(0)
         self.progress.setFormat("%p% of the bake-off")
 
-        self.table = QTableWidget(0, len(COLUMNS))
-        self.table.setObjectName("leaderboard")
-        self.table.setAccessibleName("Leaderboard")
-        self.table.setHorizontalHeaderLabels(list(COLUMNS))
-        self.table.verticalHeader().setVisible(False)
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.table.setAlternatingRowColors(True)
-        self.table.setMinimumHeight(72)
-        self.table.setSizeAdjustPolicy(QAbstractScrollArea.SizeAdjustPolicy.AdjustToContents)
-        header = self.table.horizontalHeader()
-        for column in range(len(COLUMNS)):
-            header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
-        header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
-        self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
-        self.table.customContextMenuRequested.connect(self._show_menu)
-        self.table.doubleClicked.connect(self._on_double_clicked)
+        self.table = Leaderboard()
         self.table.itemSelectionChanged.connect(self._update_buttons)
+        self.table.openRequested.connect(self.open_selected)
         self.unranked = hint_label("")
         self.unranked.setObjectName("bakeoffNotRanked")
         self.unranked.setTextFormat(Qt.TextFormat.RichText)
@@ -557,30 +529,7 @@ class BakeoffPanel(QScrollArea):
         self.hint.setText("   ".join(parts))
 
     def _fill_leaderboard(self, board: list[Entry], final: bool) -> None:
-        self.table.setRowCount(len(board))
-        bold = QFont(self.table.font())
-        bold.setBold(True)
-        for row, entry in enumerate(board):
-            winner = final and row == 0
-            texts = (
-                f"★ {row + 1}" if winner else str(row + 1),
-                entry.model,
-                entry.strategy,
-                f"{entry.best_val_acc:.1%}",
-                format_seconds(entry.seconds),
-                format_size(entry.size_bytes) if entry.size_bytes else "–",
-            )
-            for column, text in enumerate(texts):
-                item = QTableWidgetItem(text)
-                item.setData(Qt.ItemDataRole.UserRole, entry.bundle)
-                item.setToolTip(
-                    f"Best epoch {entry.best_epoch} of {entry.epochs} · run folder: {entry.run_dir}"
-                )
-                if column in (0, 3, 4, 5):
-                    item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-                if winner:
-                    item.setFont(bold)
-                self.table.setItem(row, column, item)
+        self.table.fill(board, final)
         self._update_buttons()
 
     def _show_unranked(self) -> None:
@@ -596,18 +545,11 @@ class BakeoffPanel(QScrollArea):
 
     # -- open in Predict ----------------------------------------------------------------------------------
     def _selected_bundle(self) -> str | None:
-        rows = self.table.selectionModel().selectedRows() if self.table.selectionModel() else []
-        if not rows:
-            return None
-        item = self.table.item(rows[0].row(), 0)
-        bundle = item.data(Qt.ItemDataRole.UserRole) if item is not None else None
-        return str(bundle) if bundle else None
+        return self.table.selected_bundle()
 
     def bundle_at(self, row: int) -> str | None:
         """The bundle of leaderboard row ``row`` (None if it has none)."""
-        item = self.table.item(row, 0)
-        bundle: Any = item.data(Qt.ItemDataRole.UserRole) if item is not None else None
-        return str(bundle) if bundle else None
+        return self.table.bundle_at(row)
 
     @Slot()
     def open_selected(self) -> None:
@@ -616,22 +558,6 @@ class BakeoffPanel(QScrollArea):
         if bundle is not None:
             self.modelReady.emit(bundle)
             self.predictRequested.emit()
-
-    @Slot(QModelIndex)
-    def _on_double_clicked(self, _index: QModelIndex) -> None:
-        self.open_selected()
-
-    @Slot(QPoint)
-    def _show_menu(self, pos: QPoint) -> None:
-        index = self.table.indexAt(pos)
-        if not index.isValid() or self.bundle_at(index.row()) is None:
-            return
-        self.table.selectRow(index.row())
-        menu = QMenu(self)
-        action = QAction("Open in Predict", menu)
-        action.triggered.connect(self.open_selected)
-        menu.addAction(action)
-        menu.exec(self.table.viewport().mapToGlobal(pos))
 
     @Slot(str)
     def _open_link(self, url: str) -> None:
