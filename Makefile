@@ -32,7 +32,7 @@ test-fast: $(STAMP)
 	$(VENV)/bin/lint-imports
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -m "not slow"
 
-## Type-check the engine (mypy; its settings are [tool.mypy] in pyproject.toml).
+## Type-check the engine and the window (mypy; its settings are [tool.mypy] in pyproject.toml).
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
