@@ -354,7 +354,7 @@ def _train_candidate(
 
 
 def _write_leaderboard(result: BakeoffResult) -> None:
-    atomic_write_text(result.out / LEADERBOARD_FILE, json.dumps(result.to_json(), indent=2, allow_nan=False) + "\n")
+    atomic_write_text(result.out / LEADERBOARD_FILE, json.dumps(result.to_json(), indent=2) + "\n")
 
 
 @dataclass(frozen=True)
