@@ -6,7 +6,10 @@ For those GUI tests:
 - modal dialogs (QMessageBox, QFileDialog static functions) are replaced so nothing can block:
   message boxes answer "Yes" and are recorded in ``dialogs``; file dialogs return "cancelled"
   unless the test patches them itself;
-- a test fails if it leaves a QThread running or a visible top-level widget behind.
+- a test fails if it leaves a QThread running or a visible top-level widget behind;
+- a test fails if a pytest-qt blocker (``qtbot.waitSignal``/``waitSignals``/``waitCallback``) was
+  triggered on a worker thread, or Qt complained about an object used from another thread: wait on
+  ``on_gui_thread(signal)`` for a worker's signals (see tests/test_gui_signal_threads.py).
 
 For every test:
 - the log file goes to a temporary folder, and the old default runs folder is an empty one;
@@ -56,23 +59,8 @@ def _no_runs_from_the_real_old_folder(
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Run the GUI tests last, and skip ``needs_cuda`` tests without a usable CUDA device."""
-    _gui_tests_last(items)
+    """Skip ``needs_cuda`` tests without a usable CUDA device."""
     _skip_cuda_tests_without_cuda(items)
-
-
-def _gui_tests_last(items: list[pytest.Item]) -> None:
-    """Every test that uses ``qtbot`` after every other one (each group in collection order).
-
-    Once a QApplication exists, pytest-qt processes Qt events after *every* test. Three full runs
-    crashed there (a segfault in ``_process_events``) after GUI tests, right after the first long
-    engine test that followed them, never during a GUI test; the source was not found (see the
-    session notes). With the GUI tests last, no engine test runs beside leftovers of the window.
-    """
-    gui = [item for item in items if "qtbot" in getattr(item, "fixturenames", ())]
-    if gui:
-        chosen = set(map(id, gui))
-        items[:] = [item for item in items if id(item) not in chosen] + gui
 
 
 def _skip_cuda_tests_without_cuda(items: list[pytest.Item]) -> None:
@@ -216,8 +204,8 @@ def _gui_test_guard(
     # Qt objects left by a GUI test must be destroyed on this (the GUI) thread, never by Python's
     # automatic collector running inside some worker thread: their garbage is collected here, before
     # the next test, and during a GUI test the automatic collector is off (as in the app itself,
-    # gui.shell.app.collect_garbage_on_the_gui_thread). A precaution: it did not cure the segfault that
-    # running the GUI tests last (_gui_tests_last) avoids.
+    # gui.background.gc_policy). A precaution: the segfault after the GUI tests came from pytest-qt
+    # blockers triggered on worker threads (see _blockers_triggered_off_the_gui_thread).
     if _gui_garbage:
         gc.collect()
         gc.enable()
@@ -245,6 +233,8 @@ def _gui_test_guard(
         original_start(self, *args)
 
     monkeypatch.setattr(QThread, "start", recording_start)
+    blockers = _record_blockers(monkeypatch)
+    qt_messages = getattr(request.node, "qt_log_capture", None)  # pytest-qt's, gone after the call
     app = QApplication.instance()
     visible_before = {id(w) for w in QApplication.topLevelWidgets() if w.isVisible()} if app else set()
 
@@ -275,8 +265,91 @@ def _gui_test_guard(
         problems.append(f"visible top-level widget left behind: {type(widget).__name__} "
                         f"{widget.objectName()!r}")  # fmt: skip
         widget.close()
+    problems += _blockers_triggered_off_the_gui_thread(blockers)
+    blockers.clear()  # destroyed here, on the GUI thread, even when the test fails
+    if qt_messages is not None:
+        problems += [
+            f"Qt: {record.message}"
+            for record in qt_messages.records
+            if "another thread" in record.message or "different thread" in record.message
+        ]
     if problems:
         pytest.fail("; ".join(problems))
+
+
+def _record_blockers(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """The pytest-qt blockers triggered on a thread other than the GUI thread during the test.
+
+    A blocker (``qtbot.waitSignal``/``waitSignals``/``waitCallback``) hands PySide6 a plain Python
+    callable, which is called in the emitting thread: for a worker's signal, the worker thread. There
+    the blocker's ``QTimer.stop()`` is refused by Qt ("Timers cannot be stopped from another thread")
+    and its timeout timer stays registered with the GUI thread's event loop; if that thread also
+    releases the blocker last, the timer is destroyed there and the GUI thread's next
+    ``processEvents()`` after the timeout delivers a timer event to freed memory (a segfault).
+    """
+    import threading
+
+    from pytestqt import wait_signal
+
+    triggered: list[Any] = []  # also keeps them alive until the test's teardown, on the GUI thread
+
+    def recording(cleanup: Any) -> Any:
+        def record(self: Any) -> None:
+            if threading.current_thread() is not threading.main_thread():
+                triggered.append(self)
+            cleanup(self)
+
+        return record
+
+    for cls in (wait_signal._AbstractSignalBlocker, wait_signal.CallbackBlocker):
+        monkeypatch.setattr(cls, "_cleanup", recording(cls._cleanup))
+    return triggered
+
+
+def _blockers_triggered_off_the_gui_thread(blockers: list[Any]) -> list[str]:
+    """A failure for the blockers of :func:`_record_blockers`, whose timers are unregistered here."""
+    if not blockers:
+        return []
+    import shiboken6
+    from PySide6.QtCore import QAbstractEventDispatcher
+
+    dispatcher = QAbstractEventDispatcher.instance()
+    for blocker in blockers:
+        if dispatcher is not None and shiboken6.isValid(blocker._timer):
+            dispatcher.unregisterTimers(blocker._timer)  # what QTimer.stop() could not do there
+    return [
+        f"{len(blockers)} qtbot.waitSignal/waitSignals/waitCallback blocker(s) got their signal on "
+        "another thread; wait on on_gui_thread(signal) instead"
+    ]
+
+
+@pytest.fixture
+def on_gui_thread(qtbot: Any) -> Iterator[Any]:
+    """``on_gui_thread(signal)``: a signal the GUI thread emits (queued) each time ``signal`` is emitted.
+
+    Give that one, never a worker's own signal, to ``qtbot.waitSignal(s)``: pytest-qt's blockers are
+    called in the emitting thread (see :func:`_blockers_triggered_off_the_gui_thread`). The relayed
+    signal has no arguments (the order of several relayed signals is kept).
+    """
+    from PySide6.QtCore import QObject, Signal, Slot
+
+    class Relay(QObject):
+        relayed = Signal()
+
+        @Slot()
+        def relay(self) -> None:
+            self.relayed.emit()
+
+    relays: list[Any] = []
+
+    def relay(signal: Any) -> Any:
+        relay = Relay()  # lives on this, the GUI, thread: a worker thread's emission reaches it queued
+        signal.connect(relay.relay)
+        relays.append(relay)
+        return relay.relayed
+
+    yield relay
+    relays.clear()
 
 
 @pytest.fixture(scope="session")

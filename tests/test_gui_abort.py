@@ -3,9 +3,11 @@
 Each test asks its worker to stop from the worker's own thread, at the first progress signal (a
 direct connection calls ``worker.abort()`` before the operation's next ``should_stop`` check), so the
 stop lands mid-operation however fast or slow the machine is. The signals a window would see are
-then checked twice: with ``qtbot.waitSignals(order="strict")`` and as the exact sequence recorded on
-the worker thread. The data is small and synthetic, the model efficientnet_lite0 (built-in weights),
-the weights download goes to a slow local HTTP server, and every cache lives in ``tmp_path``.
+then checked twice: with ``qtbot.waitSignals(order="strict")`` on the GUI thread (relayed by
+``on_gui_thread``, never the worker's own signals: see tests/test_gui_signal_threads.py) and as the
+exact sequence recorded on the worker thread. The data is small and synthetic, the model
+efficientnet_lite0 (built-in weights), the weights download goes to a slow local HTTP server, and
+every cache lives in ``tmp_path``.
 """
 
 from __future__ import annotations
@@ -74,9 +76,15 @@ def record(worker: Worker, names: tuple[str, ...] = OUTCOME_SIGNALS) -> list[str
     return seen
 
 
-def named(worker: Worker, *names: str) -> list[tuple[Any, str]]:
-    """``worker``'s signals as (signal, name) pairs, so a waitSignals failure says which ones came."""
-    return [(getattr(worker, name), name) for name in names]
+@pytest.fixture
+def named(on_gui_thread: Callable[[Any], Any]) -> Callable[..., list[tuple[Any, str]]]:
+    """``named(worker, *names)``: ``worker``'s signals, as the GUI thread receives them (queued), as
+    (signal, name) pairs, so a waitSignals failure says which ones came."""
+
+    def named(worker: Worker, *names: str) -> list[tuple[Any, str]]:
+        return [(on_gui_thread(getattr(worker, name)), name) for name in names]
+
+    return named
 
 
 def abort_at(signal: Any, worker: Worker, when: Callable[..., bool]) -> list[tuple[Any, ...]]:
@@ -110,7 +118,7 @@ class StartHook(ThreadRunner):
 
 
 def _train_until_aborted(
-    qtbot: Any, monkeypatch: pytest.MonkeyPatch, dataset: Path, tmp_path: Path, phase: str
+    qtbot: Any, named: Any, monkeypatch: pytest.MonkeyPatch, dataset: Path, tmp_path: Path, phase: str
 ) -> tuple[list[str], ev.RunFinished, ev.BatchProgress]:
     import gui.background.training
 
@@ -134,15 +142,15 @@ def _train_until_aborted(
     return seen, finished[0], hits[0][0]
 
 
-def test_training_stopped_during_the_feature_pass(qtbot, monkeypatch, dataset, tmp_path):
-    seen, finished, at = _train_until_aborted(qtbot, monkeypatch, dataset, tmp_path, "features")
+def test_training_stopped_during_the_feature_pass(qtbot, named, monkeypatch, dataset, tmp_path):
+    seen, finished, at = _train_until_aborted(qtbot, named, monkeypatch, dataset, tmp_path, "features")
     assert seen == ["runStarted", "finished", "aborted", "done"]  # no returned, no errored
     assert at.phase == "features" and at.batch == 1
     assert finished.cancelled and finished.epochs_completed == 0 and finished.bundle_path is None
 
 
-def test_training_stopped_during_an_epoch(qtbot, monkeypatch, dataset, tmp_path):
-    seen, finished, at = _train_until_aborted(qtbot, monkeypatch, dataset, tmp_path, "train")
+def test_training_stopped_during_an_epoch(qtbot, named, monkeypatch, dataset, tmp_path):
+    seen, finished, at = _train_until_aborted(qtbot, named, monkeypatch, dataset, tmp_path, "train")
     assert seen == ["runStarted", "finished", "aborted", "done"]  # not even the first epoch ended
     assert (at.phase, at.epoch, at.batch) == ("train", 1, 1) and at.batches > 1
     assert finished.cancelled and finished.epochs_completed == 0 and finished.bundle_path is None
@@ -151,7 +159,7 @@ def test_training_stopped_during_an_epoch(qtbot, monkeypatch, dataset, tmp_path)
 # -- evaluation -----------------------------------------------------------------------------------
 
 
-def test_evaluation_stopped_by_the_evaluate_tab_worker(qtbot, dataset, bundle):
+def test_evaluation_stopped_by_the_evaluate_tab_worker(qtbot, named, dataset, bundle):
     from engine.data.datasets import scan_dataset
     from engine.inference.predict import Predictor
     from gui.core.settings import Settings
@@ -184,7 +192,7 @@ def test_evaluation_stopped_by_the_evaluate_tab_worker(qtbot, dataset, bundle):
 # -- export parity check --------------------------------------------------------------------------
 
 
-def test_export_parity_check_stopped_by_the_export_dialog_worker(qtbot, dataset, bundle, tmp_path):
+def test_export_parity_check_stopped_by_the_export_dialog_worker(qtbot, named, dataset, bundle, tmp_path):
     from engine.data.datasets import scan_dataset
     from gui.core.settings import Settings
     from gui.dialogs.export_dialog import ExportDialog, val_images
@@ -274,7 +282,9 @@ def slow_weights() -> Iterator[tuple[str, list[str]]]:
     thread.join(5)
 
 
-def test_weights_download_stopped_by_the_weights_dialog_worker(qtbot, monkeypatch, tmp_path, slow_weights):
+def test_weights_download_stopped_by_the_weights_dialog_worker(
+    qtbot, named, monkeypatch, tmp_path, slow_weights
+):
     import torch
 
     import engine.models.weights as weights_mod
