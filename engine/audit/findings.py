@@ -87,7 +87,7 @@ class AuditReport:
     root: Path
     model: str
     classes: list[str]
-    counts: dict[str, dict[str, int]]  # {class: {split: images}}
+    counts: dict[str, dict[str, int]]  # {class: {split: readable photos}}: what `scan` counts
     imbalance: float | None  # largest / smallest training class; None when one class has none
     auto_split: bool
     images: list[AuditedImage]
@@ -107,7 +107,8 @@ class AuditReport:
 
         Every duplicate group is listed once under ``duplicates`` (one class, one split), or under
         ``cross_split`` and/or ``conflicting_labels``; label issues most likely first; quality flags by
-        issue, then path (``value`` is the measurement; for "unreadable", the reason); ``classes``:
+        issue, then path (``value`` is the measurement; for "unreadable", the reason), then the files the
+        scan skipped as `scan` does (issue "skipped", ``value`` the reason); ``classes``:
         ``{"counts": {class: {split: n}}, "totals": {split: n}, "imbalance": largest/smallest train
         class or null}``.
         """
@@ -124,7 +125,8 @@ class AuditReport:
                 }
                 for i in self.label_issues
             ],
-            "quality": [{"path": q.path, "issue": q.issue, "value": q.value} for q in self.quality],
+            "quality": [{"path": q.path, "issue": q.issue, "value": q.value} for q in self.quality]
+            + [{"path": path, "issue": "skipped", "value": reason} for path, reason in self.skipped],
             "classes": {
                 "counts": self.counts,
                 "totals": {

@@ -243,7 +243,9 @@ def run_audit(
 
     quality = _quality(images, image_stats, entries, failed, report)
     lap("quality", now)
-    imbalance = report.imbalance()
+    counts = _readable_counts(report, entries, readable)
+    train = [per_split.get("train", 0) for per_split in counts.values()]
+    imbalance = 1.0 if not train or max(train) == 0 else (max(train) / min(train) if min(train) else math.inf)
     seconds = time.perf_counter() - started
     timings["total"] = round(seconds, 3)
     log.info("audit of %s: %d photos in %.1f s (%s)", root, len(entries), seconds, timings)
@@ -251,7 +253,7 @@ def run_audit(
         root=root,
         model=model,
         classes=list(report.classes),
-        counts=report.counts(),
+        counts=counts,
         imbalance=None if math.isinf(imbalance) else round(imbalance, 3),
         auto_split=report.auto_split,
         images=images,
@@ -378,6 +380,17 @@ def _missing_views(samples: list[Sample], store: FeatureStore, views: int, flipp
         except OSError:
             missing += len(labels)
     return missing
+
+
+def _readable_counts(
+    report: DatasetReport, entries: list[tuple[str, Sample]], readable: list[int]
+) -> dict[str, dict[str, int]]:
+    """Photos per class and split that decode: what `scan` counts (it leaves the others out)."""
+    out = {name: dict.fromkeys(report.splits, 0) for name in report.classes}
+    for i in readable:
+        split, sample = entries[i]
+        out[report.classes[sample.label]][split] += 1
+    return out
 
 
 def _measure_rest(

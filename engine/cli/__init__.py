@@ -54,6 +54,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _answer_signals() -> Callable[[], object]:
+    """SIGTERM ends a command as Ctrl+C does (cleanly, one line, exit 130; a training run saves its best
+    epoch first; torchrun's ranks excepted), and standard output writes paths whose bytes are not UTF-8
+    as they are. Returns what puts the previous SIGTERM handler back."""
+    import signal
+    import threading
+
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            try:
+                reconfigure(errors="surrogateescape" if stream is sys.stdout else "backslashreplace")
+            except (ValueError, OSError):
+                pass
+    from engine.core.launch import under_torchrun
+
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGTERM"):
+        return lambda: None
+    if under_torchrun():  # a rank: SIGTERM is the launcher's hard stop, and ends it at once
+        return lambda: None
+    previous = signal.signal(signal.SIGTERM, lambda _signum, _frame: signal.raise_signal(signal.SIGINT))
+    return lambda: signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; returns the process exit code."""
     parser = build_parser()
@@ -62,6 +86,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
+    restore_signals = _answer_signals()
+    try:
+        return _run_command(args)
+    finally:
+        restore_signals()
+
+
+def _run_command(args: argparse.Namespace) -> int:
     from engine.core.logs import set_up_logging
 
     set_up_logging(logging.WARNING, f"{PROG}: %(levelname)s: %(message)s")

@@ -117,6 +117,32 @@ def add_shared_option(parser: argparse.ArgumentParser, name: str, **options: Any
     add_setting_option(parser, setting(name), **options)
 
 
+def add_force_option(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help=f"replace an existing {what} (never a dataset's file, a photo or a model)",
+    )
+
+
+def bounded_number(kind: type[Any], low: float, high: float, *, above_low: bool = False) -> Any:
+    """argparse ``type=`` for a number within [low, high] (above ``low`` with ``above_low``), finite."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            what = "a whole number" if kind is int else "a number"
+            raise argparse.ArgumentTypeError(f"expected {what}, not {text!r}") from None
+        if not math.isfinite(value) or value < low or value > high or (above_low and value == low):
+            edge = f"greater than {low:g}" if above_low else f"from {low:g}"
+            raise argparse.ArgumentTypeError(f"must be {edge} to {high:g}, not {text}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
 # -- weights and stopping -----------------------------------------------------------------------------
 
 

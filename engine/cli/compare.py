@@ -7,10 +7,23 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from engine.cli.common import EXIT_CANCELLED, StopFlag, add_shared_option, print_json, split_names
+from engine.cli.common import (
+    EXIT_CANCELLED,
+    EXIT_FAILURE,
+    PROG,
+    StopFlag,
+    add_shared_option,
+    bounded_number,
+    print_json,
+    split_names,
+)
 from engine.cli.train_progress import TrainingProgress
 from engine.core.commands import COMMANDS
 from engine.core.config import STRATEGIES, TrainConfig
+from engine.core.errors import TransferStudioError
+
+#: The longest time budget: a week.
+MAX_BUDGET_MINUTES = 7 * 24 * 60.0
 
 
 def add_parser(sub: Any) -> None:
@@ -22,7 +35,10 @@ def add_parser(sub: Any) -> None:
     )
     add_shared_option(compare, "epochs", help="epochs per candidate (default: each strategy's)")
     compare.add_argument(
-        "--budget-minutes", type=float, metavar="M", help="skip what would not fit in M minutes"
+        "--budget-minutes",
+        type=bounded_number(float, 0.0, MAX_BUDGET_MINUTES, above_low=True),
+        metavar="M",
+        help="skip what would not fit in M minutes",
     )
     add_shared_option(compare, "device", default=TrainConfig.device)
     add_shared_option(compare, "seed", default=TrainConfig.seed)
@@ -35,6 +51,9 @@ def add_parser(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from engine.experiments import bakeoff
 
+    for option, value in (("--models", args.models), ("--strategies", args.strategies)):
+        if value is not None and not split_names(value):
+            raise TransferStudioError(f"{option} names nothing: give a comma-separated list, or leave it out")
     if args.models is None and args.strategies is None:
         candidates = bakeoff.default_candidates(args.device)
     else:
@@ -92,4 +111,9 @@ def run(args: argparse.Namespace) -> int:
             if e.status != "finished":
                 print(f"   -  {e.model:<24} {e.strategy:<15} {e.status}: {e.reason}")
         print(f"bake-off folder: {result.out}")
-    return EXIT_CANCELLED if result.cancelled else 0
+    if result.cancelled:
+        return EXIT_CANCELLED
+    if not result.leaderboard:
+        print(f"{PROG}: error: no candidate finished (see the reasons above)", file=sys.stderr)
+        return EXIT_FAILURE
+    return 0

@@ -32,8 +32,8 @@ def add_parser(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from engine.inference.evaluate import evaluate, format_evaluation
 
-    if args.top_k < 1:
-        raise TransferStudioError(f"--top-k must be at least 1, got {args.top_k}")
+    if not 1 <= args.top_k <= 1000:
+        raise TransferStudioError(f"--top-k must be from 1 to 1000, got {args.top_k}")
     with CountBar("evaluating", enabled=bars_wanted(json_output=args.json)) as bar:
         report = evaluate(
             args.bundle, args.data, split=args.split, device=args.device, top_k=args.top_k, on_progress=bar

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from engine.cli.common import EXIT_FAILURE, PROG, print_json
+from engine.cli.common import EXIT_FAILURE, PROG, add_force_option, print_json
 from engine.core.commands import COMMANDS
 from engine.core.errors import TransferStudioError
 from engine.core.progress import CountBar, bars_wanted
@@ -25,6 +25,7 @@ def add_parser(sub: Any) -> None:
         help="images for the parity check (default: the run's val)",
     )
     export.add_argument("--no-parity", action="store_true", help="skip the parity check")
+    add_force_option(export, "exported model")
     export.add_argument("--json", action="store_true")
 
 
@@ -33,16 +34,17 @@ def run(args: argparse.Namespace) -> int:
     from engine.inference.export import export_bundle, parity_check, parity_images
     from engine.models.bundle import load_bundle
 
+    data = args.parity_data
+    if data is not None and not data.exists():
+        raise TransferStudioError(f"--parity-data {data}: no such file or folder")
+    protect = [data] if data is not None else []
+    result = export_bundle(args.bundle, args.fmt, args.out, force=args.force, protect=protect)
     bundle = load_bundle(args.bundle)
-    result = export_bundle(bundle, args.fmt, args.out)
     payload: dict[str, Any] = {"export": result.to_json(), "parity": None}
     if not args.json:
         print(
             f"exported {bundle.architecture} to {result.path} ({result.exporter}); metadata in {result.sidecar}"
         )
-    data = args.parity_data
-    if data is not None and not data.exists():
-        raise TransferStudioError(f"--parity-data {data}: no such file or folder")
     run_dir = args.bundle if args.bundle.is_dir() else args.bundle.parent
     if data is None and not args.no_parity and (run_dir / CONFIG_FILE).is_file():
         data = RunDir(run_dir).read_config()[1]  # the run's dataset; its val/ images

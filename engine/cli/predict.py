@@ -7,19 +7,31 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from engine.cli.common import PROG, add_shared_option, print_json
+from engine.cli.common import (
+    EXIT_FAILURE,
+    PROG,
+    add_force_option,
+    add_shared_option,
+    print_json,
+)
 from engine.core.commands import COMMANDS
 from engine.core.config import TrainConfig
 from engine.core.errors import TransferStudioError
 from engine.core.progress import CountBar, bars_wanted
+
+#: The most classes --top-k lists.
+MAX_TOP_K = 1000
 
 
 def add_parser(sub: Any) -> None:
     predict = sub.add_parser("predict", help=COMMANDS["predict"])
     predict.add_argument("bundle", type=Path, metavar="BUNDLE", help="model.pt from a run")
     predict.add_argument("target", type=Path, metavar="IMAGE_OR_DIR")
-    predict.add_argument("--top-k", type=int, default=3)
+    predict.add_argument(
+        "--top-k", type=int, default=3, metavar="K", help="the K most likely classes (default 3)"
+    )
     predict.add_argument("--csv", type=Path, metavar="OUT", help="write one row per image")
+    add_force_option(predict, "CSV file")
     add_shared_option(predict, "device", default=TrainConfig.device)
     predict.add_argument("--json", action="store_true")
     predict.add_argument(
@@ -31,10 +43,17 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from engine.data.outputs import check_output_file, run_dataset
     from engine.inference.predict import Predictor, list_images, write_predictions_csv
 
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
         raise TransferStudioError(f"--threshold must be between 0 and 1, got {args.threshold}")
+    if not 1 <= args.top_k <= MAX_TOP_K:
+        raise TransferStudioError(f"--top-k must be from 1 to {MAX_TOP_K}, got {args.top_k}")
+    if args.csv is not None:  # before anything runs: never over a photo, a model or the photos classified
+        target = args.target if args.target.is_dir() else args.target.parent
+        check_output_file(args.csv, what="the CSV", datasets=[target, *run_dataset(args.bundle)],
+                          force=args.force, replaceable=(".csv", ".txt", ".tsv"))  # fmt: skip
     predictor = Predictor.from_bundle(args.bundle, device=args.device)
     paths = list_images(args.target)
     if not paths:
@@ -63,4 +82,4 @@ def run(args: argparse.Namespace) -> int:
         print(f"{PROG}: {failed} of {len(predictions)} image(s) could not be read", file=sys.stderr)
     if args.csv:
         print(f"wrote {len(predictions)} rows to {args.csv}", file=sys.stderr)
-    return 0
+    return EXIT_FAILURE if failed == len(predictions) else 0

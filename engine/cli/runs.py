@@ -4,10 +4,11 @@ bake-off's HTML report."""
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
-from engine.cli.common import add_shared_option, print_json
+from engine.cli.common import PROG, StopFlag, add_force_option, add_shared_option, print_json
 from engine.core.commands import COMMANDS
 from engine.core.config import TrainConfig
 from engine.core.errors import TransferStudioError
@@ -20,17 +21,24 @@ def add_parsers(sub: Any) -> None:
     report = sub.add_parser("report", help=COMMANDS["report"])
     report.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run folder or a bake-off folder")
     report.add_argument("--out", type=Path, metavar="FILE", help="HTML file (default: RUN_DIR/report.html)")
+    add_force_option(report, "report file")
     add_shared_option(report, "device", default=TrainConfig.device, help="where the model is evaluated")
 
 
 def run_runs(args: argparse.Namespace) -> int:
     from engine.core.locations import runs_roots
-    from engine.core.runs import list_runs
+    from engine.core.runs import list_runs_and_problems
 
     if args.root is not None and not args.root.is_dir():
         raise TransferStudioError(f"{args.root}: no such folder")
     roots = [args.root] if args.root is not None else runs_roots()  # the default: old runs' folder too
-    runs = list_runs(*(root for root in roots if root.is_dir()))
+    listing = list_runs_and_problems(*(root for root in roots if root.is_dir()))
+    runs = listing.runs
+    for folder, why in listing.broken:  # named, and left out: one damaged run never hides the others
+        print(f"{PROG}: warning: left out {folder}: {why}", file=sys.stderr)
+    for r in runs:
+        for problem in r.problems:
+            print(f"{PROG}: warning: {r.path}: {problem}", file=sys.stderr)
     if args.json:
         print_json([r.to_json() for r in runs])
         return 0
@@ -52,6 +60,6 @@ def run_runs(args: argparse.Namespace) -> int:
 def run_report(args: argparse.Namespace) -> int:
     from engine.reports.report import write_report
 
-    path = write_report(args.run_dir, args.out, device=args.device)
+    path = write_report(args.run_dir, args.out, device=args.device, force=args.force, should_stop=StopFlag())
     print(path)
     return 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -39,6 +40,11 @@ def add_parser(sub: Any) -> None:
     add_config_options(train)
     train.add_argument("--out", type=Path, metavar="RUN_DIR", help="where to write the run")
     train.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue an interrupted run")
+    train.add_argument(
+        "--allow-changed-data",
+        action="store_true",
+        help="--resume even though the dataset's photos changed since the run started (the change is recorded)",
+    )
     train.add_argument("--json", action="store_true", help="end with one JSON line of results")
     train.add_argument(
         "--config-json", type=Path, help=argparse.SUPPRESS
@@ -113,7 +119,8 @@ def run_training(
     from engine.training.trainer import resume, train
 
     if args.resume is not None:
-        return resume(args.resume, on_event=on_event, should_stop=should_stop, epochs=args.epochs, dist=dist)
+        return resume(args.resume, on_event=on_event, should_stop=should_stop, epochs=args.epochs, dist=dist,
+                      allow_changed_data=args.allow_changed_data)  # fmt: skip
     if args.data is None:
         raise TransferStudioError("give a dataset folder (or --resume RUN_DIR)")
     config = config_from_args(args)
@@ -159,6 +166,7 @@ def _launch(args: argparse.Namespace) -> int:
         )
     if nproc < 1:
         raise TransferStudioError(f"--nproc-per-node must be at least 1, got {nproc}")
+    _check_processes(nproc, args.device or "auto", extra)
     if args.resume is None:
         if args.data is None:
             raise TransferStudioError("give a dataset folder (or --resume RUN_DIR)")
@@ -173,6 +181,28 @@ def _launch(args: argparse.Namespace) -> int:
         say(f"torchrun ended with exit code {code}: see the messages above (one process failed)")
         return EXIT_FAILURE
     return code
+
+
+def _check_processes(nproc: int, device: str, torchrun_options: list[str]) -> None:
+    """Refuse more processes per machine than it has GPUs (on CUDA) or CPU cores (on the CPU)."""
+    if any(option.startswith(("--nnodes", "--rdzv", "--master")) for option in torchrun_options):
+        return  # several machines: each counts its own
+    import torch
+
+    gpus = torch.cuda.device_count() if device in ("auto", "cuda") and torch.cuda.is_available() else 0
+    if gpus:
+        if nproc > gpus:
+            raise TransferStudioError(
+                f"--nproc-per-node {nproc} asks for more processes than this machine's {gpus} GPU(s)"
+            )
+        return
+    if device == "cuda":
+        raise TransferStudioError("--device cuda was asked for, but this machine has no usable CUDA GPU")
+    cores = os.cpu_count() or 1
+    if nproc > cores:
+        raise TransferStudioError(
+            f"--nproc-per-node {nproc} asks for more processes than this machine's {cores} CPU core(s)"
+        )
 
 
 def _run_rank(args: argparse.Namespace) -> int:

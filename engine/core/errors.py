@@ -21,6 +21,10 @@ class DatasetError(TransferStudioError):
     """The dataset folder cannot be used (missing, no classes, one class, split mismatch)."""
 
 
+class DatasetChanged(TransferStudioError):
+    """A run's dataset holds other photos than when it started, and going on was not allowed."""
+
+
 class UnreadableImageError(TransferStudioError):
     """An image file cannot be decoded; ``reason`` is the cause without the file name."""
 

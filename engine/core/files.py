@@ -31,8 +31,9 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically."""
-    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    """Write ``text`` to ``path`` atomically, as UTF-8; a path's bytes that are not UTF-8 (carried in
+    ``text`` as surrogate escapes) are written as they were."""
+    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8", errors="surrogateescape"))
 
 
 def cpu_copy(obj: Any) -> Any:

@@ -11,10 +11,12 @@ options) with RANK, LOCAL_RANK and WORLD_SIZE set; each copy joins the process g
   through unchanged instead; that is how several machines train together, each running the same
   command with its own ``--node-rank`` (static) or the same ``--rdzv-id`` (c10d).
 - Stop. The child runs in its own session, so a terminal's Ctrl+C reaches this process only. The first
-  Ctrl+C (or ``should_stop()`` turning true, for the window) creates the *stop file* whose path every
-  rank finds in :data:`STOP_FILE_ENV`; the ranks agree on it at their next step (one all-reduce), stop
-  at the same step, rank 0 saves the best epoch, and every process exits 0. A second Ctrl+C ends the
-  whole process group at once (SIGTERM, then SIGKILL).
+  Ctrl+C or SIGTERM (or ``should_stop()`` turning true, for the window) creates the *stop file* whose
+  path every rank finds in :data:`STOP_FILE_ENV`; the ranks agree on it at their next step (one
+  all-reduce), stop at the same step, rank 0 saves the best epoch, and every process exits 0. A second
+  one ends the whole process group at once (SIGTERM, then SIGKILL). The ranks also stop when the
+  launching process is gone (:data:`LAUNCHER_PID_ENV`), however it ended. torchrun's own tracebacks
+  (when a rank fails, or when it is ended) go to the log file, not the terminal.
 - A failed rank. torchrun ends the others as soon as one worker exits non-zero (it polls every 0.1 s and
   sends SIGTERM), then exits non-zero itself; :func:`run_torchrun` returns that code.
 
@@ -41,6 +43,8 @@ from engine.core.errors import TransferStudioError
 
 #: The environment variable that names the stop file of a launched run (read by every rank).
 STOP_FILE_ENV = "TRANSFER_STUDIO_STOP_FILE"
+#: The environment variable that holds the launching process's id: when it is gone, the ranks stop.
+LAUNCHER_PID_ENV = "TRANSFER_STUDIO_LAUNCHER_PID"
 #: The module each rank runs.
 CLI_MODULE = "engine.cli"
 #: torchrun's exit code is the launcher's; this one means "stopped on request" (the CLI's EXIT_CANCELLED).
@@ -68,6 +72,18 @@ LAUNCH_OPTIONS: dict[str, bool] = {
 _RENDEZVOUS_OPTIONS = frozenset(LAUNCH_OPTIONS) - {"--nproc-per-node", "--max-restarts"}
 
 Say = Callable[[str], None]
+
+
+def launcher_alive(pid: int) -> bool:
+    """Whether the process that launched a run (:data:`LAUNCHER_PID_ENV`) is still there: the ranks stop
+    when it is gone, however it ended."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
 
 
 def under_torchrun(environ: Mapping[str, str] | None = None) -> bool:
@@ -181,12 +197,53 @@ def launch_environment(
     env = dict(os.environ)
     env.update(overrides or {})
     env[STOP_FILE_ENV] = str(stop_file)
+    env[LAUNCHER_PID_ENV] = str(os.getpid())
     source_root = str(Path(__file__).resolve().parents[2])  # the folder that holds engine/
     paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
     env["PYTHONPATH"] = os.pathsep.join([source_root, *[p for p in paths if p != source_root]])
     if "OMP_NUM_THREADS" not in env:
         env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // nproc_per_node))
     return env
+
+
+class _TracebackFilter:
+    """Forwards torchrun's standard error line by line, keeping Python tracebacks (torchrun's own, when a
+    rank fails or the run is ended) out of it: they go to the log file, and one line says so."""
+
+    def __init__(self, source: IO[bytes], sink: IO[Any] | None, say: Say) -> None:
+        self.source, self.sink, self.say = source, sink, say
+        self.thread = threading.Thread(target=self._pump, name="torchrun-stderr", daemon=True)
+        self.thread.start()
+
+    def _pump(self) -> None:
+        import logging
+
+        log = logging.getLogger(__name__)
+        in_traceback = noted = False
+        for raw in iter(self.source.readline, b""):
+            line = raw.decode("utf-8", "replace")
+            if line.startswith("Traceback (most recent call last):"):
+                in_traceback = True
+            if in_traceback:
+                log.warning("torchrun: %s", line.rstrip())
+                if not line.startswith((" ", "\t", "Traceback")) and line.strip():
+                    in_traceback = False  # the exception's own line ends the block
+                    if not noted:
+                        noted = True
+                        self.say("torchrun's details are in the log file (transfer-studio doctor names it)")
+                continue
+            self._write(line)
+
+    def _write(self, line: str) -> None:
+        sink = self.sink if self.sink is not None else sys.stderr
+        try:
+            sink.write(line)
+            sink.flush()
+        except (OSError, ValueError):
+            pass
+
+    def join(self) -> None:
+        self.thread.join(timeout=5)
 
 
 class _Child:
@@ -256,8 +313,9 @@ class _Child:
         else:
             self.request_stop("stopping")
 
-    def on_sigterm(self, _signum: int, _frame: FrameType | None) -> None:
-        self.terminate()
+    def on_sigterm(self, signum: int, frame: FrameType | None) -> None:
+        """SIGTERM asks as Ctrl+C does: every rank stops at its next step (a second one ends them now)."""
+        self.on_sigint(signum, frame)
 
 
 def run_torchrun(
@@ -289,11 +347,17 @@ def run_torchrun(
     notify: Say = say or (lambda _text: None)
     stop_dir = Path(tempfile.mkdtemp(prefix="transfer-studio-launch-"))
     child: _Child | None = None
+    pump: _TracebackFilter | None = None
     previous: dict[int, Any] = {}
     try:
         environment = launch_environment(nproc_per_node, stop_dir / "stop", env)
-        output = {"stdout": stdout, "stderr": stderr}
+        filtered = not isinstance(stderr, int)  # a stream or ours: pumped through the filter
+        output = {"stdout": stdout, "stderr": subprocess.PIPE if filtered else stderr}
         child = _Child(command, environment, stop_dir / "stop", notify, output)
+        if filtered and child.popen.stderr is not None:
+            pump = _TracebackFilter(
+                child.popen.stderr, stderr if not isinstance(stderr, int) else None, notify
+            )
         if threading.current_thread() is threading.main_thread():
             previous[signal.SIGINT] = signal.signal(signal.SIGINT, child.on_sigint)
             if sys.platform != "win32":
@@ -310,6 +374,8 @@ def run_torchrun(
                 child.terminate()
             if should_stop is not None and not child.stop_requested and should_stop():
                 child.request_stop("stop requested")
+        if pump is not None:
+            pump.join()
         if child.killed or (child.stop_requested and code == 0):
             return cancelled_exit_code
         return code

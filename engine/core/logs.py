@@ -67,7 +67,9 @@ def set_up_logging(console_level: int = logging.WARNING, console_format: str | N
         handler.close()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        handler = _AppFileHandler(path, maxBytes=MAX_BYTES, backupCount=BACKUP_COUNT, encoding="utf-8")
+        handler = _AppFileHandler(
+            path, maxBytes=MAX_BYTES, backupCount=BACKUP_COUNT, encoding="utf-8", errors="backslashreplace"
+        )
     except OSError as exc:
         log.warning("cannot write the log file %s (%s); logging to the console only", path, exc)
         return None
@@ -87,7 +89,7 @@ def _log_crashes(path: Path) -> None:
     if _crash_file is not None or faulthandler.is_enabled():  # already on (python -X faulthandler, pytest)
         return
     try:
-        _crash_file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - open for the process's life
+        _crash_file = open(path, "a", encoding="utf-8", errors="backslashreplace")  # noqa: SIM115 - for the process's life
     except OSError as exc:
         log.warning("cannot open %s for crash reports: %s", path, exc)
         return

@@ -18,9 +18,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from engine.core.errors import TransferStudioError
 from engine.core.files import atomic_write_text
-from engine.core.rundir import CONFIG_FILE, RunDir, best_epoch
+from engine.core.run_lock import LOCK_FILE, is_locked
+from engine.core.rundir import CONFIG_FILE, METRICS_FILE, RunDir, best_epoch
+from engine.core.small_files import DamagedFile, read_json
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +56,7 @@ class RunSummary:
     resumable: bool
     has_bundle: bool
     message: str | None  # why it failed
+    problems: tuple[str, ...] = ()  # damaged parts of its files that were left out
 
     def to_json(self) -> dict[str, Any]:
         payload = asdict(self)
@@ -77,10 +82,25 @@ def find_run_dirs(root: str | Path, max_depth: int = MAX_DEPTH) -> Iterator[Path
             stack.extend((child, depth + 1) for child in sorted(children, reverse=True))
 
 
+@dataclass(frozen=True)
+class RunsListing:
+    """The readable runs, newest first, and the run folders that could not be read, each with why."""
+
+    runs: list[RunSummary]
+    broken: list[tuple[Path, str]]
+
+
 def list_runs(*roots: str | Path) -> list[RunSummary]:
-    """Every readable run under any of ``roots``, newest first; unreadable folders are logged and left
-    out, and a run found under two roots is listed once."""
+    """Every readable run under any of ``roots``, newest first (see :func:`list_runs_and_problems`)."""
+    return list_runs_and_problems(*roots).runs
+
+
+def list_runs_and_problems(*roots: str | Path) -> RunsListing:
+    """Every run under any of ``roots``: the readable ones newest first, and the ones left out because
+    a file of theirs is damaged or unreadable (each named, with the reason). A run found under two roots
+    is listed once."""
     summaries = []
+    broken: list[tuple[Path, str]] = []
     seen: set[Path] = set()
     for folder in (f for root in roots for f in find_run_dirs(root)):
         key = folder.resolve()
@@ -89,9 +109,11 @@ def list_runs(*roots: str | Path) -> list[RunSummary]:
         seen.add(key)
         try:
             summaries.append(summarize_run(folder))
-        except (TransferStudioError, ValueError, TypeError, AttributeError) as exc:  # one odd folder
+        except (TransferStudioError, OSError, ValueError, TypeError, RecursionError) as exc:  # one odd folder
             log.warning("leaving %s out of the runs list: %s", folder, exc)
-    return sorted(summaries, key=lambda s: (_sort_time(s.started), s.path.name), reverse=True)
+            broken.append((folder, str(exc)))
+    ordered = sorted(summaries, key=lambda s: (_sort_time(s.started), s.path.name), reverse=True)
+    return RunsListing(ordered, broken)
 
 
 def parse_status_time(text: object) -> datetime | None:
@@ -119,20 +141,15 @@ def summarize_run(path: str | Path) -> RunSummary:
     """The summary of one run folder; TransferStudioError if its config is missing or damaged."""
     run = RunDir(path)
     config, data_root = run.read_config()
-    if not isinstance(config, dict):
-        raise TransferStudioError(f"{run.config_path} is damaged: its config is not an object")
-    try:
-        history = [row for row in run.read_metrics() if isinstance(row, dict)]
-    except (OSError, ValueError):
-        history = []
-    status = run.read_status()
-    note = read_note(run.path)
+    history, bad_lines = run.read_metrics_checked()
+    status = msgspec.to_builtins(run.read_status_file())
+    note = read_note(run.path, strict=True)
     epochs_done = len(history)
     planned = config.get("epochs")
     epochs_planned = planned if isinstance(planned, int) and planned > 0 else epochs_done
     best, best_acc = best_epoch(history)
     has_checkpoint, has_bundle = run.checkpoint_path.is_file(), run.bundle_path.is_file()
-    state = _state_of(status, epochs_done, epochs_planned, has_checkpoint, has_bundle)
+    state = _state_of(run.path, status, epochs_done, epochs_planned, has_checkpoint, has_bundle)
     return RunSummary(
         path=run.path,
         name=note.get("name") or run.path.name,
@@ -153,6 +170,7 @@ def summarize_run(path: str | Path) -> RunSummary:
         and epochs_done < epochs_planned,
         has_bundle=has_bundle,
         message=status.get("message"),
+        problems=tuple(f"{METRICS_FILE} line {n} is damaged (left out)" for n in bad_lines),
     )
 
 
@@ -171,11 +189,16 @@ def _seconds_of(status: dict[str, Any], history: list[dict[str, Any]]) -> float:
 
 
 def _state_of(
-    status: dict[str, Any], epochs_done: int, epochs_planned: int, has_checkpoint: bool, has_bundle: bool
+    folder: Path,
+    status: dict[str, Any],
+    epochs_done: int,
+    epochs_planned: int,
+    has_checkpoint: bool,
+    has_bundle: bool,
 ) -> str:
     recorded = status.get("status")
     if recorded == "running":
-        return "running" if _process_alive(status.get("pid")) else "interrupted"
+        return "running" if is_training(folder, status) else "interrupted"
     if recorded in STATUSES:
         return str(recorded)
     # A run from before status.json: judge by its files.
@@ -184,14 +207,22 @@ def _state_of(
     return "interrupted" if has_checkpoint else "failed"
 
 
+def is_training(folder: Path, status: dict[str, Any]) -> bool:
+    """Whether a process trains in ``folder`` now: it holds the run's lock (engine.core.run_lock). A run
+    of an earlier version, which had no lock, trains while the process its status names is alive."""
+    if (folder / LOCK_FILE).exists():
+        return is_locked(folder)
+    return _process_alive(status.get("pid"))
+
+
 def _process_alive(pid: Any) -> bool:
     """Whether a process with this id runs on this machine (a killed run's pid is gone)."""
-    if not isinstance(pid, int) or pid <= 0:
+    if not isinstance(pid, int) or pid <= 0 or pid > 2**31 - 1:
         return False
     if pid == os.getpid():
         return True
     if sys.platform == "win32":  # os.kill(pid, 0) would end the process on Windows: ask the kernel
-        return _windows_process_alive(pid)
+        return windows_process_alive(pid)
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -203,7 +234,7 @@ def _process_alive(pid: Any) -> bool:
     return True
 
 
-def _windows_process_alive(pid: int) -> bool:
+def windows_process_alive(pid: int) -> bool:
     import ctypes
 
     query_limited_information, still_active = 0x1000, 259
@@ -219,20 +250,30 @@ def _windows_process_alive(pid: int) -> bool:
 
 
 def _refuse_if_running(run: RunDir) -> None:
-    status = run.read_status()
-    if status.get("status") == "running" and _process_alive(status.get("pid")):
+    if is_training(run.path, run.read_status()):
         raise TransferStudioError(f"{run.path.name} is still training; stop it first")
 
 
-def read_note(path: str | Path) -> dict[str, str]:
-    """The ``{"name", "note"}`` a user gave a run ({} when none)."""
+class NoteFile(msgspec.Struct, omit_defaults=True):
+    """What ``note.json`` holds: the name and note a user gave a run."""
+
+    name: str | None = None
+    note: str | None = None
+
+
+def read_note(path: str | Path, *, strict: bool = False) -> dict[str, str]:
+    """The ``{"name", "note"}`` a user gave a run ({} when none). A damaged note.json reads as {} (and is
+    replaced by the next note), or with ``strict`` is a DamagedFile."""
+    note_path = RunDir(path).note_path
+    if not note_path.exists():
+        return {}
     try:
-        payload = json.loads(RunDir(path).note_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        payload = read_json(note_path, NoteFile)
+    except DamagedFile:
+        if strict:
+            raise
         return {}
-    if not isinstance(payload, dict):
-        return {}
-    return {k: str(v) for k, v in payload.items() if k in ("name", "note") and v is not None}
+    return {k: v for k, v in msgspec.to_builtins(payload).items() if isinstance(v, str)}
 
 
 def set_note(path: str | Path, *, name: str | None = None, note: str | None = None) -> None:

@@ -1,7 +1,7 @@
 """The one reader of the app's small JSON files: run files, leaderboards, exclusion lists, notes.
 
-Each file has a declared shape (a dataclass or ``msgspec.Struct``); :func:`read_json` decodes it with
-msgspec (BSD-3), which checks every field's type as it goes. A file that is missing, too large, not
+Each file has a declared shape (a dataclass or ``msgspec.Struct``); :func:`read_json` parses it and
+checks every field's type with msgspec (BSD-3). A file that is missing, too large, not
 UTF-8 JSON, nested deeper than Python can follow, or of the wrong shape is a :class:`DamagedFile`: one
 line naming the file and what is wrong, never a traceback. Callers that read many files (the runs
 listing) skip the damaged one and name it. Nothing here imports torch.
@@ -9,6 +9,7 @@ listing) skip the damaged one and name it. Nothing here imports torch.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -27,13 +28,21 @@ class DamagedFile(TransferStudioError):
 
 
 def decode_json(data: bytes | str, kind: type[T], where: str | Path) -> T:
-    """``data`` decoded as ``kind``; DamagedFile naming ``where`` when it does not fit."""
+    """``data`` decoded as ``kind``; DamagedFile naming ``where`` when it does not fit.
+
+    The text is parsed by the standard library (which keeps a path's bytes that are not UTF-8, written
+    as ``\\udcXX`` escapes, and the NaN an older version wrote), then checked against ``kind`` by msgspec.
+    """
     try:
-        return msgspec.json.decode(data, type=kind)
+        parsed = json.loads(data)
+    except RecursionError:
+        raise DamagedFile(f"{where} is damaged: nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError, and bytes that are not UTF-8
+        raise DamagedFile(f"{where} is not valid JSON: {exc}") from None
+    try:
+        return msgspec.convert(parsed, type=kind)
     except msgspec.ValidationError as exc:
         raise DamagedFile(f"{where} is damaged: {exc}") from None
-    except msgspec.DecodeError as exc:
-        raise DamagedFile(f"{where} is not valid JSON: {exc}") from None
     except RecursionError:
         raise DamagedFile(f"{where} is damaged: nested too deeply") from None
 
@@ -58,22 +67,22 @@ def read_json(path: str | Path, kind: type[T]) -> T:
     return decode_json(read_bytes(path), kind, path)
 
 
-def read_json_lines(path: str | Path, kind: type[T]) -> tuple[list[T], list[int]]:
-    """Each line of a JSON-lines file decoded as ``kind``: the good ones, and the numbers of the lines
-    that were not (a last line cut off by a crash, say). A missing file has no lines."""
+def read_json_lines(path: str | Path, kind: type[T]) -> tuple[list[tuple[int, T]], list[int]]:
+    """Each line of a JSON-lines file decoded as ``kind``: the good ones with their line numbers, and the
+    numbers of the lines that were not (a last line cut off by a crash, say). A missing file has none."""
     try:
         data = read_bytes(path)
     except DamagedFile:
         if not Path(path).exists():
             return [], []
         raise
-    good: list[T] = []
+    good: list[tuple[int, T]] = []
     bad: list[int] = []
     for number, line in enumerate(data.splitlines(), start=1):
         if not line.strip():
             continue
         try:
-            good.append(decode_json(line, kind, path))
+            good.append((number, decode_json(line, kind, path)))
         except DamagedFile:
             bad.append(number)
     return good, bad

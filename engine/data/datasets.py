@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.core.errors import DatasetError, UnreadableImageError
-from engine.data.exclusions import load_exclusions
+from engine.data.exclusions import read_exclusions
 from engine.data.images import FORMATS_TEXT, IMAGE_EXTENSIONS, verify_image
 
 logger = logging.getLogger(__name__)
@@ -338,8 +338,11 @@ def scan_dataset(
             f"No val/ folder: {val_fraction:.0%} of each class in {where} was set aside for "
             f"validation (seed {seed})"
         )
-    excluded_set = {Path(p) if Path(p).is_absolute() else root / p for p in (
-        load_exclusions(root) if exclusions is None else exclusions)}  # fmt: skip
+    if exclusions is None:
+        exclusions, problem = read_exclusions(root)
+        if problem is not None:
+            warnings.append(problem)
+    excluded_set = {Path(p) if Path(p).is_absolute() else root / p for p in exclusions}
     excluded: list[Path] = []
     if excluded_set:
         for by_class in usable.values():

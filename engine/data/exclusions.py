@@ -23,9 +23,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+import msgspec
+
 from engine.core.errors import TransferStudioError
 from engine.core.files import atomic_write_text
 from engine.core.locations import app_data_dir
+from engine.core.small_files import DamagedFile, read_json
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +38,7 @@ EXCLUSIONS_VERSION = 1
 def exclusions_file(root: str | Path) -> Path:
     """Where the exclusion list of the dataset at ``root`` is kept."""
     resolved = str(Path(root).expanduser().resolve())
-    digest = hashlib.sha256(resolved.encode("utf-8")).hexdigest()[:16]
+    digest = hashlib.sha256(resolved.encode("utf-8", "surrogateescape")).hexdigest()[:16]
     return app_data_dir() / "exclusions" / f"{Path(resolved).name or 'dataset'}-{digest}.json"
 
 
@@ -52,24 +55,34 @@ def _relative(root: Path, path: Path) -> str:
             raise TransferStudioError(f"{path} is not inside the dataset folder {root}") from None
 
 
-def load_exclusions(root: str | Path) -> set[Path]:
-    """The excluded photos of the dataset at ``root`` (absolute paths); empty when there is no list.
+class ExclusionsFile(msgspec.Struct):
+    """What an exclusion list holds: the dataset it is for, and its photos left out (relative paths)."""
 
-    A damaged list is logged and treated as empty (it is not overwritten until the next change).
-    """
+    excluded: list[str]
+    version: int = EXCLUSIONS_VERSION
+    root: str = ""
+
+
+def load_exclusions(root: str | Path) -> set[Path]:
+    """The excluded photos of the dataset at ``root`` (absolute paths); empty when there is no list or
+    it is damaged (see :func:`read_exclusions`)."""
+    return read_exclusions(root)[0]
+
+
+def read_exclusions(root: str | Path) -> tuple[set[Path], str | None]:
+    """The excluded photos of the dataset at ``root``, and why the list was not read when it is damaged
+    (one line naming it: ``scan`` and training show it as a warning; the list is not overwritten until
+    the next change)."""
     root = Path(root).expanduser().resolve()
     path = exclusions_file(root)
+    if not path.exists():
+        return set(), None
     try:
-        payload = json.loads(path.read_text(encoding="utf-8"))
-        names = payload["excluded"]
-        if not isinstance(names, list):
-            raise TypeError("'excluded' is not a list")
-    except FileNotFoundError:
-        return set()
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        log.warning("ignoring the unreadable exclusion list %s: %s", path, exc)
-        return set()
-    return {root / str(name) for name in names}
+        payload = read_json(path, ExclusionsFile)
+    except DamagedFile as exc:
+        log.warning("ignoring the exclusion list: %s", exc)
+        return set(), f"the exclusion list is not used: {exc}"
+    return {root / name for name in payload.excluded if name}, None
 
 
 def save_exclusions(root: str | Path, paths: Iterable[str | Path]) -> Path:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from engine.core.locations import default_runs_root
 from engine.core.rundir import LEADERBOARD_FILE
 from engine.core.small_files import read_json
 from engine.data.datasets import DatasetReport, scan_dataset
+from engine.data.outputs import check_output_folder
 from engine.models.registry import get_model_info, list_models
 from engine.models.weights import weights_status
 from engine.training import events as ev
@@ -189,7 +191,7 @@ def candidates_from(models: Sequence[str], strategies: Sequence[str]) -> list[Ca
             raise TransferStudioError(f"unknown strategy {strategy!r}; choose from {', '.join(STRATEGIES)}")
     if not models or not strategies:
         raise TransferStudioError("a bake-off needs at least one model and one strategy")
-    return [Candidate(m, s) for m in models for s in strategies]
+    return list(dict.fromkeys(Candidate(m, s) for m in models for s in strategies))  # each once, in order
 
 
 # -- the time budget --------------------------------------------------------------------------------
@@ -252,19 +254,22 @@ def run_bakeoff(
     """
     if not candidates:
         raise TransferStudioError("a bake-off needs at least one candidate")
-    if budget_minutes is not None and budget_minutes <= 0:
-        raise TransferStudioError("the time budget must be positive")
+    if budget_minutes is not None and not (math.isfinite(budget_minutes) and budget_minutes > 0):
+        raise TransferStudioError(
+            f"the time budget must be a positive number of minutes, not {budget_minutes}"
+        )
     if epochs is not None and epochs < 1:
         raise TransferStudioError("epochs must be at least 1")
     emit: EventCallback = on_event or (lambda _event: None)
     stop: StopCheck = should_stop or (lambda: False)
     resolve_device(device)  # an unusable device fails now, not once per candidate
     data_root = Path(data_root)
+    out_dir = Path(out) if out is not None else new_bakeoff_dir()
+    check_output_folder(out_dir, what="the bake-off", datasets=[data_root])  # before anything is written
     # The one scan every candidate uses: the same files and split as `scan` and a single training run.
     report = scan_dataset(
         data_root, seed=seed, on_progress=lambda _done, _total: raise_if_stopped(stop, "bake-off")
     )
-    out_dir = Path(out) if out is not None else new_bakeoff_dir()
     out_dir.mkdir(parents=True, exist_ok=True)
     settings = {
         "data_root": str(data_root.resolve()),

@@ -21,7 +21,7 @@ import logging
 import os
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +33,9 @@ from torch import nn
 
 from engine import __version__
 from engine.core.errors import DatasetError, TransferStudioError, UnreadableImageError, raise_if_stopped
+from engine.core.files import atomic_write_text
 from engine.data.datasets import DatasetReport, scan_dataset
+from engine.data.outputs import check_output_file, run_dataset
 from engine.inference.predict import Predictor, list_images
 from engine.models.bundle import Bundle, load_bundle
 from engine.models.heads import split_outputs
@@ -178,6 +180,10 @@ def prepare_for_export(model: nn.Module) -> nn.Module:
     return model.eval()
 
 
+#: The suffixes an existing export may have to be replaced by a new one (with ``force``).
+EXPORT_SUFFIXES = (".onnx", ".pt", ".pth", ".ts", ".torchscript", ".ptl")
+
+
 def sidecar_path(out: str | Path) -> Path:
     """``model.onnx`` -> ``model.onnx.json``."""
     out = Path(out)
@@ -185,16 +191,35 @@ def sidecar_path(out: str | Path) -> Path:
 
 
 def export_bundle(
-    bundle: str | Path | Bundle, fmt: str, out: str | Path, *, opset: int = ONNX_OPSET
+    bundle: str | Path | Bundle,
+    fmt: str,
+    out: str | Path,
+    *,
+    opset: int = ONNX_OPSET,
+    force: bool = False,
+    protect: Iterable[str | Path] = (),
 ) -> ExportResult:
-    """Export a bundle to ``out`` as ``"onnx"`` or ``"torchscript"`` and write the JSON sidecar."""
+    """Export a bundle to ``out`` as ``"onnx"`` or ``"torchscript"`` and write the JSON sidecar.
+
+    ``out`` and its sidecar are checked first (:func:`engine.data.outputs.check_output_file`): never a
+    bundle, a photo, a run's file or anything inside ``protect`` (the datasets in use; a bundle given by
+    path adds its run's dataset); an existing export is replaced only with ``force``.
+    """
     if fmt not in FORMATS:
         raise ExportError(f"unknown export format {fmt!r}; choose {' or '.join(FORMATS)}")
+    datasets = [*protect]
     if isinstance(bundle, (str, Path)):
-        bundle = load_bundle(bundle)
+        datasets += run_dataset(bundle)
     out = Path(out).expanduser()
     if out.is_dir():
         raise ExportError(f"{out} is a folder; give a file name for the exported model")
+    check_output_file(
+        out, what="the exported model", datasets=datasets, force=force, replaceable=EXPORT_SUFFIXES
+    )
+    check_output_file(sidecar_path(out), what="the export's metadata", datasets=datasets, force=force,
+                      replaceable=(".json",))  # fmt: skip
+    if isinstance(bundle, (str, Path)):
+        bundle = load_bundle(bundle)
     out.parent.mkdir(parents=True, exist_ok=True)
     metadata = export_metadata(bundle, fmt)
     model: nn.Module = _Logits(prepare_for_export(bundle.build_model())).eval()
@@ -218,7 +243,7 @@ def export_bundle(
     finally:
         tmp.unlink(missing_ok=True)
     sidecar = sidecar_path(out)
-    sidecar.write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
+    atomic_write_text(sidecar, json.dumps(metadata, indent=2) + "\n")
     seconds = time.perf_counter() - started
     log.info("exported %s to %s with %s in %.1fs", bundle.architecture, out, exporter, seconds)
     return ExportResult(out, sidecar, fmt, exporter, seconds, metadata)

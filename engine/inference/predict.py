@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -13,6 +14,8 @@ from PIL import Image
 
 from engine.core.device import resolve_device
 from engine.core.errors import TransferStudioError, UnreadableImageError
+from engine.core.files import atomic_write_text
+from engine.core.memory import fit_batch
 from engine.data.images import IMAGE_EXTENSIONS, open_image
 from engine.models.bundle import Bundle, load_bundle
 from engine.models.preprocessing import eval_transform
@@ -109,6 +112,9 @@ class Predictor:
         """Classify many files; an unreadable file gets a Prediction with ``error`` set, never an exception."""
         files = [Path(p) for p in paths]
         results: list[Prediction] = []
+        if self.device.type == "cpu":
+            crop = self.bundle.preprocessing.crop_size
+            batch_size = fit_batch(batch_size, crop, training=False, what="the prediction batch")
         for start in range(0, len(files), batch_size):
             chunk = files[start : start + batch_size]
             images: list[Image.Image] = []
@@ -146,23 +152,23 @@ def write_predictions_csv(
     ``best_guess`` column after ``probability`` keeps the top-1 class.
     """
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     extra = max(0, top_k - 1)
     header = ["path", "label", "probability"] + (["best_guess"] if threshold is not None else [])
     for n in range(2, extra + 2):
         header += [f"label_{n}", f"probability_{n}"]
     header.append("error")
-    with out.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        for pred in predictions:
-            row: list[object] = [str(pred.path)]
-            pairs = list(pred.top) + [("", None)] * (extra + 1 - len(pred.top))
-            for label, prob in pairs[: extra + 1]:
-                row += [label, f"{prob:.6f}" if prob is not None else ""]
-            if threshold is not None:
-                row[1] = pred.label_at(threshold) or ""
-                row.insert(3, pred.label or "")
-            row.append(pred.error or "")
-            writer.writerow(row)
+    handle = io.StringIO(newline="")
+    writer = csv.writer(handle)
+    writer.writerow(header)
+    for pred in predictions:
+        row: list[object] = [str(pred.path)]
+        pairs = list(pred.top) + [("", None)] * (extra + 1 - len(pred.top))
+        for label, prob in pairs[: extra + 1]:
+            row += [label, f"{prob:.6f}" if prob is not None else ""]
+        if threshold is not None:
+            row[1] = pred.label_at(threshold) or ""
+            row.insert(3, pred.label or "")
+        row.append(pred.error or "")
+        writer.writerow(row)
+    atomic_write_text(out, handle.getvalue())
     return out

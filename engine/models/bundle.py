@@ -14,6 +14,7 @@ says it was made by a newer version instead; a ``replace`` bundle stays version 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -100,9 +101,9 @@ def load_bundle(path: str | Path) -> Bundle:
     if raw.get("version", 0) > BUNDLE_VERSION:
         raise BundleError(f"{path.name} was made by a newer Transfer Studio (bundle v{raw['version']})")
     try:
-        return Bundle(
+        bundle = Bundle(
             architecture=str(raw["architecture"]),
-            class_names=[str(c) for c in raw["class_names"]],
+            class_names=list(raw["class_names"]),
             state_dict=dict(raw["state_dict"]),
             preprocessing=Preprocessing.from_dict(raw["preprocessing"]),
             metrics=dict(raw.get("metrics", {})),
@@ -111,5 +112,52 @@ def load_bundle(path: str | Path) -> Bundle:
         )
     except ModelError as exc:
         raise BundleError(f"{path.name} has a head this version cannot build ({exc})") from None
-    except (KeyError, TypeError, ValueError) as exc:
-        raise BundleError(f"{path.name} is a damaged bundle (missing {exc})") from None
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
+        raise BundleError(f"{path.name} is a damaged bundle ({type(exc).__name__}: {exc})") from None
+    check_bundle(bundle, path.name)
+    return bundle
+
+
+#: The most classes a bundle may name, and the most weights it may carry beyond its model's own.
+MAX_CLASSES = 100_000
+STATE_DICT_SLACK = 1.5
+
+
+def check_bundle(bundle: Bundle, name: str) -> None:
+    """Refuse, before anything is built, a bundle whose parts do not fit together: an unknown
+    architecture, class names that are not distinct strings, a head or preprocessing out of range, or
+    weights far larger than its model's. A bundle is a file people share: opening one must not cost
+    more than its model."""
+    from engine.core.config import HEADS, INPUT_SIZE_RANGE
+    from engine.models.registry import get_model_info
+
+    try:
+        info = get_model_info(bundle.architecture)
+    except ModelError as exc:
+        raise BundleError(f"{name}: {exc}") from None
+    names = bundle.class_names
+    if not all(isinstance(c, str) and c for c in names) or not 2 <= len(names) <= MAX_CLASSES:
+        raise BundleError(f"{name} is a damaged bundle: its class names are not 2 to {MAX_CLASSES} names")
+    if len(set(names)) != len(names):
+        raise BundleError(f"{name} is a damaged bundle: a class name appears twice")
+    pre = bundle.preprocessing
+    low, high = max(INPUT_SIZE_RANGE[0], info.min_input_size), INPUT_SIZE_RANGE[1]
+    if not low <= pre.crop_size <= high or not pre.crop_size <= pre.resize_size <= 2 * high:
+        raise BundleError(
+            f"{name} asks for a {pre.crop_size} px crop of a {pre.resize_size} px image; {bundle.architecture} "
+            f"takes {low} to {high} px"
+        )
+    if not all(math.isfinite(v) for v in (*pre.mean, *pre.std)):
+        raise BundleError(f"{name} is a damaged bundle: its preprocessing has numbers that are not finite")
+    head = bundle.head
+    if head.kind not in HEADS or not 1 <= head.hidden <= 8192 or not 0 <= head.dropout < 1:
+        raise BundleError(f"{name} is a damaged bundle: its head ({head.kind}) is out of range")
+    tensors = bundle.state_dict.values()
+    if not all(isinstance(t, torch.Tensor) for t in tensors):
+        raise BundleError(f"{name} is a damaged bundle: its weights are not all tensors")
+    weights = sum(t.numel() for t in tensors)
+    allowed = STATE_DICT_SLACK * info.num_params + head.hidden * 4096 + len(names) * 4096
+    if weights > allowed:
+        raise BundleError(
+            f"{name} holds {weights:,} weights, far more than a {bundle.architecture} ({info.num_params:,})"
+        )

@@ -26,6 +26,7 @@ from engine.core.errors import Cancelled, StopCheck, TransferStudioError, raise_
 from engine.core.files import atomic_write_text
 from engine.core.rundir import BUNDLE_FILE, CONFIG_FILE, LEADERBOARD_FILE, RunDir
 from engine.core.runs import RunSummary, summarize_run
+from engine.data.outputs import check_output_file, run_dataset
 from engine.experiments.bakeoff import Entry, read_leaderboard
 from engine.reports import html as h
 
@@ -83,10 +84,14 @@ def write_report(
     device: str = "auto",
     should_stop: StopCheck | None = None,
     on_progress: ProgressCallback | None = None,
+    force: bool = False,
 ) -> Path:
     """Write the HTML report of the run or bake-off folder ``path``; returns the file written.
 
-    ``out`` defaults to ``path/report.html``. ``device`` is where the model is evaluated.
+    ``out`` defaults to ``path/report.html`` (the report of the run, replaced when written again). Any
+    other ``out`` is checked before any work (:func:`engine.data.outputs.check_output_file`): never in
+    the run's dataset, never a bundle, a photo or a run's file; an existing file is replaced only with
+    ``force``. ``device`` is where the model is evaluated.
     """
     folder = Path(path).expanduser()
     if not folder.is_dir():
@@ -101,11 +106,13 @@ def write_report(
         )
     from engine.core.device import resolve_device
 
-    resolved = str(resolve_device(device))  # an unusable --device fails here, before any work
-    document = build(folder, resolved, should_stop, on_progress)
     target = Path(out).expanduser() if out is not None else folder / REPORT_FILE
     if target.is_dir():
         raise TransferStudioError(f"{target} is a folder; give a file name such as report.html")
+    check_output_file(target, what="the report", datasets=run_dataset(folder),
+                      force=force or out is None, replaceable=(".html", ".htm"))  # fmt: skip
+    resolved = str(resolve_device(device))  # an unusable --device fails here, before any work
+    document = build(folder, resolved, should_stop, on_progress)
     try:
         atomic_write_text(target, document)
     except OSError as exc:

@@ -59,7 +59,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from engine.core.errors import StopCheck, TransferStudioError
-from engine.core.launch import STOP_FILE_ENV
+from engine.core.launch import LAUNCHER_PID_ENV, STOP_FILE_ENV, launcher_alive
 
 log = logging.getLogger(__name__)
 
@@ -496,6 +496,8 @@ class StopRequest:
     ) -> None:
         path = stop_file if stop_file is not None else os.environ.get(STOP_FILE_ENV)
         self.stop_file = Path(path) if path else None
+        launcher = os.environ.get(LAUNCHER_PID_ENV, "")
+        self.launcher_pid = int(launcher) if launcher.isdigit() else None
         self.also = also
         self.requested = False
         self._poll_s = poll_s
@@ -517,11 +519,13 @@ class StopRequest:
     def __call__(self) -> bool:
         if not self.requested and self.also is not None and self.also():
             self.requested = True
-        if not self.requested and self.stop_file is not None:
+        if not self.requested and (self.stop_file is not None or self.launcher_pid is not None):
             now = time.monotonic()
             if now >= self._next_poll:
                 self._next_poll = now + self._poll_s
-                self.requested = self.stop_file.exists()
+                self.requested = (self.stop_file is not None and self.stop_file.exists()) or (
+                    self.launcher_pid is not None and not launcher_alive(self.launcher_pid)
+                )
         return self.requested
 
 

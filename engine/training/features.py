@@ -158,7 +158,7 @@ class FeatureStore:
 
 def view_draw(sample_key: str, view: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The crop box and flip of augmented ``view`` of one image: fixed by the seed and the file."""
-    digest = hashlib.sha256(f"{seed}|{view}|{sample_key}".encode()).digest()
+    digest = hashlib.sha256(f"{seed}|{view}|{sample_key}".encode("utf-8", "surrogateescape")).digest()
     generator = torch.Generator().manual_seed(int.from_bytes(digest[:8], "little"))
     return crop_boxes(1, generator)[0], torch.rand(1, generator=generator)[0] < HFLIP_PROBABILITY
 

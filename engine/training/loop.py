@@ -140,6 +140,11 @@ def _pass(
         if batch is not None:  # None: every image of the batch failed to decode (counted by the cache)
             inputs, labels = batch
             batch_loss, n_correct = step_or_split(state, forward, inputs, labels, training, caller)
+            if training and not math.isfinite(batch_loss):
+                raise TransferStudioError(
+                    f"training diverged in epoch {epoch}: the loss is no longer a number; lower the learning "
+                    f"rate (it is {state.config.lr:g}) and start again"
+                )
             total_loss += batch_loss * labels.numel()
             correct += n_correct
             seen += labels.numel()

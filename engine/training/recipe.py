@@ -7,12 +7,14 @@ preprocessing at the run's input size. :func:`set_up` gathers them into one
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import nn
 
 from engine.core.config import INPUT_SIZE_AUTO, ConfigError, TrainConfig
 from engine.core.device import is_accelerator
+from engine.core.memory import fit_batch
 from engine.core.rundir import RunDir
 from engine.data.datasets import DatasetReport
 from engine.models.build import build_model
@@ -24,8 +26,18 @@ from engine.training.state import TrainingState
 from engine.training.strategies import parameter_groups
 
 
-def set_up(config: TrainConfig, report: DatasetReport, run: RunDir, device: torch.device) -> TrainingState:
-    """The model with its new head on ``device``, its optimizer, schedule, precision and loss."""
+def set_up(
+    config: TrainConfig,
+    report: DatasetReport,
+    run: RunDir,
+    device: torch.device,
+    warn: Callable[[str], None] | None = None,
+) -> TrainingState:
+    """The model with its new head on ``device``, its optimizer, schedule, precision and loss.
+
+    On the CPU the batches are fitted to the memory that is free (:func:`engine.core.memory.fit_batch`;
+    ``warn`` hears when one is halved); a GPU halves them when it runs out instead.
+    """
     classes = list(report.classes)
     preprocessing = run_preprocessing(config, report)  # first: an input size the model cannot take
     torch.manual_seed(config.seed)  # the new head's (and a scratch model's) initial weights
@@ -61,8 +73,12 @@ def set_up(config: TrainConfig, report: DatasetReport, run: RunDir, device: torc
         train_criterion=train_criterion,
         balance=balance,
         amp_dtype=amp_dtype,
-        batch_size=config.batch_size,
-        inference_batch=inference_batch_size(config.batch_size, device),
+        batch_size=_fitted(
+            config.batch_size, preprocessing, device, config.strategy != "feature-extract", warn
+        ),
+        inference_batch=_fitted(
+            inference_batch_size(config.batch_size, device), preprocessing, device, False, warn
+        ),
     )
 
 
@@ -157,3 +173,17 @@ def inference_batch_size(batch_size: int, device: torch.device) -> int:
     On a CPU bigger batches barely speed up inference but cost memory (lite0 at 64 images: +1.3 GB).
     """
     return max(batch_size, 256) if is_accelerator(device) else batch_size
+
+
+def _fitted(
+    batch: int,
+    preprocessing: Preprocessing,
+    device: torch.device,
+    training: bool,
+    warn: Callable[[str], None] | None,
+) -> int:
+    """``batch`` fitted to the free memory on the CPU (whole images that train need the most)."""
+    if device.type != "cpu":
+        return batch
+    what = "the training batch" if training else "the inference batch"
+    return fit_batch(batch, preprocessing.crop_size, training=training, what=what, warn=warn)

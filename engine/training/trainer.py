@@ -16,7 +16,6 @@ over :func:`train` and :func:`resume`.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -28,11 +27,13 @@ from engine.core.config import INPUT_SIZE_AUTO, TrainConfig
 from engine.core.device import describe_device, resolve_device
 from engine.core.errors import Cancelled, StopCheck, TransferStudioError
 from engine.core.files import cpu_copy
-from engine.core.rundir import RunDir, new_run_dir
+from engine.core.run_lock import RunLock
+from engine.core.rundir import RunDir
 from engine.data.datasets import DatasetReport, scan_dataset
 from engine.models.bundle import Bundle, save_bundle
 from engine.models.heads import HeadSpec, head_spec_of
 from engine.training import events as ev
+from engine.training import run_folder
 from engine.training.checkpoints import CheckpointWriter, load_weights_snapshot
 from engine.training.data_path import open_data_path
 from engine.training.distributed import Dist, run_on_main, sync, sync_batchnorm, train_steps, wrap_ddp
@@ -97,21 +98,27 @@ def train(
 ) -> RunResult:
     """Train ``config.model`` on the dataset at ``data_root``; writes everything to ``run_dir``.
 
-    ``dist``: this process's place in a multi-process run (torchrun); rank 0 alone creates and writes
-    the run folder, and only its ``on_event`` should be given.
+    The folder must be new or empty and outside the dataset; it is locked while the run trains, so a
+    second run into it is refused (:mod:`engine.training.run_folder`). ``dist``: this process's place in
+    a multi-process run (torchrun); rank 0 alone creates, locks and writes the run folder, and only its
+    ``on_event`` should be given.
     """
     d = dist or Dist.single()
+    caller = Caller(on_event, should_stop, d)
+    lock: RunLock | None = None
 
     def create() -> str:
-        run = RunDir(run_dir or new_run_dir(config.model, config.strategy))
-        if run.checkpoint_path.exists():
-            raise TransferStudioError(f"{run.path} already holds a run; resume it or choose another folder")
-        run.path.mkdir(parents=True, exist_ok=True)
-        run.write_config(config.to_dict(), Path(data_root).resolve())
-        return str(run.path)
+        nonlocal lock
+        created, lock = run_folder.create(config, Path(data_root), run_dir)
+        return str(created.path)
 
-    run = RunDir(run_on_main(create, d, "creating the run folder"), writes=d.is_main)
-    return _run(config, Path(data_root), run, Caller(on_event, should_stop, d), report, checkpoint=None)
+    try:
+        run = RunDir(run_on_main(create, d, "creating the run folder"), writes=d.is_main)
+        _say_taken_over(lock, caller)
+        return _run(config, Path(data_root), run, caller, report, None)
+    finally:
+        if lock is not None:
+            lock.release()
 
 
 def resume(
@@ -121,27 +128,65 @@ def resume(
     should_stop: StopCheck | None = None,
     epochs: int | None = None,
     dist: Dist | None = None,
+    allow_changed_data: bool = False,
 ) -> RunResult:
     """Continue an interrupted run from its last finished epoch (optionally to a new epoch count).
 
-    A multi-process run may resume with a different number of processes (``dist``): rank 0 reads the
-    folder and shares the checkpoint.
+    Nothing in the run folder is written before the run is known to go on: it is not training in another
+    process (its lock), its settings and checkpoint read, and its dataset has the same classes and (unless
+    ``allow_changed_data``) the same photos as when it started. A multi-process run may resume with a
+    different number of processes (``dist``): rank 0 reads the folder and shares the checkpoint.
     """
     d = dist or Dist.single()
+    caller = Caller(on_event, should_stop, d)
+    lock: RunLock | None = None
 
-    def load() -> tuple[dict[str, Any], str, dict[str, Any]]:
-        run = RunDir(run_dir)
-        config_dict, data_root = run.read_config()
-        if epochs is not None and epochs != config_dict.get("epochs"):
-            config_dict = TrainConfig.from_dict(config_dict).replace(epochs=epochs).to_dict()
-            run.write_config(config_dict, data_root)
+    def load() -> tuple[dict[str, Any], str, dict[str, Any], bool]:
+        nonlocal lock
+        opened, lock = run_folder.open_for_resume(run_dir, epochs)
+        return opened.config.to_dict(), str(opened.data_root), opened.checkpoint, opened.epochs_changed
+
+    try:
+        config_dict, data_root, checkpoint, epochs_changed = run_on_main(load, d, "reading the run to resume")
+        config = TrainConfig.from_dict(config_dict)
+        run = RunDir(run_dir, writes=d.is_main)
+        opened = run_folder.OpenedRun(run, config, Path(data_root), checkpoint, epochs_changed)
+        resuming = Resuming(opened, allow_changed_data)
+        _say_taken_over(lock, caller)
+        return _run(config, Path(data_root), run, caller, None, checkpoint, resuming)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _say_taken_over(lock: RunLock | None, caller: Caller) -> None:
+    if lock is not None and lock.took_over is not None:
+        caller.warn(
+            f"the run folder was locked by process {lock.took_over.pid}, which has ended (it was killed or "
+            "crashed): this run took the lock over"
+        )
+
+
+@dataclass
+class Resuming:
+    """A resumed run's folder as it was read, and whether its dataset may have changed."""
+
+    opened: run_folder.OpenedRun
+    allow_changed_data: bool
+
+    def check_then_write(self, report: DatasetReport, caller: Caller) -> None:
+        """Check the dataset against the run's record; only then write what a resume changes."""
+        change = run_folder.check_dataset(self.opened, report, self.allow_changed_data)
+        run = self.opened.run
+        if self.opened.epochs_changed:
+            config_dict, data_root = run.read_config()
+            run.write_config({**config_dict, "epochs": self.opened.config.epochs}, data_root)
+        if change is not None:
+            run.record_dataset_change(change)
+            caller.warn(
+                f"the dataset changed since this run started ({change['summary']} photos); going on as asked"
+            )
         run.remove_stale_temp_files()
-        return config_dict, str(data_root), run.load_checkpoint()
-
-    config_dict, data_root, checkpoint = run_on_main(load, d, "reading the run to resume")
-    config = TrainConfig.from_dict(config_dict)
-    run = RunDir(run_dir, writes=d.is_main)
-    return _run(config, Path(data_root), run, Caller(on_event, should_stop, d), None, checkpoint)
 
 
 def _run(
@@ -151,22 +196,16 @@ def _run(
     caller: Caller,
     report: DatasetReport | None,
     checkpoint: dict[str, Any] | None,
+    resuming: Resuming | None = None,
 ) -> RunResult:
-    """The whole lifecycle: set up, (restore), epochs; a Stop ends it like a finished run."""
+    """The whole lifecycle: check, set up, (restore), epochs; a Stop ends it like a finished run.
+
+    The run's status is written only once the device, the dataset and (for a resume) the run's record
+    have been checked: a run that cannot start leaves its folder as it was.
+    """
     state: TrainingState | None = None
     stopper: EarlyStopping | None = None
-    previous = run.read_status()  # a resumed run's: its first start and its earlier sessions' time
-    earlier = previous.get("seconds")
-    caller.earlier_seconds = float(earlier) if isinstance(earlier, (int, float)) else 0.0
-    run.write_status(
-        "running",
-        started=previous.get("started") or _now(),
-        resumed=None if checkpoint is None else _now(),
-        pid=os.getpid(),
-        ended=None,
-        message=None,
-        stopped_early=None,
-    )
+    started = False
     try:
         try:
             device = resolve_device(config.device)  # first: an unusable device is the one error to report
@@ -174,12 +213,27 @@ def _run(
                 device = caller.dist.device(device.type)  # CUDA: the GPU of this process's LOCAL_RANK
             if report is None or not report.same_split(config.val_fraction, config.seed):
                 report = scan_for_training(data_root, config, caller)
+            if resuming is not None:
+                resuming.check_then_write(report, caller)
+            previous = run.read_status()  # a resumed run's: its first start and its earlier sessions' time
+            earlier = previous.get("seconds")
+            caller.earlier_seconds = float(earlier) if isinstance(earlier, (int, float)) else 0.0
+            run.write_status(
+                "running",
+                started=previous.get("started") or _now(),
+                resumed=None if checkpoint is None else _now(),
+                pid=os.getpid(),
+                ended=None,
+                message=None,
+                stopped_early=None,
+            )
+            started = True
             _report_dataset_warnings(report, caller)
-            state = set_up(config, report, run, device)
+            state = set_up(config, report, run, device, caller.warn)
             if config.sync_batchnorm and caller.dist.distributed and not state.head_only:
                 state.model = sync_batchnorm(state.model, caller.dist)
             _check_head(state)
-            _record_dataset(run, report, state, caller)
+            _record_dataset(run, report, state, caller, first=checkpoint is None)
             start_epoch = restore_checkpoint(state, checkpoint, caller) if checkpoint is not None else 1
             stopper = _early_stopping(state, checkpoint, caller)
             if stopper.stopped_at is not None:  # it stopped early and no more epochs were asked for
@@ -219,13 +273,15 @@ def _run(
         stopped_early = stopper is not None and stopper.stopped_at is not None
         return _finish(config, run, state, caller, cancelled=False, stopped_early=stopped_early)
     except TransferStudioError as exc:
-        run.write_status("failed", ended=_now(), message=str(exc), seconds=caller.total_seconds())
+        if started:
+            run.write_status("failed", ended=_now(), message=str(exc), seconds=caller.total_seconds())
         caller.emit(ev.RunFailed(str(exc)))
         raise
     except Exception as exc:
         log.exception("training failed")
         message = f"training failed: {type(exc).__name__}: {exc}"
-        run.write_status("failed", ended=_now(), message=message, seconds=caller.total_seconds())
+        if started:
+            run.write_status("failed", ended=_now(), message=message, seconds=caller.total_seconds())
         caller.emit(ev.RunFailed(message))
         raise
 
@@ -255,8 +311,11 @@ def _report_dataset_warnings(report: DatasetReport, caller: Caller) -> None:
         caller.warn(f"{len(report.skipped)} file(s) skipped, not used for training:\n" + "\n".join(lines))
 
 
-def _record_dataset(run: RunDir, report: DatasetReport, state: TrainingState, caller: Caller) -> None:
-    """Say and record (in config.json) what the run trains on: images, exclusions, class balance."""
+def _record_dataset(
+    run: RunDir, report: DatasetReport, state: TrainingState, caller: Caller, first: bool
+) -> None:
+    """Say what the run trains on (images, exclusions, class balance), and record it in config.json when
+    the run starts (a resume keeps the record; a change of the dataset is recorded as its own entry)."""
     ratio = report.imbalance()
     if state.balance != "none":
         why = " (the classes are imbalanced)" if state.config.balance == "auto" else ""
@@ -268,16 +327,8 @@ def _record_dataset(run: RunDir, report: DatasetReport, state: TrainingState, ca
         caller.info(
             f"Input size {state.preprocessing.crop_size} px (automatic, from the training photos' sizes)"
         )
-    run.record_dataset(
-        {
-            "images": {split: len(samples) for split, samples in report.splits.items()},
-            "skipped": len(report.skipped),
-            "excluded": sorted(map(report.relative, report.excluded)),
-            "imbalance": round(ratio, 3) if math.isfinite(ratio) else None,
-            "balance": state.balance,
-            "input_size": state.preprocessing.crop_size,
-        }
-    )
+    if first or not run.read_dataset():
+        run.record_dataset(run_folder.dataset_record(report, state.balance, state.preprocessing.crop_size))
 
 
 # -- the end --------------------------------------------------------------------------------------

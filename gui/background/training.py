@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Signal
 
-from engine.core.errors import TransferStudioError
+from engine.core.errors import DatasetChanged, TransferStudioError
 from engine.training import events as ev
 from gui.background.jobs import PROGRESS_INTERVAL_S, Worker
 
@@ -101,6 +101,7 @@ class TrainWorker(TrainingEventsWorker):
 
     finished = Signal(object)  # RunFinished (also when stopped: it names the best epoch's bundle)
     history = Signal(object)  # list of metrics.jsonl rows, before a resumed run goes on
+    datasetChanged = Signal(str)  # a resume found other photos than the run started with (the message)
 
     def __init__(
         self,
@@ -109,6 +110,7 @@ class TrainWorker(TrainingEventsWorker):
         runs_root: str | Path | None = None,
         report: DatasetReport | None = None,
         resume_dir: str | Path | None = None,
+        allow_changed_data: bool = False,
     ) -> None:
         super().__init__()
         if resume_dir is None and (config is None or data_root is None):
@@ -118,9 +120,10 @@ class TrainWorker(TrainingEventsWorker):
         self.data_root = Path(data_root) if data_root is not None else None
         self.runs_root = Path(runs_root) if runs_root else None
         self.report = report
+        self.allow_changed_data = allow_changed_data
         self._failure: str | None = None
 
-    def work(self) -> RunResult:
+    def work(self) -> RunResult | None:
         from engine.core.rundir import RunDir, new_run_dir
         from engine.training import trainer
 
@@ -133,7 +136,17 @@ class TrainWorker(TrainingEventsWorker):
                     except (OSError, ValueError):  # a damaged history only loses the earlier points
                         rows = []
                     self.history.emit(rows)
-                    return trainer.resume(self.resume_dir, on_event=self._on_event, should_stop=stop)
+                    try:
+                        return trainer.resume(
+                            self.resume_dir,
+                            on_event=self._on_event,
+                            should_stop=stop,
+                            allow_changed_data=self.allow_changed_data,
+                        )
+                    except DatasetChanged as exc:  # the tab asks whether to go on; nothing was written
+                        self.datasetChanged.emit(str(exc))
+                        self.abort()
+                        return None
                 assert self.config is not None and self.data_root is not None  # checked in __init__
                 return trainer.train(
                     self.config,

@@ -10,6 +10,7 @@ installed). Errors are shown in the dialog, never as tracebacks.
 
 from __future__ import annotations
 
+import html
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,6 +26,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
+    QMessageBox,
     QProgressBar,
     QPushButton,
     QVBoxLayout,
@@ -79,9 +81,11 @@ class ExportDialog(QDialog):
         runner: ThreadRunner,
         settings: Settings,
         parent: QWidget | None = None,
+        protect: list[Path] | None = None,
     ) -> None:
         super().__init__(parent)
         self.setObjectName("exportDialog")
+        self.protect = list(protect or [])  # the datasets in use: nothing is written inside them
         self.setAccessibleName("Export the model")
         self.setWindowTitle("Export model")
         self.bundle = bundle
@@ -206,12 +210,14 @@ class ExportDialog(QDialog):
         if self.job.is_busy() or not self.path_edit.text().strip():
             return
         out = Path(self.path_edit.text().strip()).expanduser()
-        fmt, bundle, images = self.fmt(), self.bundle, self.images
+        fmt, bundle, images, protect = self.fmt(), self.bundle, self.images, self.protect
+        if not self._may_write(out):
+            return
 
         def run(worker: FunctionWorker) -> tuple[ExportResult, ParityReport | None]:
             from engine.inference.export import export_bundle, parity_check
 
-            result = export_bundle(bundle, fmt, out)
+            result = export_bundle(bundle, fmt, out, force=True, protect=protect)
             worker.check_abort()
             if not images:
                 return result, None
@@ -233,6 +239,29 @@ class ExportDialog(QDialog):
         self.settings.set("export/last_folder", str(out.parent))
         self.job.start(run)
         self._update_buttons()
+
+    def _may_write(self, out: Path) -> bool:
+        """Whether ``out`` (and its metadata file) may be written: never a model bundle, a photo, a run's
+        file or anything in a dataset in use; an earlier export only after the user says Replace."""
+        from engine.data.outputs import OutputRefused, check_output_file
+        from engine.inference.export import EXPORT_SUFFIXES, sidecar_path
+
+        try:
+            for path, suffixes in ((out, EXPORT_SUFFIXES), (sidecar_path(out), (".json",))):
+                check_output_file(
+                    path, what="the export", datasets=self.protect, force=True, replaceable=suffixes
+                )
+        except OutputRefused as exc:
+            self.result_label.setText(f"<b>Not exported:</b> {html.escape(str(exc))}")
+            return False
+        if out.exists():
+            answer = QMessageBox.question(
+                self, "Replace the file?", f"{out} already exists. Replace it with this export?"
+            )
+            if answer != QMessageBox.StandardButton.Yes:
+                self.result_label.setText("Not exported: choose another file name.")
+                return False
+        return True
 
     def _on_progress(self, done: int, total: int) -> None:
         self.result_label.setText(f"Exported. Checking parity: {done} of {total} image(s)…")

@@ -96,8 +96,12 @@ class ReportExporter(QObject):
         def work(worker: FunctionWorker) -> Path:
             from engine.reports.report import write_report
 
-            return write_report(
-                folder, target, should_stop=lambda: worker.abort_requested, on_progress=worker.report_progress
+            return write_report(  # the save dialog asked before replacing; a bundle, photo or dataset file is refused
+                folder,
+                target,
+                should_stop=lambda: worker.abort_requested,
+                on_progress=worker.report_progress,
+                force=True,
             )
 
         self.output = target

@@ -238,12 +238,17 @@ class MainWindow(QMainWindow):
         if self._export_dialog is not None and self._export_dialog.is_busy():
             self._export_dialog.raise_()
             return
+        from engine.data.outputs import run_dataset
+
+        protect = [Path(self.data_tab.report.root)] if self.data_tab.report is not None else []
+        protect += run_dataset(self.predict_tab.model_path) if self.predict_tab.model_path else []
         self._export_dialog = ExportDialog(
             self.predict_tab.predictor.bundle,
             val_images(self.data_tab.report),
             self.runner,
             self.settings,
             self,
+            protect=protect,
         )
         self._export_dialog.open()
 

@@ -41,16 +41,11 @@ from PySide6.QtGui import (
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
-    QDialog,
-    QDialogButtonBox,
-    QFormLayout,
     QGridLayout,
     QHBoxLayout,
     QHeaderView,
     QLabel,
-    QLineEdit,
     QMessageBox,
-    QPlainTextEdit,
     QPushButton,
     QSplitter,
     QTableView,
@@ -61,9 +56,18 @@ from PySide6.QtWidgets import (
 from engine.core.errors import TransferStudioError
 from engine.core.locations import runs_roots
 from engine.core.rundir import RunDir
-from engine.core.runs import RunSummary, delete_run, list_runs, move_run_to_trash, parse_status_time, set_note
+from engine.core.runs import (
+    RunsListing,
+    RunSummary,
+    delete_run,
+    list_runs_and_problems,
+    move_run_to_trash,
+    parse_status_time,
+    set_note,
+)
 from gui.background.jobs import Job, ThreadRunner
 from gui.core.settings import Settings
+from gui.dialogs.note_dialog import NoteDialog
 from gui.tabs.compare_view import CompareView
 from gui.views.widgets import MessageBanner, format_duration
 
@@ -148,37 +152,6 @@ class RunsFilter(QSortFilterProxyModel):
         return index.data(DATASET_ROLE) == self.dataset
 
 
-class NoteDialog(QDialog):
-    """Rename / note: the run's name (empty: its folder's name) and a free-text note."""
-
-    def __init__(self, run: RunSummary, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setObjectName("runNoteDialog")
-        self.setWindowTitle("Rename run")
-        self.path = run.path
-        self.name_edit = QLineEdit(run.name if run.name != run.path.name else "")
-        self.name_edit.setObjectName("runNameEdit")
-        self.name_edit.setAccessibleName("Run name")
-        self.name_edit.setPlaceholderText(run.path.name)
-        self.note_edit = QPlainTextEdit(run.note)
-        self.note_edit.setObjectName("runNoteEdit")
-        self.note_edit.setAccessibleName("Run note")
-        self.note_edit.setPlaceholderText("What was this run for? What did you learn?")
-        buttons = QDialogButtonBox(
-            QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
-        )
-        buttons.accepted.connect(self.accept)
-        buttons.rejected.connect(self.reject)
-        form = QFormLayout()
-        form.addRow("Name:", self.name_edit)
-        form.addRow("Note:", self.note_edit)
-        layout = QVBoxLayout(self)
-        layout.addWidget(QLabel(str(run.path)))
-        layout.addLayout(form)
-        layout.addWidget(buttons)
-        self.resize(460, 260)
-
-
 class RunsTab(QWidget):
     """The runs table, the selected runs' curves, and the actions on a run."""
 
@@ -202,7 +175,7 @@ class RunsTab(QWidget):
             runner,
             "list-runs",
             self,
-            on_returned=self.fill,
+            on_returned=self._on_listed,
             on_errored=self._on_list_failed,
             on_done=self._on_list_done,
         )
@@ -344,7 +317,9 @@ class RunsTab(QWidget):
         roots = runs_roots(root)  # runs made by earlier versions, in the old default folder, too
         self.roots = roots
         self.refresh_button.setEnabled(False)
-        if not self.lister.start(lambda _worker: list_runs(*roots), imports_torch=False):  # closing
+        if not self.lister.start(
+            lambda _worker: list_runs_and_problems(*roots), imports_torch=False
+        ):  # closing
             self.refresh_button.setEnabled(True)
 
     def is_listing(self) -> bool:
@@ -368,6 +343,18 @@ class RunsTab(QWidget):
 
     def _on_list_done(self) -> None:
         self.refresh_button.setEnabled(True)
+
+    def _on_listed(self, listing: RunsListing) -> None:
+        self.fill(listing.runs)
+        if listing.broken:
+            names = "".join(
+                f"<br>{html.escape(str(folder))}: {html.escape(why)}" for folder, why in listing.broken[:5]
+            )
+            more = f"<br>… and {len(listing.broken) - 5} more" if len(listing.broken) > 5 else ""
+            self.message.show_message(
+                f"<b>{len(listing.broken)} run folder(s) left out: a file of theirs is damaged.</b>{names}{more}",
+                "warning",
+            )
 
     def fill(self, runs: list[RunSummary]) -> None:
         """Show ``runs`` in the table, keeping the selection and the dataset filter where they still exist."""

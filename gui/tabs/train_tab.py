@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
     QLabel,
+    QMessageBox,
     QPlainTextEdit,
     QProgressBar,
     QPushButton,
@@ -76,6 +77,7 @@ class TrainTab(QWidget):
         self._started_at = 0.0
         self.weights_dialog: WeightsDialog | None = None
         self._pending_config: TrainConfig | None = None
+        self._resume_after_change = ""  # a run to resume again, the user having accepted its changed dataset
         self._build()
         self._update_buttons()
         self._show_planned_epochs()
@@ -265,8 +267,12 @@ class TrainTab(QWidget):
         if folder:
             self.resume(folder)
 
-    def resume(self, run_dir: str | Path) -> None:
-        """Continue the run in ``run_dir`` (engine.training.trainer.resume), plots pre-filled from its history."""
+    def resume(self, run_dir: str | Path, allow_changed_data: bool = False) -> None:
+        """Continue the run in ``run_dir`` (engine.training.trainer.resume), plots pre-filled from its history.
+
+        When its dataset holds other photos than when it started, the user is asked whether to go on
+        with them as they are now (``allow_changed_data``); nothing in the run changes until then.
+        """
         if self.is_running():
             return
         if self.bakeoff.is_running():
@@ -292,9 +298,27 @@ class TrainTab(QWidget):
         self.progress.setValue(0)
         self.status.setText("Resuming: loading the checkpoint, the model and the images…")
         self._log(f"Resuming the run in {folder}")
-        worker = TrainWorker(None, "", self.form.runs_root(), None, resume_dir=folder)
+        worker = TrainWorker(None, "", self.form.runs_root(), None, resume_dir=folder,
+                             allow_changed_data=allow_changed_data)  # fmt: skip
         worker.history.connect(self._on_history)
+        worker.datasetChanged.connect(self._on_dataset_changed)
         self._launch(worker)
+
+    @Slot(str)
+    def _on_dataset_changed(self, message: str) -> None:
+        """A resume found other photos than the run started with: go on with them, if the user says so."""
+        folder = self.run_dir
+        answer = QMessageBox.question(
+            self,
+            "The dataset changed",
+            f"{message[0].upper()}{message[1:].split('; add --allow')[0]}.\n\nGo on training this run with the "
+            "photos as they are now? (The change is recorded in the run.)",
+        )
+        if answer == QMessageBox.StandardButton.Yes:
+            self._resume_after_change = folder
+        else:
+            self.status.setText("Not resumed: the dataset changed since the run started.")
+            self._log("Resume cancelled: the dataset changed since the run started.")
 
     @Slot(object)
     def _on_history(self, rows: list[dict[str, Any]]) -> None:
@@ -456,6 +480,9 @@ class TrainTab(QWidget):
         self.worker = None
         self._update_buttons()
         self.runningChanged.emit(False)
+        again, self._resume_after_change = self._resume_after_change, ""
+        if again:
+            self.resume(again, allow_changed_data=True)
 
     @Slot(bool)
     def _on_bakeoff_running(self, running: bool) -> None:
