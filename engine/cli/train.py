@@ -8,7 +8,6 @@ a multi-process run alike.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Sequence
@@ -28,6 +27,7 @@ from engine.cli.train_progress import TrainingProgress
 from engine.core.commands import COMMANDS
 from engine.core.config import TrainConfig
 from engine.core.errors import StopCheck, TransferStudioError
+from engine.core.small_files import read_json
 
 #: torchrun's options that the launch passes on as they are.
 TORCHRUN_OPTIONS = ("--nnodes", "--node-rank", "--rdzv-endpoint", "--rdzv-id", "--rdzv-backend",
@@ -81,11 +81,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     from engine.models.registry import get_model_info
 
     if args.config_json is not None:  # the window's multi-process launch
-        try:
-            values = json.loads(args.config_json.read_text(encoding="utf-8"))
-        except (OSError, ValueError, RecursionError) as exc:
-            raise TransferStudioError(f"cannot read the settings file {args.config_json}: {exc}") from None
-        return TrainConfig.from_dict(values)
+        return TrainConfig.from_dict(read_json(args.config_json, dict[str, Any]))
     values = {
         item.name: getattr(args, item.name) for item in TrainConfig.settings() if item.name != "strategy"
     }

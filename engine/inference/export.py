@@ -34,6 +34,7 @@ from torch import nn
 from engine import __version__
 from engine.core.errors import DatasetError, TransferStudioError, UnreadableImageError, raise_if_stopped
 from engine.core.files import atomic_write_text
+from engine.core.small_files import decode_json, read_json
 from engine.data.datasets import DatasetReport, scan_dataset
 from engine.data.outputs import check_output_file, run_dataset
 from engine.inference.predict import Predictor, list_images
@@ -320,20 +321,20 @@ def read_export_metadata(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     sidecar = sidecar_path(path)
     if sidecar.is_file():
-        return json.loads(sidecar.read_text(encoding="utf-8"))
+        return read_json(sidecar, dict[str, Any])
     if path.suffix.lower() == ".onnx":
         with contextlib.suppress(ImportError):
             import onnx
 
             props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
             if ONNX_METADATA_KEY in props:
-                return json.loads(props[ONNX_METADATA_KEY])
+                return decode_json(props[ONNX_METADATA_KEY], dict[str, Any], f"{path}'s metadata")
         return {}
     files = {EXTRA_FILE: ""}
     with contextlib.suppress(Exception), warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         torch.jit.load(str(path), map_location="cpu", _extra_files=files)
-    return json.loads(files[EXTRA_FILE]) if files[EXTRA_FILE] else {}
+    return decode_json(files[EXTRA_FILE], dict[str, Any], f"{path}'s metadata") if files[EXTRA_FILE] else {}
 
 
 def _format_of(path: Path, fmt: str | None) -> str:

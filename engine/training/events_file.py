@@ -10,7 +10,9 @@ import json
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
+from engine.core.small_files import DamagedFile, decode_json
 from engine.training import events as ev
 
 log = logging.getLogger(__name__)
@@ -57,8 +59,7 @@ class EventsReader:
                     break
                 self._offset = source.tell()
                 try:
-                    payload = json.loads(line)
-                    events.append(ev.from_json(payload if isinstance(payload, dict) else {}))
-                except (ValueError, TypeError, RecursionError):
+                    events.append(ev.from_json(decode_json(line, dict[str, Any], self.path)))
+                except (DamagedFile, ValueError, TypeError):
                     log.warning("ignoring an unreadable event line: %r", line[:200])
         return events
