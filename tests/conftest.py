@@ -40,6 +40,12 @@ os.environ.setdefault("QT_LOGGING_RULES", "qt.qpa.*=false")
 os.environ.setdefault("TRANSFER_STUDIO_LOGS", tempfile.mkdtemp(prefix="transfer-studio-test-logs-"))
 # And the app's data folder (exclusion lists), with its default runs folder.
 os.environ.setdefault("TRANSFER_STUDIO_DATA", tempfile.mkdtemp(prefix="transfer-studio-test-data-"))
+# And the feature cache: one per session, never the user's. Tests that train the same model on the
+# same photos with the same settings (the acceptance runs on hymenoptera) share its features; a test
+# that counts what is computed cold sets a cache of its own.
+SESSION_CACHE = os.environ.setdefault(
+    "TRANSFER_STUDIO_CACHE", tempfile.mkdtemp(prefix="transfer-studio-test-cache-")
+)
 
 THREAD_GRACE_MS = 10_000
 
@@ -353,9 +359,9 @@ def on_gui_thread(qtbot: Any) -> Iterator[Any]:
 
 
 @pytest.fixture(scope="session")
-def feature_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The engine's feature cache, shared by the GUI tests of one session (so reruns are fast)."""
-    return tmp_path_factory.mktemp("feature-cache")
+def feature_cache() -> Path:
+    """The engine's feature cache of this test session (see SESSION_CACHE), shared by its tests."""
+    return Path(SESSION_CACHE)
 
 
 # -- GUI fixtures ---------------------------------------------------------------------------------
@@ -402,11 +408,13 @@ def synthetic_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def trained_bundle(synthetic_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A model bundle trained (2 epochs, efficientnet_lite0 feature extraction) on synthetic_dataset."""
+    from helpers_images import SMALL_INPUT
+
     from engine.core.config import TrainConfig
     from engine.training.trainer import train
 
     config = TrainConfig.for_strategy(
-        "feature-extract", epochs=2, batch_size=8, lr=1e-2, device="cpu", workers=0
+        "feature-extract", epochs=2, batch_size=8, lr=1e-2, device="cpu", workers=0, input_size=SMALL_INPUT
     )
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("TRANSFER_STUDIO_CACHE", str(tmp_path_factory.mktemp("bundle-cache")))

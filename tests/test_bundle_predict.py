@@ -7,7 +7,7 @@ import pickle
 
 import pytest
 import torch
-from helpers_images import make_image_folder
+from helpers_images import SMALL_INPUT, make_image_folder
 
 from engine.core.config import TrainConfig
 from engine.core.errors import BundleError
@@ -23,7 +23,7 @@ def trained(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("trained")
     data = make_image_folder(tmp / "data", {"red": 8, "green": 8})
     config = TrainConfig.for_strategy(
-        "feature-extract", epochs=2, batch_size=8, lr=1e-2, device="cpu", workers=0
+        "feature-extract", epochs=2, batch_size=8, lr=1e-2, device="cpu", workers=0, input_size=SMALL_INPUT
     )
     result = train(config, data, run_dir=tmp / "run")
     return data, result

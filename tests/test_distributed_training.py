@@ -82,8 +82,13 @@ def test_two_processes_match_one_with_the_same_global_batch(data: Path, tmp_path
     # Exactly one run folder, written by rank 0 alone.
     assert [p.name for p in (tmp_path / "runs").iterdir()] == ["two"]
     assert sorted(p.name for p in (tmp_path / "runs" / "two").iterdir()) == [
-        "checkpoint.pt", "config.json", "metrics.jsonl", "model.pt", "status.json",
-    ]  # fmt: skip
+        ".lock",
+        "checkpoint.pt",
+        "config.json",
+        "metrics.jsonl",
+        "model.pt",
+        "status.json",
+    ]  # fmt: skip  (.lock: the one writer's lock, issue 21)
     # ... which a single process resumes (a different number of processes).
     resumed = resume(tmp_path / "runs" / "two", epochs=4)
     assert resumed.epochs_completed == 4 and resumed.world_size == 1

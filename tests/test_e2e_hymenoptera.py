@@ -32,7 +32,7 @@ def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
 
 
 def test_feature_extract_lite0_then_predict_bees(tmp_path):
-    env = {"TRANSFER_STUDIO_RUNS": str(tmp_path / "runs"), "TRANSFER_STUDIO_CACHE": str(tmp_path / "cache")}
+    env = {"TRANSFER_STUDIO_RUNS": str(tmp_path / "runs")}  # the session's feature cache: shared features
     train = _cli(
         "train", str(HYMENOPTERA), "--model", "efficientnet_lite0", "--strategy", "feature-extract",
         "--epochs", "5", "--device", "cpu", "--json", env=env,
@@ -56,7 +56,7 @@ def test_feature_extract_lite0_then_predict_bees(tmp_path):
 
 def test_bakeoff_ranks_pretrained_strategies_above_scratch(tmp_path):
     """Issue 11's acceptance command; then `runs` lists the three runs and each bundle predicts."""
-    env = {"TRANSFER_STUDIO_RUNS": str(tmp_path / "runs"), "TRANSFER_STUDIO_CACHE": str(tmp_path / "cache")}
+    env = {"TRANSFER_STUDIO_RUNS": str(tmp_path / "runs")}  # the session's feature cache: shared features
     out = tmp_path / "bakeoff"
     compare = _cli(
         "compare", str(HYMENOPTERA), "--models", "efficientnet_lite0",

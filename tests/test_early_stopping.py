@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers_images import make_image_folder
+from helpers_images import SMALL_INPUT, make_image_folder
 
 from engine.core.config import ConfigError, TrainConfig
 from engine.core.rundir import RunDir
@@ -25,7 +25,14 @@ from engine.training import loop
 from engine.training.early_stopping import EarlyStopping
 from engine.training.trainer import resume, train
 
-FAST = {"batch_size": 8, "workers": 0, "device": "cpu", "lr": 1e-2, "augment": False}
+FAST = {
+    "batch_size": 8,
+    "workers": 0,
+    "device": "cpu",
+    "lr": 1e-2,
+    "augment": False,
+    "input_size": SMALL_INPUT,
+}
 
 
 @pytest.fixture(autouse=True)

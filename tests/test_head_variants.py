@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers_images import make_image_folder
+from helpers_images import SMALL_INPUT, make_image_folder
 from torch import nn
 
 from engine.core.config import HEADS, ConfigError, TrainConfig
@@ -34,7 +34,7 @@ from engine.training.strategies import parameter_groups
 from engine.training.trainer import resume, train
 
 HYMENOPTERA = Path(__file__).resolve().parents[2] / "shared" / "data" / "hymenoptera"
-FAST = {"batch_size": 8, "workers": 0, "device": "cpu", "lr": 1e-2}
+FAST = {"batch_size": 8, "workers": 0, "device": "cpu", "lr": 1e-2, "input_size": SMALL_INPUT}
 
 
 @pytest.fixture(autouse=True)
@@ -264,7 +264,9 @@ def test_head_variant_trains_predicts_evaluates_exports_and_explains(model, stra
             if not any(name.startswith(h + ".") for h in heads):
                 assert torch.equal(bundle.state_dict[name], tensor), name
         if kind == "append":  # the cached features are the kept layer's 1000 logits
-            store = FeatureStore(get_model_info(model), config.seed, head_input="logits")
+            store = FeatureStore(
+                get_model_info(model), config.seed, head_input="logits", preprocessing=bundle.preprocessing
+            )
             assert store.entries and {t.shape for t in store.entries.values()} == {torch.Size([1000])}
 
     _use_the_bundle(result.bundle_path, data, tmp_path, result.best_val_acc)
@@ -304,10 +306,15 @@ def test_head_variant_runs_resume_exactly(kind, data, tmp_path):
 @pytest.mark.slow
 @pytest.mark.skipif(not HYMENOPTERA.is_dir(), reason="hymenoptera dataset not present")
 @pytest.mark.parametrize("kind", ["append", "mlp"])
-def test_head_variants_on_hymenoptera(kind, tmp_path, capsys):
+def test_head_variants_on_hymenoptera(kind, tmp_path, capsys, monkeypatch, feature_cache):
     """The acceptance: ``--head append`` and ``--head mlp`` train, predict, evaluate and export with
     ONNX parity on hymenoptera (efficientnet_lite0, feature extraction, 2 epochs)."""
-    config = TrainConfig.for_strategy("feature-extract", head=kind, epochs=2, device="cpu")
+    # mlp feeds on the backbone's features, like the other acceptance runs on hymenoptera, whose cached
+    # features it shares (the session's cache); append feeds on the 1000-way logits, cached for it
+    # alone, so it runs at the model's own 224 px rather than the automatic 288 (the same code path).
+    monkeypatch.setenv("TRANSFER_STUDIO_CACHE", str(feature_cache))
+    size = 0 if kind == "append" else None
+    config = TrainConfig.for_strategy("feature-extract", head=kind, epochs=2, device="cpu", input_size=size)
     result = train(config, HYMENOPTERA, run_dir=tmp_path / "run")
     assert result.bundle_path is not None and result.epochs_completed == 2
     predictor = Predictor.from_bundle(result.bundle_path, device="cpu")

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 from helpers_hostile import make_hostile_dataset
-from helpers_images import make_image, make_image_folder
+from helpers_images import SMALL_INPUT, make_image, make_image_folder
 
 from engine.cli import main
 from engine.core.config import TrainConfig
@@ -31,7 +31,13 @@ from engine.training import events as ev
 from engine.training.trainer import resume, train
 
 ROOT = Path(__file__).resolve().parents[1]
-SMALL = {"model": "mobilenet_v3_small", "batch_size": 8, "device": "cpu", "workers": 1}
+SMALL = {
+    "model": "mobilenet_v3_small",
+    "batch_size": 8,
+    "device": "cpu",
+    "workers": 1,
+    "input_size": SMALL_INPUT,
+}
 
 
 def _scratch(**changes) -> TrainConfig:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers_images import make_image_folder
+from helpers_images import SMALL_INPUT, make_image_folder
 
 from engine.cli import main
 from engine.core.errors import Cancelled, TransferStudioError
@@ -103,7 +103,7 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     data = make_image_folder(tmp_path_factory.mktemp("data") / "pets", {"cats": 8, "dogs": 8})
     shutil.move(data / "val" / "cats" / "cats_000.jpg", data / "val" / "dogs" / "really_a_cat.jpg")
     config = TrainConfig.for_strategy(
-        "feature-extract", epochs=2, batch_size=8, lr=1e-2, device="cpu", workers=0
+        "feature-extract", epochs=2, batch_size=8, lr=1e-2, device="cpu", workers=0, input_size=SMALL_INPUT
     )
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("TRANSFER_STUDIO_CACHE", str(tmp_path_factory.mktemp("cache")))

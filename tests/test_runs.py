@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from helpers_images import make_image_folder
+from helpers_images import SMALL_INPUT, make_image_folder
 
 from engine.cli import main
 from engine.core.config import TrainConfig
@@ -128,7 +128,9 @@ def test_a_real_run_is_listed_finished_with_its_metrics(tmp_path, monkeypatch, c
     from engine.training.trainer import train
 
     data = make_image_folder(tmp_path / "data", {"red": 6, "green": 6})
-    config = TrainConfig.for_strategy("feature-extract", epochs=1, batch_size=8, device="cpu")
+    config = TrainConfig.for_strategy(
+        "feature-extract", epochs=1, batch_size=8, device="cpu", input_size=SMALL_INPUT
+    )
     result = train(config, data, run_dir=tmp_path / "runs" / "one")
     assert main(["runs", "--root", str(tmp_path / "runs"), "--json"]) == 0
     rows = json.loads(capsys.readouterr().out.strip().splitlines()[-1])

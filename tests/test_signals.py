@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers_images import make_image_folder
+from helpers_images import SMALL_INPUT, make_image_folder
 
 pytestmark = pytest.mark.slow
 
@@ -34,7 +34,9 @@ def bundle(data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     from engine.core.config import TrainConfig
     from engine.training.trainer import train
 
-    config = TrainConfig.for_strategy("feature-extract", epochs=1, batch_size=8, device="cpu", workers=1)
+    config = TrainConfig.for_strategy(
+        "feature-extract", epochs=1, batch_size=8, device="cpu", workers=1, input_size=SMALL_INPUT
+    )
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("TRANSFER_STUDIO_CACHE", str(tmp_path_factory.mktemp("cache")))
         result = train(config, data, run_dir=tmp_path_factory.mktemp("runs") / "run")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers_images import make_image_folder
+from helpers_images import SMALL_INPUT, make_image_folder
 
 from engine.core.config import TrainConfig
 from engine.core.rundir import RunDir
@@ -16,7 +16,7 @@ from engine.training import events as ev
 from engine.training.strategies import parameter_groups
 from engine.training.trainer import resume, train
 
-FAST = {"batch_size": 8, "workers": 0, "device": "cpu", "lr": 1e-2}
+FAST = {"batch_size": 8, "workers": 0, "device": "cpu", "lr": 1e-2, "input_size": SMALL_INPUT}
 
 
 def _config(strategy: str = "feature-extract", **changes) -> TrainConfig:

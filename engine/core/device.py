@@ -106,3 +106,31 @@ def describe_device(device: torch.device) -> str:
 def usable_devices() -> dict[str, str | None]:
     """Each device kind and None when usable, else why not (for ``doctor`` and the window)."""
     return {kind: unavailable_reason(kind) for kind in ("cpu", *ACCELERATORS)}
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 in hardware (x86: AVX512-BF16 or AMX; Arm: FEAT_BF16).
+
+    Only what the hardware reports (Linux's /proc/cpuinfo, macOS's sysctl); elsewhere False. PyTorch
+    runs bfloat16 on other CPUs too, but emulated, slower than float32.
+    """
+    import platform
+    import subprocess
+
+    system = platform.system()  # not sys.platform: type checkers prune the other systems' branches
+    if system == "Linux":
+        try:
+            with open("/proc/cpuinfo", encoding="ascii", errors="replace") as info:
+                flags = next((line for line in info if line.startswith(("flags", "Features"))), "")
+        except OSError:
+            return False
+        return bool({"avx512_bf16", "amx_bf16", "bf16"} & set(flags.split(":", 1)[-1].split()))
+    if system == "Darwin" and platform.machine() == "arm64":
+        try:
+            out = subprocess.run(
+                ["sysctl", "-n", "hw.optional.arm.FEAT_BF16"], capture_output=True, text=True, timeout=5
+            )
+        except (OSError, subprocess.SubprocessError):
+            return False
+        return out.stdout.strip() == "1"
+    return False

@@ -6,6 +6,7 @@ import csv
 import io
 import logging
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,13 +66,19 @@ def list_images(path: str | Path) -> list[Path]:
     return sorted(found)
 
 
+#: Threads that decode photos for a prediction (PIL releases the GIL while it decodes).
+LOAD_THREADS = 4
+
+
 class Predictor:
     """A bundle's model ready for inference."""
 
     def __init__(self, bundle: Bundle, device: str = "auto") -> None:
         self.bundle = bundle
         self.device = resolve_device(device)
-        self.model = bundle.build_model().to(self.device)
+        # channels_last, as training ran it: faster convolutions on CPUs and GPUs alike, and the same
+        # float sums as the run's validation (BENCHMARKS.md, "CPU floor").
+        self.model = bundle.build_model().to(self.device).to(memory_format=torch.channels_last)
         self.transform = eval_transform(bundle.preprocessing)
 
     def load(self, path: str | Path) -> Image.Image:
@@ -90,12 +97,17 @@ class Predictor:
     def logits(self, batch: torch.Tensor) -> torch.Tensor:
         """Main logits of a preprocessed ``[B, 3, H, W]`` batch, averaged over the bundle's test-time
         augmentation views (the batch alone, or also its mirror image), on the CPU as float32."""
-        return tta_logits(self.model, batch.to(self.device), self.bundle.preprocessing.tta).float().cpu()
+        batch = batch.to(self.device).contiguous(memory_format=torch.channels_last)
+        return tta_logits(self.model, batch, self.bundle.preprocessing.tta).float().cpu()
 
     def probabilities(self, images: Sequence[Image.Image]) -> torch.Tensor:
         """Softmax probabilities, one row per image, on the CPU."""
         batch = torch.stack([self.transform(img) for img in images])
         return torch.softmax(self.logits(batch), dim=1)
+
+    def preprocessed(self, path: str | Path) -> torch.Tensor:
+        """The file at ``path`` decoded and preprocessed (UnreadableImageError if it cannot be)."""
+        return self.transform(self.load(path))
 
     def predict_image(self, image: str | Path | Image.Image, top_k: int = 3) -> list[tuple[str, float]]:
         """Top-k (class, probability) for one image; UnreadableImageError if it cannot be decoded."""
@@ -115,27 +127,28 @@ class Predictor:
         if self.device.type == "cpu":
             crop = self.bundle.preprocessing.crop_size
             batch_size = fit_batch(batch_size, crop, training=False, what="the prediction batch")
-        for start in range(0, len(files), batch_size):
-            chunk = files[start : start + batch_size]
-            images: list[Image.Image] = []
-            readable: list[Path] = []
-            errors: dict[Path, str] = {}
-            for p in chunk:
-                try:
-                    images.append(self.load(p))
-                    readable.append(p)
-                except UnreadableImageError as exc:
-                    errors[p] = str(exc)
-            probs = iter(self.probabilities(images)) if images else iter(())
-            by_path = {p: self._top(next(probs), top_k) for p in readable}
-            for p in chunk:
-                if p in errors:
-                    results.append(Prediction(p, (), errors[p]))
-                else:
-                    results.append(Prediction(p, tuple(by_path[p])))
-            if on_progress:
-                on_progress(len(results), len(files))
+        with ThreadPoolExecutor(
+            LOAD_THREADS, thread_name_prefix="predict"
+        ) as pool:  # PIL decodes off the GIL
+            for start in range(0, len(files), batch_size):
+                chunk = files[start : start + batch_size]
+                loaded = list(pool.map(self._try_preprocessed, chunk))
+                tensors = [t for t in loaded if isinstance(t, torch.Tensor)]
+                probs = iter(torch.softmax(self.logits(torch.stack(tensors)), dim=1)) if tensors else iter(())
+                for p, item in zip(chunk, loaded):
+                    if isinstance(item, str):
+                        results.append(Prediction(p, (), item))
+                    else:
+                        results.append(Prediction(p, tuple(self._top(next(probs), top_k))))
+                if on_progress:
+                    on_progress(len(results), len(files))
         return results
+
+    def _try_preprocessed(self, path: Path) -> torch.Tensor | str:
+        try:
+            return self.preprocessed(path)
+        except UnreadableImageError as exc:
+            return str(exc)
 
     def _top(self, probs: torch.Tensor, top_k: int) -> list[tuple[str, float]]:
         k = max(1, min(top_k, len(self.class_names)))
