@@ -104,3 +104,36 @@ def test_predict_image_and_folder(trained, tmp_path):
     assert rows[0][:3] == ["path", "label", "probability"]
     assert len(rows) == len(paths) + 1
     assert rows[1][0] == str(paths[0])
+
+
+def test_a_predictor_runs_each_unchanged_file_through_the_network_once(trained, tmp_path):
+    """Predict, evaluate and the export's parity check on the same photos: one pass of the network;
+    a file changed since (size or modification time) is run again."""
+    import shutil
+
+    from engine.inference.evaluate import evaluate
+
+    data, result = trained
+    predictor = Predictor.from_bundle(result.bundle_path, device="cpu")
+    seen: list[int] = []
+    predictor.model.register_forward_hook(lambda _m, inputs, _o: seen.append(inputs[0].shape[0]))
+    val = list_images(data / "val")
+    first = predictor.predict_paths(val)
+    per_photo = 2 if predictor.bundle.preprocessing.tta else 1  # the photo, and its mirror image
+    readable = [p for p in first if p.error is None]
+    assert len(readable) >= 8 and sum(seen) == per_photo * len(readable)
+
+    report = evaluate(predictor, data, split="val", device="cpu")
+    again = predictor.predict_paths(val)
+    assert sum(seen) == per_photo * len(readable)  # remembered: nothing ran again
+    assert [p.top for p in again] == [p.top for p in first]
+    assert report.n_images == len(readable)
+    first_label = {p.path: p.label for p in first}
+    assert all(predictor.class_names[r.predicted_index] == first_label[r.path] for r in report.results)
+
+    changed, other = readable[0].path, readable[-1]
+    shutil.copy(other.path, changed)  # another photo under the same name: new size or time
+    swapped = predictor.predict_paths([changed])
+    assert sum(seen) == per_photo * (len(readable) + 1)
+    assert swapped[0].label == other.label  # the other photo's answer (alone, not in a batch of 16)
+    assert swapped[0].probability == pytest.approx(other.probability, abs=1e-5)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers_images import make_image_folder
+from helpers_images import SMALL_INPUT, make_image_folder
 
 from engine.core.config import TrainConfig
 from engine.core.rundir import RunDir
@@ -51,7 +51,8 @@ def data(tmp_path: Path) -> Path:
 
 def test_two_processes_match_one_with_the_same_global_batch(data: Path, tmp_path: Path) -> None:
     cache = tmp_path / "cache"
-    args = [str(data), "--model", "efficientnet_lite0", "--strategy", "feature-extract", "--epochs", "3"]
+    args = [str(data), "--model", "efficientnet_lite0", "--strategy", "feature-extract", "--epochs", "3",
+            "--input-size", str(SMALL_INPUT)]  # fmt: skip
     proc = _cli(*args, "--batch-size", "8", "--device", "cpu", "--nproc-per-node", "2",
                 "--out", str(tmp_path / "runs" / "two"), "--json", cache=cache)  # fmt: skip
     out, err = proc.communicate(timeout=300)
@@ -60,7 +61,9 @@ def test_two_processes_match_one_with_the_same_global_batch(data: Path, tmp_path
     assert two["world_size"] == 2 and two["epochs"] == 3
     assert len(out.strip().splitlines()) == 1 + 3  # one line per epoch and the JSON line: rank 0 alone prints
 
-    config = TrainConfig.for_strategy("feature-extract", epochs=3, batch_size=16, device="cpu")
+    config = TrainConfig.for_strategy(
+        "feature-extract", epochs=3, batch_size=16, device="cpu", input_size=SMALL_INPUT
+    )
     os.environ["TRANSFER_STUDIO_CACHE"] = str(tmp_path / "cache-one")  # computes its own features
     try:
         one = train(config, data, run_dir=tmp_path / "one")
@@ -133,7 +136,8 @@ def _wait_for_first_epoch(run: Path, timeout_s: float = 240) -> None:
 def test_a_killed_rank_ends_the_other_with_an_error_within_a_minute(data: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     proc = _cli(str(data), "--strategy", "feature-extract", "--epochs", "500", "--batch-size", "4",
-                "--device", "cpu", "--nproc-per-node", "2", "--out", str(run), cache=tmp_path / "cache")  # fmt: skip
+                "--input-size", str(SMALL_INPUT), "--device", "cpu", "--nproc-per-node", "2",
+                "--out", str(run), cache=tmp_path / "cache")  # fmt: skip
     try:
         _wait_for_first_epoch(run)
         ranks = _rank_pids(run)
@@ -156,7 +160,8 @@ def test_a_killed_rank_ends_the_other_with_an_error_within_a_minute(data: Path, 
 def test_a_stop_request_stops_both_processes_at_the_same_step(data: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     proc = _cli(str(data), "--strategy", "feature-extract", "--epochs", "500", "--batch-size", "4",
-                "--device", "cpu", "--nproc-per-node", "2", "--out", str(run), "--json",
+                "--input-size", str(SMALL_INPUT), "--device", "cpu", "--nproc-per-node", "2",
+                "--out", str(run), "--json",
                 cache=tmp_path / "cache", start_new_session=True)  # fmt: skip
     try:
         _wait_for_first_epoch(run)

@@ -207,11 +207,11 @@ def test_cli_predict_threshold_marks_unsure(trained_bundle, synthetic_dataset, t
 
 @pytest.mark.slow
 @pytest.mark.skipif(not HYMENOPTERA.is_dir(), reason="hymenoptera dataset not present")
-def test_evaluate_json_equals_the_runs_val_accuracy(tmp_path, monkeypatch, capsys):
+def test_evaluate_json_equals_the_runs_val_accuracy(tmp_path, monkeypatch, capsys, feature_cache):
     from engine.core.config import TrainConfig
     from engine.training.trainer import train
 
-    monkeypatch.setenv("TRANSFER_STUDIO_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("TRANSFER_STUDIO_CACHE", str(feature_cache))  # the acceptance runs' shared features
     config = TrainConfig.for_strategy("feature-extract", epochs=3, device="cpu", augment=False)
     result = train(config, HYMENOPTERA, run_dir=tmp_path / "run")
     best = result.history[result.best_epoch - 1]

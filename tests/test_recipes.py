@@ -342,7 +342,8 @@ def test_another_input_size_is_used_and_recorded(data, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.skipif(not HYMENOPTERA.is_dir(), reason="hymenoptera dataset not present")
-def test_default_feature_extraction_on_hymenoptera_reaches_095(tmp_path):
+def test_default_feature_extraction_on_hymenoptera_reaches_095(tmp_path, monkeypatch, feature_cache):
+    monkeypatch.setenv("TRANSFER_STUDIO_CACHE", str(feature_cache))  # the acceptance runs' shared features
     config = TrainConfig.for_strategy("feature-extract", model="efficientnet_lite0", device="cpu")
     result = train(config, HYMENOPTERA, run_dir=tmp_path / "run")
     assert result.best_val_acc >= 0.95, result.history

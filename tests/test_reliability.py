@@ -304,7 +304,7 @@ def test_killed_run_resumes_to_the_same_result(tmp_path):
     data = make_image_folder(tmp_path / "d", {"a": 16, "b": 16}, size=(64, 64))
     env = {"TRANSFER_STUDIO_CACHE": str(tmp_path / "cache")}
     common = ["--model", "mobilenet_v3_small", "--strategy", "scratch", "--epochs", "4", "--batch-size", "8",
-              "--device", "cpu", "--seed", "5", "--json"]  # fmt: skip
+              "--input-size", "64", "--device", "cpu", "--seed", "5", "--json"]  # fmt: skip
 
     full = _cli_train(str(data), "--out", str(tmp_path / "full"), *common, env=env)
     out, err = full.communicate(timeout=600)

@@ -278,17 +278,18 @@ def evaluate(
             raise_if_stopped(should_stop, "evaluation")
             chunk = samples[start : start + batch_size]
             loaded = list(pool.map(lambda s: _load(s.path, predictor), chunk))
-            tensors = []
+            tensors, files = [], []
             for sample, item in zip(chunk, loaded):
                 if isinstance(item, str):
                     unreadable.append((sample.path, item))
                     continue
                 tensors.append(item)
-                paths.append(sample.path)
+                files.append(sample.path)
                 y_true.append(to_model[sample.label])
+            paths += files
             if tensors:
                 labels = torch.tensor(y_true[len(y_true) - len(tensors) :])
-                batch_probs, batch_losses = _forward(predictor, torch.stack(tensors), labels)
+                batch_probs, batch_losses = _forward(predictor, files, torch.stack(tensors), labels)
                 probs.append(batch_probs)
                 losses.append(batch_losses)
             if on_progress:
@@ -326,11 +327,11 @@ def _load(path: Path, predictor: Predictor) -> torch.Tensor | str:
 
 @torch.inference_mode()
 def _forward(
-    predictor: Predictor, batch: torch.Tensor, labels: torch.Tensor
+    predictor: Predictor, files: list[Path], batch: torch.Tensor, labels: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Softmax probabilities (as ``Predictor.probabilities`` computes them, test-time augmentation
     included) and cross-entropy per image."""
-    logits = predictor.logits(batch)
+    logits = predictor.file_logits(files, batch)
     losses = torch.nn.functional.cross_entropy(logits, labels, reduction="none")
     return torch.softmax(logits, dim=1), losses
 

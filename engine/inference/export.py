@@ -416,7 +416,7 @@ def parity_check(
             if kept:
                 batch = torch.stack([t for _, t in kept])
                 with torch.inference_mode():
-                    app = torch.softmax(predictor.logits(batch), dim=1)
+                    app = torch.softmax(predictor.file_logits([p for p, _ in kept], batch), dim=1)
                 other = torch.softmax(torch.from_numpy(np.asarray(runner(batch.numpy()))).float(), dim=1)
                 if other.shape != app.shape:
                     raise ExportError(

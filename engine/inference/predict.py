@@ -5,6 +5,9 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import os
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -68,6 +71,9 @@ def list_images(path: str | Path) -> list[Path]:
 
 #: Threads that decode photos for a prediction (PIL releases the GIL while it decodes).
 LOAD_THREADS = 4
+#: How many files' answers a predictor remembers (a few floats each: 100,000 files of 10 classes take
+#: about 4 MB).
+REMEMBERED_FILES = 100_000
 
 
 class Predictor:
@@ -80,6 +86,10 @@ class Predictor:
         # float sums as the run's validation (BENCHMARKS.md, "CPU floor").
         self.model = bundle.build_model().to(self.device).to(memory_format=torch.channels_last)
         self.transform = eval_transform(bundle.preprocessing)
+        # A file's logits, by its identity (path, size, modification time): the photos a user predicts,
+        # evaluates and checks an export on are run through the network once per predictor.
+        self._remembered: OrderedDict[tuple[str, int, int], torch.Tensor] = OrderedDict()
+        self._remembered_lock = threading.Lock()  # a window may run two jobs on one predictor
 
     def load(self, path: str | Path) -> Image.Image:
         """Decode an image the way training did for this model (JPEG draft to its resize size)."""
@@ -99,6 +109,32 @@ class Predictor:
         augmentation views (the batch alone, or also its mirror image), on the CPU as float32."""
         batch = batch.to(self.device).contiguous(memory_format=torch.channels_last)
         return tta_logits(self.model, batch, self.bundle.preprocessing.tta).float().cpu()
+
+    def file_logits(self, files: Sequence[Path], batch: torch.Tensor) -> torch.Tensor:
+        """:meth:`logits` of ``batch``, the preprocessed images of ``files`` (row for row).
+
+        Each file's answer is remembered by its path, size and modification time: a file this
+        predictor has seen unchanged is not run through the network again (the model is fixed).
+        """
+        keys = [_identity(path) for path in files]
+        with self._remembered_lock:
+            known = {
+                i: self._remembered[k] for i, k in enumerate(keys) if k is not None and k in self._remembered
+            }
+        todo = [i for i in range(len(keys)) if i not in known]
+        fresh = dict(zip(todo, self.logits(batch[todo]))) if todo else {}
+        with self._remembered_lock:
+            for i in todo:
+                key = keys[i]
+                if key is not None:
+                    self._remembered[key] = fresh[i]
+            for i in known:
+                key = keys[i]
+                if key is not None and key in self._remembered:
+                    self._remembered.move_to_end(key)
+            while len(self._remembered) > REMEMBERED_FILES:
+                self._remembered.popitem(last=False)
+        return torch.stack([known[i] if i in known else fresh[i] for i in range(len(keys))])
 
     def probabilities(self, images: Sequence[Image.Image]) -> torch.Tensor:
         """Softmax probabilities, one row per image, on the CPU."""
@@ -133,8 +169,11 @@ class Predictor:
             for start in range(0, len(files), batch_size):
                 chunk = files[start : start + batch_size]
                 loaded = list(pool.map(self._try_preprocessed, chunk))
-                tensors = [t for t in loaded if isinstance(t, torch.Tensor)]
-                probs = iter(torch.softmax(self.logits(torch.stack(tensors)), dim=1)) if tensors else iter(())
+                readable = [(p, t) for p, t in zip(chunk, loaded) if isinstance(t, torch.Tensor)]
+                probs = iter(())
+                if readable:
+                    batch = torch.stack([t for _, t in readable])
+                    probs = iter(torch.softmax(self.file_logits([p for p, _ in readable], batch), dim=1))
                 for p, item in zip(chunk, loaded):
                     if isinstance(item, str):
                         results.append(Prediction(p, (), item))
@@ -154,6 +193,15 @@ class Predictor:
         k = max(1, min(top_k, len(self.class_names)))
         values, indices = torch.topk(probs, k)
         return [(self.class_names[i], float(v)) for v, i in zip(values.tolist(), indices.tolist())]
+
+
+def _identity(path: Path) -> tuple[str, int, int] | None:
+    """What tells a file's content apart cheaply: its absolute path, size and modification time."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (os.path.abspath(path), st.st_size, st.st_mtime_ns)
 
 
 def write_predictions_csv(
