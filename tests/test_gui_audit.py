@@ -85,6 +85,15 @@ def test_audit_finds_planted_problems_and_acts_without_deleting(window, qtbot, m
     assert planted["leak"].is_file()
     assert "1 excluded by you" in window.findChild(QLabel, "datasetSummary").text()
     assert window.train_tab.report is data.report  # training gets the new scan at once
+    # Issue 22: the photo just excluded can be included again from the same finding (Exclude greys).
+    exclude, include = (
+        window.findChild(QPushButton, n) for n in ("auditExcludeButton", "auditIncludeButton")
+    )
+    val_copy = 1 - names.index("red_03.png")
+    panel.grid.setCurrentIndex(panel.grid.thumbs.index(val_copy))
+    assert include.isEnabled() and not exclude.isEnabled()
+    panel.grid.setCurrentIndex(panel.grid.thumbs.index(1 - val_copy))  # the kept one: not excluded
+    assert exclude.isEnabled() and not include.isEnabled()
 
     # Include it again from the "Excluded by you" section.
     excluded = _top(tree, "Excluded by you (1)")

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QDialog, QLabel, QListWidget, QPushButton, QTableWidget
+from PySide6.QtWidgets import QDialog, QLabel, QListWidget, QProgressBar, QPushButton, QTableWidget
 
 ARCH = "mobilenet_v3_small"
 
@@ -66,8 +66,14 @@ def test_evaluate_tab_exists_and_waits_for_model_and_data(window):
 
 def test_confusion_cell_filters_the_gallery(window, qtbot, synthetic_dataset, untrained_bundle):
     _load(window, qtbot, synthetic_dataset, untrained_bundle)
+    summary = window.findChild(QLabel, "evaluateSummary")
+    assert "Press <b>Evaluate</b>" in summary.text() and "val images" in summary.text()  # issue 22: a hint
     report = _evaluate(window, qtbot)
     assert report.n_images == 16  # the val split: 8 cats + 8 dogs
+    assert "Press" not in summary.text() and "Accuracy" in summary.text()
+    assert "top-" not in summary.text()  # top-2 of two classes says nothing
+    progress = window.findChild(QProgressBar, "evaluateProgress")
+    assert progress.minimumWidth() >= progress.fontMetrics().horizontalAdvance("153 / 153 images")
 
     per_class = window.findChild(QTableWidget, "perClassTable")
     assert per_class.rowCount() == 2
@@ -80,6 +86,9 @@ def test_confusion_cell_filters_the_gallery(window, qtbot, synthetic_dataset, un
     assert errors > 0  # an untrained model gets some wrong
     assert gallery.count() == errors
     assert "→" in gallery.item(0).text()
+    first = gallery.item(0).data(Qt.ItemDataRole.UserRole + 11)
+    shown = f"{first.probabilities[first.predicted_index]:.1%}"
+    assert gallery.item(0).text().endswith(f"({shown})")  # as the detail says it: a percentage
     counts = {(t, p): int(matrix.item(t, p).text()) for t in range(2) for p in range(2)}
     assert sum(counts.values()) == 16
     assert counts == {(t, p): report.confusion_matrix[t][p] for t in range(2) for p in range(2)}

@@ -54,7 +54,11 @@ def test_folder_results_export_to_csv(
     monkeypatch.setattr(QFileDialog, "getExistingDirectory", staticmethod(lambda *a, **k: str(folder)))
     qtbot.mouseClick(window.findChild(QPushButton, "predictFolderButton"), Qt.MouseButton.LeftButton)
     table = _wait_for_results(window, qtbot, 17)
-    labels = {table.item(r, 0).text(): table.item(r, 1).text() for r in range(17)}
+    # Issue 22: each photo shows with its sub-folder, and the folder's class when it names one.
+    shown = [table.item(r, 0).text() for r in range(17)]
+    assert all(name.split("/")[0] in ("cats", "dogs") for name in shown), shown
+    assert [table.item(r, 3).text() for r in range(17)] == [name.split("/")[0] for name in shown]
+    labels = {Path(table.item(r, 0).text()).name: table.item(r, 1).text() for r in range(17)}
     assert labels["damaged.png"] == "unreadable"
     correct = sum(1 for name, label in labels.items() if name != "damaged.png" and name.startswith(label))
     assert correct >= 14
@@ -106,3 +110,33 @@ def test_a_file_that_is_not_a_bundle_is_refused_clearly(window, qtbot, monkeypat
     assert "not a Transfer Studio model bundle" in error.text()
     assert "Traceback" not in error.text()
     assert not window.predict_tab.has_model()
+
+
+def test_the_tab_names_the_loaded_model_and_pickers_start_in_the_dataset(
+    window, qtbot, monkeypatch, trained_bundle, synthetic_dataset
+):
+    """Issue 22: two runs at the same accuracy are told apart by their run's name; the empty page stops
+    asking for a model once one is loaded; the image pickers start in the open dataset's val/."""
+    from engine.data.datasets import scan_dataset
+
+    hint = window.findChild(QLabel, "predictEmptyHint")
+    assert "A model is needed" in hint.text()
+    _open_model(window, qtbot, monkeypatch, trained_bundle)
+    run_name = trained_bundle.parent.name
+    label = window.findChild(QLabel, "predictModel").text()
+    assert f"Model: {run_name}" in label and "feature-extract" in label
+    assert "A model is needed" not in hint.text() and run_name in hint.text()
+
+    window.predict_tab.set_dataset(scan_dataset(synthetic_dataset))
+    starts: list[str] = []
+    monkeypatch.setattr(
+        QFileDialog,
+        "getOpenFileNames",
+        staticmethod(lambda _p, _t, start, _f: (starts.append(start), ([], ""))[1]),
+    )
+    monkeypatch.setattr(
+        QFileDialog, "getExistingDirectory", staticmethod(lambda _p, _t, start: starts.append(start) or "")
+    )
+    window.findChild(QPushButton, "predictOpenButton").click()
+    window.findChild(QPushButton, "predictFolderButton").click()
+    assert [Path(s) for s in starts] == [synthetic_dataset / "val"] * 2

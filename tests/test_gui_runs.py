@@ -21,6 +21,7 @@ from engine.core.errors import TransferStudioError
 from engine.core.rundir import RunDir
 from engine.core.runs import list_runs
 from gui.tabs.compare_view import METRIC_PLOTS, legend_labels
+from gui.tabs.runs_tab import BEST_ACC, DURATION
 
 TRAIN_TIMEOUT_MS = 300_000
 
@@ -165,9 +166,9 @@ def test_each_run_is_a_row_newest_first_and_sortable(window, qtbot, runs_root):
     assert "3 runs" in window.runs_tab.summary.text()
 
     view = window.findChild(QTableView, "runsTable")
-    view.sortByColumn(5, Qt.SortOrder.DescendingOrder)  # best val acc
+    view.sortByColumn(BEST_ACC, Qt.SortOrder.DescendingOrder)
     assert [r["Name"] for r in rows(window)] == ["old", "stopped", "new"]
-    view.sortByColumn(7, Qt.SortOrder.AscendingOrder)  # duration: 4 s, 4 s, 6 s
+    view.sortByColumn(DURATION, Qt.SortOrder.AscendingOrder)  # 4 s, 4 s, 6 s
     assert rows(window)[-1]["Name"] == "new"
 
 
@@ -209,7 +210,9 @@ def test_an_empty_runs_folder_says_so(window, qtbot):
 
 # -- curves and comparison ------------------------------------------------------------------------------
 def test_one_selected_run_shows_its_curves_and_settings(window, qtbot, runs_root):
-    run = make_run(runs_root, "solo", lr=0.005, epochs=4, accs=(0.5, 0.6, 0.7, 0.65))
+    run = make_run(runs_root, "solo", lr=0.005, epochs=4, accs=(0.5, 0.6, 0.7, 0.65), input_size=-1)
+    RunDir(run).record_dataset({"input_size": 288, "validation": "folder", "device": "CPU (2 threads)"})
+    split = make_run(runs_root, "split", val_fraction=0.25, device="cpu")  # an automatic split, older run
     show_runs(window, qtbot)
     select(window, run)
     for _key, name, *_rest in METRIC_PLOTS:
@@ -225,9 +228,18 @@ def test_one_selected_run_shows_its_curves_and_settings(window, qtbot, runs_root
     assert settings["strategy"] == "feature-extract" and settings["model"] == "efficientnet_lite0"
     assert settings["best val accuracy"] == "70.0%" and settings["best epoch"] == "3"
     assert settings["duration"] == "0:08"
+    # Issue 22: settings in words, with what "automatic" came to.
+    assert settings["input size"] == "automatic (288 px)"
+    assert settings["validation fraction"] == "the dataset's val folder"
+    assert settings["device"] == "automatic (CPU (2 threads))"
+    assert "True" not in settings.values() and "False" not in settings.values()
     assert button(window, "runsOpenPredictButton").isEnabled()
     assert button(window, "runsOpenEvaluateButton").isEnabled()
     assert not button(window, "runsResumeButton").isEnabled()  # finished
+    select(window, split)
+    settings = {table.verticalHeaderItem(r).text(): table.item(r, 0).text() for r in range(table.rowCount())}
+    assert settings["validation fraction"] == "25% of each class (automatic split)"
+    assert settings["device"] == "CPU"
 
 
 def test_two_selected_runs_draw_two_curves_named_by_what_differs(window, qtbot, runs_root):
@@ -446,6 +458,43 @@ def test_export_report_asks_for_the_selected_run(window, qtbot, runs_root):
     with qtbot.waitSignal(tab.reportRequested, timeout=5_000) as requested:
         button(window, "runsReportButton").click()
     assert requested.args == [str(run)]
+
+
+def test_file_export_report_writes_the_selected_runs_report(window, qtbot, runs_root, monkeypatch):
+    """Issue 22: with a feature-extract run selected in the Runs tab, File → Export report wrote the
+    last-trained (fine-tune) run's report. It reports the selected run, without a folder to pick;
+    from another tab the folder dialog starts at the run in view."""
+    from PySide6.QtWidgets import QFileDialog
+
+    from gui.dialogs.report_export import ReportExporter
+
+    extract = make_run(runs_root, "extract")
+    tuned = make_run(runs_root, "tuned", strategy="fine-tune")
+    window.train_tab.run_dir = str(tuned)  # the run trained last, as the Train tab shows it
+    asked: list[str] = []
+    monkeypatch.setattr(
+        QFileDialog, "getExistingDirectory", staticmethod(lambda _p, _t, start: asked.append(start) or "")
+    )
+    suggested: list[str] = []
+    target = runs_root.parent / "out" / "report.html"
+    monkeypatch.setattr(
+        QFileDialog,
+        "getSaveFileName",
+        staticmethod(lambda _p, _t, path, _f: (suggested.append(path), (str(target), ""))[1]),
+    )
+    written: list[tuple[Path, Path]] = []
+    monkeypatch.setattr(ReportExporter, "_start", lambda _self, folder, out: written.append((folder, out)))
+
+    show_runs(window, qtbot)
+    select(window, extract)
+    window.export_report_action.trigger()
+    assert asked == []  # the selection says which run
+    assert written == [(extract, target)]
+    assert Path(suggested[0]).parent == extract
+
+    window.tabs.setCurrentWidget(window.train_tab)  # elsewhere: the picker starts at the run in view
+    window.export_report_action.trigger()
+    assert [Path(a) for a in asked] == [tuned]
 
 
 def test_resume_is_offered_for_a_resumable_run_only(window, qtbot, runs_root, monkeypatch):

@@ -13,7 +13,7 @@ import os
 import shutil
 import sys
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -57,6 +57,9 @@ class RunSummary:
     has_bundle: bool
     message: str | None  # why it failed
     problems: tuple[str, ...] = ()  # damaged parts of its files that were left out
+    resolved: dict[str, Any] = field(default_factory=dict)
+    """What its automatic settings came to, where the run recorded it: ``input_size`` (px),
+    ``validation`` ("folder": the dataset's val/; "split": an automatic split) and ``device``."""
 
     def to_json(self) -> dict[str, Any]:
         payload = asdict(self)
@@ -171,7 +174,14 @@ def summarize_run(path: str | Path) -> RunSummary:
         has_bundle=has_bundle,
         message=status.get("message"),
         problems=tuple(f"{METRICS_FILE} line {n} is damaged (left out)" for n in bad_lines),
+        resolved=_resolved(run.read_dataset()),
     )
+
+
+def _resolved(dataset: dict[str, Any]) -> dict[str, Any]:
+    """The ``resolved`` of a RunSummary, from what config.json recorded of the dataset."""
+    kinds = {"input_size": int, "validation": str, "device": str}
+    return {k: dataset[k] for k, kind in kinds.items() if isinstance(dataset.get(k), kind) and dataset[k]}
 
 
 def _seconds_of(status: dict[str, Any], history: list[dict[str, Any]]) -> float:

@@ -131,10 +131,13 @@ def check_dataset(
     }
 
 
-def dataset_record(report: DatasetReport, balance: str, input_size: int) -> dict[str, Any]:
-    """What a run trains on, as ``config.json`` records it when the run starts."""
+def dataset_record(report: DatasetReport, balance: str, input_size: int, device: str = "") -> dict[str, Any]:
+    """What a run trains on, as ``config.json`` records it when the run starts: besides the photos,
+    what its automatic settings came to (input size, where validation photos come from, device)."""
     ratio = report.imbalance()
     return {
+        "validation": "split" if report.auto_split else "folder",
+        "device": device,
         "images": counts(report),
         "fingerprint": fingerprint(report),
         "skipped": len(report.skipped),

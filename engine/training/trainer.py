@@ -328,7 +328,10 @@ def _record_dataset(
             f"Input size {state.preprocessing.crop_size} px (automatic, from the training photos' sizes)"
         )
     if first or not run.read_dataset():
-        run.record_dataset(run_folder.dataset_record(report, state.balance, state.preprocessing.crop_size))
+        record = run_folder.dataset_record(
+            report, state.balance, state.preprocessing.crop_size, describe_device(state.device)
+        )
+        run.record_dataset(record)
 
 
 # -- the end --------------------------------------------------------------------------------------

@@ -13,15 +13,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QTimer, Signal, Slot
+from PySide6.QtCore import Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence, QShowEvent
-from PySide6.QtWidgets import QLabel, QMainWindow, QMessageBox, QTabWidget, QWidget
+from PySide6.QtWidgets import QLabel, QMainWindow, QMenu, QMessageBox, QTabWidget, QWidget
 
 from gui.background.gc_policy import freeze_long_lived
 from gui.background.jobs import FunctionWorker, Job, ThreadRunner
+from gui.core.layout_memory import restore_layout, save_layout
 from gui.core.settings import Settings
 from gui.shell.environment import Environment, about_html, probe_environment
 from gui.shell.icon import app_icon
@@ -101,11 +103,11 @@ class MainWindow(QMainWindow):
         self.tabs = QTabWidget()
         self.tabs.setObjectName("tabs")
         self.tabs.setDocumentMode(True)
-        self.tabs.addTab(self.data_tab, "1  Data")
-        self.tabs.addTab(self.train_tab, "2  Train")
-        self.tabs.addTab(self.predict_tab, "3  Predict")
-        self.tabs.addTab(self.evaluate_tab, "4  Evaluate")
-        self.tabs.addTab(self.runs_tab, "5  Runs")
+        self.tabs.addTab(self.data_tab, "&1  Data")
+        self.tabs.addTab(self.train_tab, "&2  Train")
+        self.tabs.addTab(self.predict_tab, "&3  Predict")
+        self.tabs.addTab(self.evaluate_tab, "&4  Evaluate")
+        self.tabs.addTab(self.runs_tab, "&5  Runs")
         self.setCentralWidget(self.tabs)
 
         self.data_tab.datasetChanged.connect(self._on_dataset_changed)
@@ -113,6 +115,7 @@ class MainWindow(QMainWindow):
         self.train_tab.runningChanged.connect(self._on_running_changed)
         self.train_tab.predictRequested.connect(self._show_predict)
         self.data_tab.datasetChanged.connect(self.evaluate_tab.set_dataset)
+        self.data_tab.datasetChanged.connect(self.predict_tab.set_dataset)
         self.predict_tab.modelLoaded.connect(self._on_model_loaded)
         self.train_tab.weightsChanged.connect(self.refresh_catalog)
         self.train_tab.runStarted.connect(self.runs_tab.on_run_started)
@@ -178,11 +181,68 @@ class MainWindow(QMainWindow):
         file_menu.addAction(self.import_weights_action)
         file_menu.addSeparator()
         file_menu.addAction(self.quit_action)
+        self._build_go_menu()
         help_menu = self.menuBar().addMenu("&Help")
+        self.getting_started_action = self._action(
+            "&Getting started",
+            "gettingStartedAction",
+            self.show_getting_started,
+            QKeySequence.StandardKey.HelpContents,
+        )
+        self.shortcuts_action = self._action(
+            "&Keyboard shortcuts", "shortcutsAction", self.show_shortcuts, "Ctrl+/"
+        )
         self.about_action = self._action("&About Transfer Studio", "aboutAction", self.show_about)
         self.environment_action = self._action("&Environment…", "environmentAction", self.show_environment)
+        help_menu.addAction(self.getting_started_action)
+        help_menu.addAction(self.shortcuts_action)
+        help_menu.addSeparator()
         help_menu.addAction(self.environment_action)
         help_menu.addAction(self.about_action)
+
+    def _build_go_menu(self) -> None:
+        """Go: one action per tab (Ctrl+1…5; Cmd on macOS, where Qt maps Ctrl) and next/previous tab."""
+        go_menu = self.menuBar().addMenu("&Go")
+        self.tab_actions: list[QAction] = []
+        for index in range(self.tabs.count()):
+            name = self.tabs.tabText(index).split()[-1]
+            action = self._action(
+                f"&{index + 1} {name}", f"go{name}Action", partial(self.tabs.setCurrentIndex, index),
+                f"Ctrl+{index + 1}",
+            )  # fmt: skip
+            self.tab_actions.append(action)
+            go_menu.addAction(action)
+        go_menu.addSeparator()
+        self.next_tab_action = self._action("&Next tab", "nextTabAction", lambda: self._step_tab(1))
+        self.next_tab_action.setShortcuts([QKeySequence("Ctrl+Tab"), QKeySequence("Ctrl+PgDown")])
+        self.previous_tab_action = self._action(
+            "&Previous tab", "previousTabAction", lambda: self._step_tab(-1)
+        )
+        self.previous_tab_action.setShortcuts([QKeySequence("Ctrl+Shift+Tab"), QKeySequence("Ctrl+PgUp")])
+        go_menu.addAction(self.next_tab_action)
+        go_menu.addAction(self.previous_tab_action)
+
+    def _step_tab(self, step: int) -> None:
+        self.tabs.setCurrentIndex((self.tabs.currentIndex() + step) % self.tabs.count())
+
+    def all_actions(self) -> list[QAction]:
+        """Every action of the menus, in menu order (Help → Keyboard shortcuts lists them)."""
+        found: list[QAction] = []
+        for menu in self.menuBar().findChildren(QMenu, options=Qt.FindChildOption.FindDirectChildrenOnly):
+            found += [a for a in menu.actions() if not a.isSeparator() and a.menu() is None]
+        return found
+
+    @Slot()
+    def show_getting_started(self) -> None:
+        from gui.dialogs.help_pages import HelpPage, getting_started_html
+
+        HelpPage("Getting started", getting_started_html(), "gettingStartedPage", self).open()
+
+    @Slot()
+    def show_shortcuts(self) -> None:
+        from gui.dialogs.help_pages import HelpPage, shortcuts_html
+
+        HelpPage("Keyboard shortcuts", shortcuts_html(self.all_actions()), "shortcutsPage", self).open()
 
     @Slot()
     def open_dataset(self) -> None:
@@ -255,23 +315,46 @@ class MainWindow(QMainWindow):
     def export_report(self, run_dir: str | Path | None = None) -> None:
         """Write the HTML report of ``run_dir`` (a run or a bake-off), or of a folder the user picks.
 
-        Without ``run_dir`` a folder dialog asks, starting at the current model's run folder (when the
-        Predict tab's model came from a run), else at the runs folder. Then a save dialog asks for the
-        file; the report is written on a worker thread with a progress dialog and Cancel.
+        Without ``run_dir`` a folder dialog asks, starting at the run in view (see
+        :meth:`_run_in_view`), else at the runs folder. Then a save dialog asks for the file; the
+        report is written on a worker thread with a progress dialog and Cancel.
         """
-        from gui.dialogs.report_export import ReportExporter, run_folder_of
+        from gui.dialogs.report_export import ReportExporter
 
         if self._shut_down:
             return
         if self._report_exporter is None:
             self._report_exporter = ReportExporter(self.settings, self.runner, self)
             self._report_exporter.written.connect(self._on_report_written)
-        start = run_folder_of(self.predict_tab.model_path if self.predict_tab.has_model() else None)
-        self._report_exporter.export(run_dir, start=start)
+        self._report_exporter.export(run_dir, start=self._run_in_view())
+
+    def _run_in_view(self) -> Path | None:
+        """The run folder the user is looking at: the Runs tab's selected run, the run of the model
+        open in Predict or Evaluate, or the run the Train tab shows, the current tab first."""
+        from gui.dialogs.report_export import run_folder_of
+
+        selected = self.runs_tab.current_run()
+        by_tab: dict[QWidget, Path | None] = {
+            self.runs_tab: selected.path if selected is not None else None,
+            self.predict_tab: run_folder_of(
+                self.predict_tab.model_path if self.predict_tab.has_model() else None
+            ),
+            self.train_tab: Path(self.train_tab.run_dir) if self.train_tab.run_dir else None,
+        }
+        by_tab[self.evaluate_tab] = by_tab[self.predict_tab]  # Evaluate works on Predict's model
+        current = self.tabs.currentWidget()
+        if by_tab.get(current) is not None:
+            return by_tab[current]
+        return next((folder for folder in by_tab.values() if folder is not None), None)
 
     @Slot()
     def _export_report_from_menu(self) -> None:
-        self.export_report()
+        """File → Export report: on the Runs tab with one run selected, that run (no folder to pick)."""
+        selected = self.runs_tab.current_run()
+        if self.tabs.currentWidget() is self.runs_tab and selected is not None:
+            self.export_report(selected.path)
+        else:
+            self.export_report()
 
     @Slot(str)
     def _on_report_written(self, path: str) -> None:
@@ -372,10 +455,13 @@ class MainWindow(QMainWindow):
             self.resize(1280, 820)
         tab = self.settings.get_int("window/tab", 0, 0, self.tabs.count() - 1)
         self.tabs.setCurrentIndex(tab)
+        if "runsTable" in restore_layout(self, self.settings):
+            self.runs_tab.keep_column_widths()
 
     def save_state(self) -> None:
         self.settings.set("window/geometry", self.saveGeometry())
         self.settings.set("window/tab", self.tabs.currentIndex())
+        save_layout(self, self.settings)
         self.train_tab.form.save()
         self.settings.sync()
 

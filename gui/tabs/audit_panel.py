@@ -124,6 +124,7 @@ class AuditPanel(QWidget):
             on_done=self._on_done,
         )
         self.moves: list[tuple[Move, Finding, QTreeWidgetItem]] = []  # the Undo stack
+        self.excluded: set[str] = set()  # the dataset's excluded photos, relative: what the buttons offer
         self._build()
         self._update_buttons()
 
@@ -207,6 +208,7 @@ class AuditPanel(QWidget):
             )
         )
         splitter = QSplitter(Qt.Orientation.Horizontal)
+        splitter.setObjectName("auditSplitter")
         splitter.addWidget(self.tree)
         splitter.addWidget(right)
         splitter.setStretchFactor(0, 1)
@@ -232,6 +234,7 @@ class AuditPanel(QWidget):
         """A new scan of the Data tab: keep the findings when it is the same folder, else clear them."""
         same = report is not None and self.report is not None and report.root == self.report.root
         self.report = report
+        self._set_excluded(report.excluded if report is not None else [])
         if not same:
             self.cancel()
             self.audit = None
@@ -241,6 +244,16 @@ class AuditPanel(QWidget):
         elif self.audit is not None:
             self._show_excluded()
         self._update_buttons()
+
+    def _set_excluded(self, paths: Any) -> None:
+        """The excluded photos (absolute paths), as the last scan or edit left them."""
+        root = Path(self.report.root).resolve() if self.report is not None else None
+        self.excluded = set()
+        for path in paths:
+            try:
+                self.excluded.add(Path(path).resolve().relative_to(root).as_posix() if root else str(path))
+            except ValueError:
+                continue
 
     def is_running(self) -> bool:
         return self.job.is_busy()
@@ -355,8 +368,11 @@ class AuditPanel(QWidget):
         balance.setFont(0, bold)
         self.tree.addTopLevelItem(balance)
         self._show_excluded()
+        # The names column takes at most half the tree, so the Detail column never vanishes (and each
+        # row's whole text is its tooltip and shows above the photos when selected).
         self.tree.resizeColumnToContents(0)
-        self.tree.setColumnWidth(0, min(self.tree.columnWidth(0), 320))
+        half = max(120, self.tree.viewport().width() // 2)
+        self.tree.setColumnWidth(0, min(self.tree.columnWidth(0), 320, half))
 
     @staticmethod
     def _balance_text(audit: AuditReport) -> str:
@@ -427,11 +443,13 @@ class AuditPanel(QWidget):
         kind = finding.kind if finding is not None else ""
         moved = finding is not None and "moved" in finding.done
         is_group = kind in ("leak", "conflict", "duplicate")
-        self.exclude_button.setEnabled(editable and bool(selected) and kind != "excluded")
+        # By photo, whatever the finding: a photo just excluded can be included again at once.
+        excluded = [p for p in selected if p in self.excluded]
+        self.exclude_button.setEnabled(editable and len(excluded) < len(selected))
         self.keep_button.setEnabled(editable and is_group and len(selected) == 1)
         self.move_button.setEnabled(editable and kind == "label" and not moved)
         self.undo_button.setEnabled(bool(self.moves) and not running)
-        self.include_button.setEnabled(editable and kind == "excluded" and bool(selected))
+        self.include_button.setEnabled(editable and bool(excluded))
 
     # -- acting on findings ------------------------------------------------------------------------
     def _mark(self, text: str) -> None:
@@ -470,13 +488,14 @@ class AuditPanel(QWidget):
     def exclude_selected(self) -> None:
         from engine.data.exclusions import exclude
 
-        paths = self.selected_paths()
+        paths = [p for p in self.selected_paths() if p not in self.excluded]
         if self.report is None or not paths:
             return
         root = self.report.root
-        if self._edit(lambda: exclude(root, paths)):
+        if self._edit(lambda: self._set_excluded(exclude(root, paths))):
             self._mark(f"{len(paths)} excluded")
             self.status.setText(f"Excluded {len(paths)} photo(s) from training.")
+        self._update_buttons()
 
     @Slot()
     def keep_selected(self) -> None:
@@ -487,7 +506,7 @@ class AuditPanel(QWidget):
             return
         others = [p for p in finding.paths if p != keep[0]]
         root = self.report.root
-        if self._edit(lambda: exclude(root, others)):
+        if self._edit(lambda: self._set_excluded(exclude(root, others))):
             self._mark(f"kept {Path(keep[0]).name}")
             self.status.setText(f"Kept {keep[0]}; excluded the other {len(others)} copy(ies) from training.")
 
@@ -529,12 +548,13 @@ class AuditPanel(QWidget):
     def include_selected(self) -> None:
         from engine.data.exclusions import include
 
-        paths = self.selected_paths()
+        paths = [p for p in self.selected_paths() if p in self.excluded]
         if self.report is None or not paths:
             return
         root = self.report.root
-        if self._edit(lambda: include(root, paths)):
+        if self._edit(lambda: self._set_excluded(include(root, paths))):
             self.status.setText(f"{len(paths)} photo(s) will be used for training again.")
+        self._update_buttons()
 
     def shutdown(self) -> None:
         self.cancel()

@@ -117,6 +117,27 @@ def format_setting(key: str, value: Any) -> str:
     return str(value)
 
 
+def run_setting_text(run: RunSummary, key: str) -> str:
+    """A setting of ``run`` in words, with what an automatic value came to when the run recorded it:
+    "automatic (288 px)", "the dataset's val folder", "automatic (CPU: 2 cores)"."""
+    value = setting_of(run, key)
+    text = format_setting(key, value)
+    resolved = run.resolved
+    if key == "input_size" and isinstance(resolved.get("input_size"), int) and value in (0, -1):
+        return f"{text} ({resolved['input_size']} px)"
+    if key == "val_fraction":
+        source = resolved.get("validation")
+        if source is None:  # a run of an earlier version: the dataset's folders say it
+            source = "folder" if (Path(run.dataset) / "val").is_dir() else "split"
+        if source == "folder":
+            return "the dataset's val folder"
+        share = f"{value:.0%}" if isinstance(value, float) else text
+        return f"{share} of each class (automatic split)"
+    if key == "device" and value == "auto" and resolved.get("device"):
+        return f"{text} ({resolved['device']})"
+    return text
+
+
 def legend_part(key: str, value: Any) -> str:
     """How a legend entry names one differing setting: "fine-tune", "lr 0.001", "batch 16"."""
     if key in ("model", "strategy", "optimizer", "device", "dataset"):
@@ -236,6 +257,7 @@ class CompareView(QWidget):
         side_layout.addWidget(self.table, 1)
 
         splitter = QSplitter(Qt.Orientation.Horizontal)
+        splitter.setObjectName("compareSplitter")
         splitter.addWidget(plots)
         splitter.addWidget(side)
         splitter.setStretchFactor(0, 3)
@@ -326,7 +348,7 @@ class CompareView(QWidget):
             header = QTableWidgetItem(_swatch(RUN_COLOURS[column % len(RUN_COLOURS)]), label)
             header.setToolTip(f"{run.name}\n{run.path}")
             self.table.setHorizontalHeaderItem(column, header)
-            values = [format_setting(k, setting_of(run, k)) for k in keys] + [
+            values = [run_setting_text(run, k) for k in keys] + [
                 "–" if run.best_val_acc is None else f"{run.best_val_acc:.1%}",
                 str(run.best_epoch) if run.best_epoch else "–",
                 f"{run.epochs_done}/{run.epochs_planned}",

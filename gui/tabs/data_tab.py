@@ -155,6 +155,9 @@ class DataTab(QWidget):
         self.skipped.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
         self.issues = QTabWidget()
         self.issues.setObjectName("datasetIssues")
+        # Whole tab labels ("Warnings (3)"), never elided or behind scroll arrows.
+        self.issues.tabBar().setElideMode(Qt.TextElideMode.ElideNone)
+        self.issues.setUsesScrollButtons(False)
         self.issues.addTab(self.warnings, "Warnings")
         self.issues.addTab(self.skipped, "Skipped files")
 
@@ -164,6 +167,7 @@ class DataTab(QWidget):
         classes_layout.addWidget(heading("Classes"))
         classes_layout.addWidget(self.class_table)
         left = QSplitter(Qt.Orientation.Vertical)
+        left.setObjectName("dataLeftSplitter")
         left.addWidget(classes)
         left.addWidget(self.issues)
         left.setStretchFactor(0, 3)
@@ -187,11 +191,13 @@ class DataTab(QWidget):
         self.views = right
 
         splitter = QSplitter(Qt.Orientation.Horizontal)
+        splitter.setObjectName("dataSplitter")
         splitter.addWidget(left)
         splitter.addWidget(right)
         splitter.setStretchFactor(0, 2)
         splitter.setStretchFactor(1, 5)
-        left.setMinimumWidth(220)  # the class table's counts stay readable beside the doctor's findings
+        left.setMinimumWidth(220)  # grows to what the class table and the tab labels need (_fit_left)
+        self.left = left
         splitter.setChildrenCollapsible(False)
 
         self.pages = empty_state_pages(EMPTY_HINT, "dataEmptyHint", splitter)
@@ -262,6 +268,20 @@ class DataTab(QWidget):
         self.datasetChanged.emit(None)
 
     # -- showing the report ------------------------------------------------------------------------
+    def _fit_left(self) -> None:
+        """Keep every column of the class table (Share too) and both issue tabs' labels in view."""
+        table = self.class_table
+        header = table.horizontalHeader()
+        columns = sum(
+            max(header.sectionSizeHint(c), table.sizeHintForColumn(c), header.minimumSectionSize())
+            for c in range(header.count())
+        )
+        scrollbar = table.verticalScrollBar().sizeHint().width()
+        needed = max(
+            columns + scrollbar + 2 * table.frameWidth() + 4, self.issues.tabBar().sizeHint().width() + 8
+        )
+        self.left.setMinimumWidth(max(220, needed))
+
     def _show_report(self, report: DatasetReport) -> None:
         from engine.data.datasets import SPLITS, TINY_CLASS_TRAIN_IMAGES  # loaded by the scan already
 
@@ -318,6 +338,7 @@ class DataTab(QWidget):
             self.issues.setCurrentIndex(0)
         elif report.skipped:
             self.issues.setCurrentIndex(1)
+        self._fit_left()
 
         totals = ", ".join(f"{len(report.splits[s])} {s}" for s in splits)
         self.summary.setText(

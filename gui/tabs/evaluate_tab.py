@@ -101,6 +101,7 @@ class EvaluateTab(QWidget):
         self.gradcam_models = GradCamModels()
         self.gradcam.loaded.connect(self._on_gradcam)
         self.gradcam.failed.connect(self._on_gradcam_failed)
+        self._hint = ""  # the summary's text while nothing was evaluated yet
         self._build()
         self._update_state()
 
@@ -122,6 +123,10 @@ class EvaluateTab(QWidget):
         self.progress.setObjectName("evaluateProgress")
         self.progress.setAccessibleName("Evaluation progress")
         self.progress.setFormat("%v / %m images")
+        # Wide enough for "1,234 / 5,678 images" in every style (the text never spills out).
+        self.progress.setMinimumWidth(
+            self.progress.fontMetrics().horizontalAdvance("00000 / 00000 images") + 40
+        )
         self.progress.hide()
         top = QHBoxLayout()
         top.addWidget(self.source_label, 1)
@@ -210,6 +215,7 @@ class EvaluateTab(QWidget):
         right_layout.addLayout(pictures, 2)
 
         splitter = QSplitter(Qt.Orientation.Horizontal)
+        splitter.setObjectName("evaluateSplitter")
         splitter.addWidget(left)
         splitter.addWidget(right)
         splitter.setStretchFactor(0, 2)
@@ -267,6 +273,17 @@ class EvaluateTab(QWidget):
                 f"<b>data:</b> {Path(self.dataset.root).name} ({split})"
             )
         self.source_label.setText(text)
+        # Before the first evaluation the page says what the button does, instead of staying blank.
+        idle = ready and not running and self.report is None
+        if idle and self.summary.text() in ("", self._hint):
+            which = f"the {self._split()} images" if self._split() else "all the images"
+            self._hint = (
+                f"Press <b>Evaluate</b> to measure the model on {which}: "
+                "accuracy per class, the confusion matrix and the photos it gets wrong."
+            )
+            self.summary.setText(self._hint)
+        elif not idle and self.summary.text() == self._hint:
+            self.summary.setText("")
         self.evaluate_button.setToolTip(
             "" if ready else "Needs a model (Train tab or File → Open model…) and a dataset (Data tab)."
         )
@@ -332,10 +349,15 @@ class EvaluateTab(QWidget):
         self.report = report
         macro = report.macro_average()
         wrong = len(report.misclassified)
+        # Top-k only says something when k is below the number of classes (top-2 of 2 is always 100%).
+        top_k = (
+            f" · top-{report.top_k} {report.top_k_accuracy:.1%}"
+            if report.top_k < len(report.class_names)
+            else ""
+        )
         text = (
-            f"<b>Accuracy {report.accuracy:.1%}</b> on {report.n_images} images · top-{report.top_k} "
-            f"{report.top_k_accuracy:.1%} · macro F1 {macro['f1']:.3f} · mean loss {report.mean_loss:.3f} · "
-            f"{wrong} misclassified"
+            f"<b>Accuracy {report.accuracy:.1%}</b> on {report.n_images} images{top_k} · "
+            f"macro F1 {macro['f1']:.3f} · mean loss {report.mean_loss:.3f} · {wrong} misclassified"
         )
         if report.unreadable:
             text += f" · {len(report.unreadable)} unreadable image(s) skipped"
@@ -437,7 +459,7 @@ class EvaluateTab(QWidget):
         icon = QIcon(placeholder)
         for row, result in enumerate(results):
             probability = result.probabilities[result.predicted_index]
-            caption = f"{names[result.true_index]} → {names[result.predicted_index]} ({probability:.2f})"
+            caption = f"{names[result.true_index]} → {names[result.predicted_index]} ({probability:.1%})"
             item = QListWidgetItem(icon, caption)
             item.setData(RESULT_ROLE, result)
             item.setToolTip(f"{result.path}\nloss {result.loss:.3f}")

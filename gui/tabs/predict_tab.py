@@ -9,6 +9,7 @@ heatmap on the preview (computed on a worker thread).
 
 from __future__ import annotations
 
+import html
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -39,7 +40,9 @@ from gui.views.prediction_views import ProbabilityTable, confidence_item
 from gui.views.widgets import MessageBanner, dropped_paths, empty_state_pages, heading
 
 if TYPE_CHECKING:
+    from engine.data.datasets import DatasetReport
     from engine.inference.predict import Prediction, Predictor
+    from engine.models.bundle import Bundle
 
 logger = logging.getLogger(__name__)
 
@@ -47,12 +50,34 @@ PREVIEW_SIZE = 480
 TOP_K = 5
 IMAGE_FILTER = "Images (*.jpg *.jpeg *.png *.gif *.webp *.bmp *.tif *.tiff);;All files (*)"
 BUNDLE_FILTER = "Transfer Studio models (*.pt);;All files (*)"
-EMPTY_HINT = (
+DROP_HINT = (
     "<p style='font-size:15pt'><b>Drop photos or a folder here</b></p>"
     "<p>or use <b>Open images…</b> / <b>Open folder…</b> above.</p>"
+)
+EMPTY_HINT = DROP_HINT + (
     "<p>A model is needed: train one on the Train tab, or open a saved one (a <i>model.pt</i> "
     "file in a run folder) with <b>Open model…</b>.</p>"
 )
+COLUMNS = ["File", "Prediction", "Confidence", "Folder's class"]
+
+
+def model_name(bundle_path: str | Path) -> str:
+    """What tells one model from another: its run folder's name (a model.pt in a run), else its file."""
+    path = Path(bundle_path)
+    return path.parent.name if path.name == "model.pt" and path.parent.name else path.name
+
+
+def model_summary(bundle: Bundle, bundle_path: str | Path) -> str:
+    """One line of rich text naming the model: its run, network, strategy, classes and accuracy."""
+    classes = ", ".join(bundle.class_names[:6]) + ("…" if len(bundle.class_names) > 6 else "")
+    acc = bundle.metrics.get("best_val_acc")
+    strategy = bundle.config.get("strategy")
+    parts = [bundle.architecture] + ([str(strategy)] if strategy else [])
+    parts.append(f"{len(bundle.class_names)} classes ({classes})")
+    if isinstance(acc, float):
+        parts.append(f"validation accuracy {acc:.1%}")
+    name = html.escape(model_name(bundle_path))
+    return f"<b>Model: {name}</b> · " + " · ".join(html.escape(part) for part in parts)
 
 
 class PredictTab(QWidget):
@@ -70,6 +95,8 @@ class PredictTab(QWidget):
         self.predictions: list[Prediction] = []
         self._queued: list[Path] = []
         self._loading_path = ""
+        self._folders: list[Path] = []  # the folders being classified (their photos show relative paths)
+        self.dataset_root: Path | None = None
         self.loader = Job(
             runner, "load-model", self, on_returned=self._on_model_loaded, on_errored=self._on_model_failed
         )
@@ -124,10 +151,13 @@ class PredictTab(QWidget):
         self.status = QLabel()
         self.status.setObjectName("predictStatus")
 
-        self.table = QTableWidget(0, 3)
+        self.table = QTableWidget(0, len(COLUMNS))
         self.table.setObjectName("predictTable")
         self.table.setAccessibleName("Prediction for each image")
-        self.table.setHorizontalHeaderLabels(["File", "Prediction", "Confidence"])
+        self.table.setHorizontalHeaderLabels(COLUMNS)
+        truth_header = QTableWidgetItem(COLUMNS[3])
+        truth_header.setToolTip("The photo's folder, when it is named after one of the model's classes")
+        self.table.setHorizontalHeaderItem(3, truth_header)
         self.table.verticalHeader().hide()
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
@@ -136,6 +166,7 @@ class PredictTab(QWidget):
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         header.setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(2, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(3, QHeaderView.ResizeMode.ResizeToContents)
         self.table.setWordWrap(False)
         self.table.setTextElideMode(Qt.TextElideMode.ElideMiddle)
         self.table.itemSelectionChanged.connect(self._on_row_selected)
@@ -169,12 +200,14 @@ class PredictTab(QWidget):
         right_layout.addWidget(self.results)
 
         splitter = QSplitter(Qt.Orientation.Horizontal)
+        splitter.setObjectName("predictSplitter")
         splitter.addWidget(self.table)
         splitter.addWidget(right)
         splitter.setStretchFactor(0, 1)
         splitter.setStretchFactor(1, 1)
         splitter.setChildrenCollapsible(False)
         self.pages = empty_state_pages(EMPTY_HINT, "predictEmptyHint", splitter)
+        self.empty_hint = self.pages.widget(0)
 
         layout = QVBoxLayout(self)
         layout.addLayout(top)
@@ -216,14 +249,11 @@ class PredictTab(QWidget):
         self.predictor = predictor
         self.model_path = self._loading_path
         self.settings.set("predict/last_model", self.model_path)
-        bundle = predictor.bundle
-        classes = ", ".join(bundle.class_names[:6]) + ("…" if len(bundle.class_names) > 6 else "")
-        acc = bundle.metrics.get("best_val_acc")
-        score = f" · validation accuracy {acc:.1%}" if isinstance(acc, float) else ""
-        self.model_label.setText(
-            f"<b>Model:</b> {bundle.architecture} · {len(bundle.class_names)} classes ({classes}){score}"
-        )
+        summary = model_summary(predictor.bundle, self.model_path)
+        self.model_label.setText(summary)
         self.model_label.setToolTip(self.model_path)
+        if isinstance(self.empty_hint, QLabel):
+            self.empty_hint.setText(DROP_HINT + f"<p>{summary}</p>")
         self.modelLoaded.emit(predictor)
         if self._queued:
             sources, self._queued = self._queued, []
@@ -234,9 +264,23 @@ class PredictTab(QWidget):
         self.error.show_message("<b>Cannot open the model:</b>", "error", detail=message)
 
     # -- images ------------------------------------------------------------------------------------------
+    def set_dataset(self, report: DatasetReport | None) -> None:
+        """The Data tab's dataset: where the image pickers start until the user picks elsewhere."""
+        self.dataset_root = Path(report.root) if report is not None else None
+
+    def _picker_start(self) -> str:
+        """The folder last classified from, else the open dataset's val/ (or the dataset), else home."""
+        last = self.settings.get_str("predict/last_folder")
+        if last and Path(last).is_dir():
+            return last
+        if self.dataset_root is not None:
+            val = self.dataset_root / "val"
+            return str(val if val.is_dir() else self.dataset_root)
+        return str(Path.home())
+
     @Slot()
     def choose_images(self) -> None:
-        start = self.settings.get_str("predict/last_folder") or str(Path.home())
+        start = self._picker_start()
         paths, _ = QFileDialog.getOpenFileNames(self, "Open images to classify", start, IMAGE_FILTER)
         if paths:
             self.settings.set("predict/last_folder", str(Path(paths[0]).parent))
@@ -244,7 +288,7 @@ class PredictTab(QWidget):
 
     @Slot()
     def choose_folder(self) -> None:
-        start = self.settings.get_str("predict/last_folder") or str(Path.home())
+        start = self._picker_start()
         folder = QFileDialog.getExistingDirectory(self, "Classify every image in a folder", start)
         if folder:
             self.settings.set("predict/last_folder", folder)
@@ -271,6 +315,7 @@ class PredictTab(QWidget):
         self.pages.setCurrentIndex(1)
         self.status.setText("Looking for images…")
         self._total = 0
+        self._folders = [Path(source) for source in sources if Path(source).is_dir()]
         self.job.start(PredictWorker(self.predictor, list(sources), top_k=TOP_K))
         self._update_buttons()
 
@@ -290,9 +335,17 @@ class PredictTab(QWidget):
             self.predictions.append(prediction)
             row = self.table.rowCount()
             self.table.insertRow(row)
-            name = QTableWidgetItem(prediction.path.name)
+            name = QTableWidgetItem(self._shown_name(prediction.path))
             name.setToolTip(str(prediction.path))
             self.table.setItem(row, 0, name)
+            folder = prediction.path.parent.name
+            truth = folder if self.predictor is not None and folder in self.predictor.class_names else ""
+            truth_item = QTableWidgetItem(truth)
+            if truth and prediction.error is None and prediction.label:
+                truth_item.setToolTip(
+                    "right" if truth == prediction.label else f"predicted {prediction.label}"
+                )
+            self.table.setItem(row, 3, truth_item)
             label = prediction.label if prediction.error is None and prediction.label else "unreadable"
             label_item = QTableWidgetItem(label)
             if prediction.error:
@@ -302,6 +355,15 @@ class PredictTab(QWidget):
         self.status.setText(f"Classified {len(self.predictions)} of {self._total} image(s)…")
         if first_row == 0 and self.table.rowCount():
             self.table.selectRow(0)
+
+    def _shown_name(self, path: Path) -> str:
+        """The path below the classified folder (its sub-folders show), or the file name."""
+        for folder in self._folders:
+            try:
+                return path.relative_to(folder).as_posix()
+            except ValueError:
+                continue
+        return path.name
 
     def _on_predict_failed(self, message: str) -> None:
         self.error.show_message("<b>Prediction failed:</b>", "error", detail=message)

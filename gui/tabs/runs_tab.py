@@ -73,14 +73,15 @@ from gui.views.widgets import MessageBanner, format_duration
 
 logger = logging.getLogger(__name__)
 
-COLUMNS = ("Name", "Dataset", "Model", "Strategy", "Epochs", "Best val acc", "Best epoch", "Duration",
-           "Started", "Status")  # fmt: skip
-NAME, DATASET, MODEL, STRATEGY, EPOCHS, BEST_ACC, BEST_EPOCH, DURATION, STARTED, STATUS = range(len(COLUMNS))
+# Status second: always in view, whatever the window's width.
+COLUMNS = ("Name", "Status", "Dataset", "Model", "Strategy", "Epochs", "Best val acc", "Best epoch",
+           "Duration", "Started")  # fmt: skip
+NAME, STATUS, DATASET, MODEL, STRATEGY, EPOCHS, BEST_ACC, BEST_EPOCH, DURATION, STARTED = range(len(COLUMNS))
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
 PATH_ROLE = Qt.ItemDataRole.UserRole + 2  # on the Name column: the run folder
 DATASET_ROLE = Qt.ItemDataRole.UserRole + 3  # on the Dataset column: the dataset's full path
 ALL_DATASETS = "All datasets"
-MAX_NAME_WIDTH = 240  # px: longer names are elided in the middle (date first, strategy last)
+MAX_NAME_WIDTH = 240  # px: longer names are elided at the end (the whole name is the tooltip)
 
 
 def format_started(started: str | None) -> str:
@@ -103,6 +104,7 @@ def _row(run: RunSummary) -> list[QStandardItem]:
     acc = run.best_val_acc
     cells: list[tuple[str, Any]] = [
         (run.name, run.name.lower()),
+        (_status_text(run), run.status),
         (dataset, dataset.lower()),
         (run.model, run.model),
         (run.strategy, run.strategy),
@@ -111,14 +113,13 @@ def _row(run: RunSummary) -> list[QStandardItem]:
         (str(run.best_epoch) if run.best_epoch else "–", float(run.best_epoch)),
         (format_duration(run.seconds), float(run.seconds)),
         (format_started(run.started), run.started or ""),
-        (_status_text(run), run.status),
     ]
     items = []
     for text, key in cells:
         item = QStandardItem(text)  # editable in the model, but the view has no edit triggers
         item.setData(key, SORT_ROLE)
         items.append(item)
-    tip = f"{run.path}" + (f"\n{run.note}" if run.note else "")
+    tip = f"{run.name}\n{run.path}" + (f"\n{run.note}" if run.note else "")
     items[NAME].setToolTip(tip)
     items[NAME].setData(str(run.path), PATH_ROLE)
     items[DATASET].setToolTip(run.dataset)
@@ -233,7 +234,7 @@ class RunsTab(QWidget):
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setAlternatingRowColors(True)
         self.table.setWordWrap(False)
-        self.table.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        self.table.setTextElideMode(Qt.TextElideMode.ElideRight)
         self.table.verticalHeader().hide()
         self.table.horizontalHeader().setStretchLastSection(True)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
@@ -295,6 +296,7 @@ class RunsTab(QWidget):
         upper_layout.addLayout(table_row, 1)
         self.compare = CompareView()
         splitter = QSplitter(Qt.Orientation.Vertical)
+        splitter.setObjectName("runsSplitter")
         splitter.addWidget(upper)
         splitter.addWidget(self.compare)
         splitter.setStretchFactor(0, 2)
@@ -423,6 +425,10 @@ class RunsTab(QWidget):
         self.proxy.set_dataset(self.dataset_filter.currentData())
         self._update_summary()
         self._on_selection_changed()
+
+    def keep_column_widths(self) -> None:
+        """The columns' widths were restored from the last session: do not size them to the runs."""
+        self._sized = True
 
     # -- selection --------------------------------------------------------------------------------------
     def selected_runs(self) -> list[RunSummary]:

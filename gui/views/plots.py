@@ -82,9 +82,11 @@ class TrainingPlots(QWidget):
         self.accuracy_plot.addItem(self.best_marker)
 
         top = QSplitter(Qt.Orientation.Horizontal)
+        top.setObjectName("plotsTopSplitter")
         top.addWidget(self.loss_plot)
         top.addWidget(self.accuracy_plot)
         splitter = QSplitter(Qt.Orientation.Vertical)
+        splitter.setObjectName("plotsSplitter")
         splitter.addWidget(top)
         splitter.addWidget(self.batch_plot)
         splitter.setStretchFactor(0, 3)

@@ -1,0 +1,63 @@
+"""Keyboard and help (issue 22): tabs by Ctrl+1…5, Ctrl+Tab and Alt+digit; every menu action reachable
+by a mnemonic or a shortcut and listed in Help → Keyboard shortcuts; Help → Getting started."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QKeySequence
+from PySide6.QtWidgets import QDialog, QTextBrowser
+
+from gui.dialogs.help_pages import shortcuts_html
+
+
+def _tab_name(window) -> str:
+    return window.tabs.tabText(window.tabs.currentIndex()).split()[-1]
+
+
+def test_ctrl_digits_and_ctrl_tab_switch_tabs(window, qtbot):
+    window.activateWindow()
+    qtbot.keyClick(window, Qt.Key.Key_3, Qt.KeyboardModifier.ControlModifier)
+    assert window.tabs.currentWidget() is window.predict_tab
+    for key, name in ((Qt.Key.Key_1, "Data"), (Qt.Key.Key_5, "Runs"), (Qt.Key.Key_4, "Evaluate")):
+        qtbot.keyClick(window, key, Qt.KeyboardModifier.ControlModifier)
+        assert _tab_name(window) == name
+    qtbot.keyClick(window, Qt.Key.Key_Tab, Qt.KeyboardModifier.ControlModifier)
+    assert _tab_name(window) == "Runs"
+    qtbot.keyClick(window, Qt.Key.Key_PageDown, Qt.KeyboardModifier.ControlModifier)
+    assert _tab_name(window) == "Data"  # round the end
+    qtbot.keyClick(window, Qt.Key.Key_PageUp, Qt.KeyboardModifier.ControlModifier)
+    assert _tab_name(window) == "Runs"
+    qtbot.keyClick(window, Qt.Key.Key_2, Qt.KeyboardModifier.AltModifier)  # the tab's own mnemonic
+    assert window.tabs.currentWidget() is window.train_tab
+
+
+def test_every_menu_action_has_a_mnemonic_or_a_shortcut_and_is_listed(window):
+    actions = window.all_actions()
+    assert len(actions) >= 15
+    page = shortcuts_html(actions)
+    for action in actions:
+        text = action.text()
+        assert "&" in text.replace("&&", "") or not action.shortcut().isEmpty(), text
+        assert text.replace("&", "").rstrip("…") in page
+        for sequence in action.shortcuts():
+            assert sequence.toString(QKeySequence.SequenceFormat.NativeText) in page
+
+
+def test_help_pages_open_with_their_text(window, qtbot):
+    window.shortcuts_action.trigger()
+    page = window.findChild(QDialog, "shortcutsPage")
+    assert page is not None and page.isVisible()
+    text = page.findChild(QTextBrowser).toPlainText()
+    assert (
+        "Predict" in text and QKeySequence("Ctrl+3").toString(QKeySequence.SequenceFormat.NativeText) in text
+    )
+    page.close()
+
+    window.getting_started_action.trigger()
+    guide = window.findChild(QDialog, "gettingStartedPage")
+    assert guide is not None and guide.isVisible()
+    browser = guide.findChild(QTextBrowser)
+    text = browser.toPlainText()
+    assert all(step in text for step in ("Data", "Train", "Predict", "Evaluate", "Runs", "hymenoptera"))
+    assert "README" in text and browser.openExternalLinks()
+    guide.close()
