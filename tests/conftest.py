@@ -52,6 +52,17 @@ THREAD_GRACE_MS = 10_000
 pytest_plugins = ["pytester"]  # tests/test_conftest_guards.py runs inner sessions with this conftest
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """After every fixture is undone: a test that left ``TRANSFER_STUDIO_CACHE`` changed errors (the
+    tests after it would compute their features again, or write them into the user's own cache)."""
+    yield
+    now = os.environ.get("TRANSFER_STUDIO_CACHE")
+    if now != SESSION_CACHE:
+        os.environ["TRANSFER_STUDIO_CACHE"] = SESSION_CACHE
+        raise RuntimeError(f"{item.nodeid} left TRANSFER_STUDIO_CACHE={now!r}: use monkeypatch.setenv")
+
+
 @pytest.fixture(autouse=True)
 def _no_runs_from_the_real_old_folder(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch

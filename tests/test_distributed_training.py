@@ -64,11 +64,9 @@ def test_two_processes_match_one_with_the_same_global_batch(data: Path, tmp_path
     config = TrainConfig.for_strategy(
         "feature-extract", epochs=3, batch_size=16, device="cpu", input_size=SMALL_INPUT
     )
-    os.environ["TRANSFER_STUDIO_CACHE"] = str(tmp_path / "cache-one")  # computes its own features
-    try:
+    with pytest.MonkeyPatch.context() as patch:  # the session's cache comes back after it
+        patch.setenv("TRANSFER_STUDIO_CACHE", str(tmp_path / "cache-one"))  # computes its own features
         one = train(config, data, run_dir=tmp_path / "one")
-    finally:
-        del os.environ["TRANSFER_STUDIO_CACHE"]
     # The feature pass was shared out and gathered: rank 0 saved every image's features (each rank
     # computed a half), under the right keys, equal to one process's.
     shared, alone = (_feature_entries(c) for c in (cache, tmp_path / "cache-one"))

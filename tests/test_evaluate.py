@@ -212,7 +212,7 @@ def test_evaluate_json_equals_the_runs_val_accuracy(tmp_path, monkeypatch, capsy
     from engine.training.trainer import train
 
     monkeypatch.setenv("TRANSFER_STUDIO_CACHE", str(feature_cache))  # the acceptance runs' shared features
-    config = TrainConfig.for_strategy("feature-extract", epochs=3, device="cpu", augment=False)
+    config = TrainConfig.for_strategy("feature-extract", epochs=3, device="cpu")
     result = train(config, HYMENOPTERA, run_dir=tmp_path / "run")
     best = result.history[result.best_epoch - 1]
 

@@ -62,7 +62,7 @@ def board_rows(board: QTableWidget) -> list[tuple[str, str, float]]:
 
 
 def start_bakeoff(window, qtbot, epochs: int = 1) -> None:
-    window.tabs.setCurrentWidget(window.train_tab)
+    window.tabs.setCurrentWidget(window.train_tab.bakeoff_page)  # the Bake-off tab
     button, stop, spin, _board = widgets(window)
     spin.setValue(epochs)
     assert button.isEnabled() and not stop.isEnabled()
@@ -98,12 +98,22 @@ def test_leaderboard_grows_best_first_and_the_winner_opens_in_predict(
     run_dirs: list[str] = []
     window.train_tab.runStarted.connect(run_dirs.append)
 
+    progress: list[int] = []
+    panel.progress.valueChanged.connect(progress.append)
     start_bakeoff(window, qtbot, epochs=1)
     assert not window.findChild(QPushButton, "startButton").isEnabled()  # one thing trains at a time
     qtbot.waitUntil(lambda: not panel.is_running(), timeout=BAKEOFF_TIMEOUT_MS)
+    assert progress and progress == sorted(progress)  # issue 22: the bar never goes back
 
     assert not window.findChild(QWidget, "bakeoffError").isVisible()
     assert rows_when_ended == [1, 2]  # a row per finished candidate, as each one finishes
+    # Issue 22: the bake-off has a tab of its own, and draws on its own plots, never the Train tab's.
+    assert window.tabs.tabText(window.tabs.indexOf(window.train_tab.bakeoff_page)).endswith("Bake-off")
+    assert window.train_tab.bakeoff_plots.series_lengths()["val_acc"] >= 1
+    assert window.train_tab.plots.series_lengths() == dict.fromkeys(
+        ("train_loss", "val_loss", "train_acc", "val_acc"), 0
+    )
+    assert not window.train_tab.isAncestorOf(panel)
     rows = board_rows(board)
     accuracies = [acc for _m, _s, acc in rows]
     assert accuracies == sorted(accuracies, reverse=True)

@@ -24,9 +24,13 @@ def test_ctrl_digits_and_ctrl_tab_switch_tabs(window, qtbot):
     qtbot.keyClick(window, Qt.Key.Key_Tab, Qt.KeyboardModifier.ControlModifier)
     assert _tab_name(window) == "Runs"
     qtbot.keyClick(window, Qt.Key.Key_PageDown, Qt.KeyboardModifier.ControlModifier)
+    assert _tab_name(window) == "Bake-off"
+    qtbot.keyClick(window, Qt.Key.Key_PageDown, Qt.KeyboardModifier.ControlModifier)
     assert _tab_name(window) == "Data"  # round the end
     qtbot.keyClick(window, Qt.Key.Key_PageUp, Qt.KeyboardModifier.ControlModifier)
-    assert _tab_name(window) == "Runs"
+    assert _tab_name(window) == "Bake-off"
+    qtbot.keyClick(window, Qt.Key.Key_6, Qt.KeyboardModifier.ControlModifier)
+    assert _tab_name(window) == "Bake-off"
     qtbot.keyClick(window, Qt.Key.Key_2, Qt.KeyboardModifier.AltModifier)  # the tab's own mnemonic
     assert window.tabs.currentWidget() is window.train_tab
 

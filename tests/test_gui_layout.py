@@ -66,3 +66,37 @@ def test_splitters_and_column_widths_are_remembered(make_window, qtbot, tmp_path
     assert second.findChild(QSplitter, "predictSplitter").sizes() == chosen
     assert second.findChild(QTableView, "runsTable").horizontalHeader().sectionSize(0) == 333
     assert Path(settings).is_file()
+
+
+def test_plots_keep_the_last_point_and_the_legends_off_the_data(qtbot):
+    """Issue 22: the last epoch sat on the right edge, a legend covered the val line, and a 0–100 axis
+    flattened accuracies of 80–96%."""
+    from PySide6.QtCore import QPointF
+
+    from gui.views.plots import TrainingPlots
+
+    plots = TrainingPlots()
+    qtbot.addWidget(plots)
+    plots.resize(900, 520)
+    plots.show()
+    qtbot.waitExposed(plots)
+    plots.clear(5)
+    epochs = [(0.9, 0.7, 0.80, 0.90), (0.5, 0.4, 0.90, 0.93), (0.4, 0.35, 0.93, 0.95),
+              (0.35, 0.3, 0.95, 0.96), (0.3, 0.28, 0.96, 0.96)]  # fmt: skip
+    for epoch, values in enumerate(epochs, start=1):
+        plots.add_epoch(epoch, *values)
+    qtbot.wait(100)  # the legends are laid out
+    pairs = ((plots.loss_plot, (plots.train_loss, plots.val_loss)),
+             (plots.accuracy_plot, (plots.train_acc, plots.val_acc)))  # fmt: skip
+    for plot, curves in pairs:
+        item = plot.getPlotItem()
+        (_x0, x1), (y0, y1) = item.viewRange()
+        legend = item.legend.sceneBoundingRect()
+        for curve in curves:
+            xs, ys = curve.getData()
+            assert x1 - max(xs) >= 0.25, plot.objectName()
+            for x, y in zip(xs, ys):
+                assert y0 < y < y1, plot.objectName()
+                assert not legend.contains(item.getViewBox().mapViewToScene(QPointF(x, y))), plot.objectName()
+    _x, (low, high) = plots.accuracy_plot.getPlotItem().viewRange()
+    assert low > 40 and high <= 102  # fitted to 80–96%, not 0–100

@@ -42,7 +42,7 @@ File → Open dataset. The table counts the photos of each class; the Dataset do
 duplicates, leaks between train and val and photos that look mislabeled.</li>
 <li><b>Train</b>: keep the built-in model and <i>feature extraction</i> for a first try (seconds to
 a minute on a laptop) and press Start training. Watch loss and accuracy per epoch; Stop keeps the
-best epoch. <i>Find the best model</i> tries several models and strategies and ranks them.</li>
+best epoch. The <b>Bake-off</b> tab (Ctrl+6) tries several models and strategies and ranks them.</li>
 <li><b>Predict</b>: drop photos or a folder on the tab: each gets its classes with
 probabilities.</li>
 <li><b>Evaluate</b>: the validation photos' accuracy per class, the confusion matrix and the photos

@@ -108,6 +108,7 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(self.predict_tab, "&3  Predict")
         self.tabs.addTab(self.evaluate_tab, "&4  Evaluate")
         self.tabs.addTab(self.runs_tab, "&5  Runs")
+        self.tabs.addTab(self.train_tab.bakeoff_page, "&6  Bake-off")  # "Find the best model"
         self.setCentralWidget(self.tabs)
 
         self.data_tab.datasetChanged.connect(self._on_dataset_changed)

@@ -1,4 +1,4 @@
-"""“Find the best model” in the Train tab: a bake-off of several model x strategy candidates, ranked.
+"""“Find the best model”, the Bake-off tab: a bake-off of several model x strategy candidates, ranked.
 
 :class:`BakeoffWorker` runs ``engine.experiments.bakeoff.run_bakeoff`` on a QThread and turns its events
 (and the training events of the candidate being trained) into Qt signals. :class:`BakeoffPanel` holds
@@ -7,7 +7,8 @@ progress (which candidate, its epoch and batch, ``bakeoffProgress`` over the who
 ``leaderboard``: one row per finished candidate, best validation accuracy first, filled in as each one
 finishes. Candidates that were skipped, failed or stopped are listed under it in plain words. When the
 bake-off ends the winner (the first row) is starred and handed on (``modelReady``) to become the
-current model in Predict and Evaluate. The current candidate's curves go to the Train tab's plots.
+current model in Predict and Evaluate. The current candidate's curves go to the tab's own plots, never
+the Train tab's (a bake-off and a single run each keep their curves).
 
 The engine (and torch) is imported only on worker threads, so the window starts without it.
 """
@@ -21,13 +22,11 @@ from typing import TYPE_CHECKING
 from PySide6.QtCore import Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QShowEvent
 from PySide6.QtWidgets import (
-    QFrame,
     QGroupBox,
     QHBoxLayout,
     QLabel,
     QProgressBar,
     QPushButton,
-    QScrollArea,
     QSpinBox,
     QSplitter,
     QVBoxLayout,
@@ -101,9 +100,9 @@ def _label(model: str, strategy: str) -> str:
     return f"{model} · {strategy}"
 
 
-class BakeoffPanel(QScrollArea):
-    """The bake-off controls, progress and leaderboard: a group box in a scroll area, so a small window
-    can still hold it.
+class BakeoffPanel(QWidget):
+    """The bake-off controls, progress and leaderboard, in a group box (the Bake-off tab shows it above
+    the plots of the candidate being trained).
 
     Signals: ``runningChanged(bool)``; ``runStarted(run_dir)`` for each candidate's run folder once it
     exists; ``modelReady(bundle)`` with the winner's bundle when the bake-off ends (and the chosen row's
@@ -130,9 +129,9 @@ class BakeoffPanel(QScrollArea):
         self.setObjectName("bakeoffPanel")
         self.setAccessibleName("Find the best model")
         self.box = QGroupBox("Find the best model")
-        self.setWidget(self.box)
-        self.setWidgetResizable(True)
-        self.setFrameShape(QFrame.Shape.NoFrame)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(self.box)
         self.setMinimumHeight(MIN_HEIGHT)
         self.settings = settings
         self.runner = runner
@@ -253,7 +252,7 @@ class BakeoffPanel(QScrollArea):
         sizes, index = splitter.sizes(), splitter.indexOf(self)
         if index < 0 or len(sizes) < 2 or sum(sizes) <= 0:
             return
-        want = min(self.box.sizeHint().height() + 2 * self.frameWidth(), sum(sizes) * 3 // 5)
+        want = min(self.box.sizeHint().height(), sum(sizes) * 3 // 5)
         tallest = max((i for i in range(len(sizes)) if i != index), key=lambda i: sizes[i])
         neighbour = splitter.widget(tallest)
         if neighbour is None:

@@ -42,6 +42,7 @@ from gui.core.settings import Settings
 from gui.tabs.bakeoff_panel import BakeoffPanel
 from gui.tabs.train_form import TrainForm
 from gui.views.plots import TrainingPlots
+from gui.views.progress_clock import ProgressClock
 from gui.views.widgets import MessageBanner, format_duration
 
 if TYPE_CHECKING:
@@ -74,7 +75,6 @@ class TrainTab(QWidget):
         self.run_dir = ""
         self.bundle_path = ""
         self._epochs = 0
-        self._started_at = 0.0
         self.weights_dialog: WeightsDialog | None = None
         self._pending_config: TrainConfig | None = None
         self._resume_after_change = ""  # a run to resume again, the user having accepted its changed dataset
@@ -146,6 +146,9 @@ class TrainTab(QWidget):
         self.progress.setAccessibleName("Training progress")
         self.progress.setRange(0, PROGRESS_STEPS)
         self.progress.setValue(0)
+        self.clock = ProgressClock(self.progress, self)  # monotonic bar, ticking elapsed, estimate
+        self.clock.ticked.connect(self._on_tick)
+        self._where = ""  # what the run is doing, before the clock's text in the status line
         self.status = QLabel("Ready.")
         self.status.setObjectName("trainStatus")
         self.status.setAccessibleName("Training status")
@@ -164,15 +167,22 @@ class TrainTab(QWidget):
         splitter.setStretchFactor(0, 4)
         splitter.setStretchFactor(1, 1)
         splitter.setChildrenCollapsible(False)
-        self.bakeoff = BakeoffPanel(self.settings, self.runner, self.form, self.plots)
-        splitter.insertWidget(1, self.bakeoff)
-        splitter.setStretchFactor(1, 3)
+        # The bake-off has a tab of its own (the window adds bakeoff_page): its leaderboard above the
+        # plots of the candidate being trained, so it never takes the live plots' room here.
+        self.bakeoff_plots = TrainingPlots(name_prefix="bakeoff")
+        self.bakeoff = BakeoffPanel(self.settings, self.runner, self.form, self.bakeoff_plots)
+        self.bakeoff_page = QSplitter(Qt.Orientation.Vertical)
+        self.bakeoff_page.setObjectName("bakeoffTab")
+        self.bakeoff_page.addWidget(self.bakeoff)
+        self.bakeoff_page.addWidget(self.bakeoff_plots)
+        self.bakeoff_page.setStretchFactor(0, 3)
+        self.bakeoff_page.setStretchFactor(1, 2)
+        self.bakeoff_page.setChildrenCollapsible(False)
         self.bakeoff.runningChanged.connect(self._on_bakeoff_running)
         self.bakeoff.runStarted.connect(self.runStarted)
         self.bakeoff.modelReady.connect(self.modelTrained)
         self.bakeoff.predictRequested.connect(self.predictRequested)
         self.bakeoff.logged.connect(self._log)
-        self.bakeoff.progress.valueChanged.connect(self.progress.setValue)  # the same 0..1000 scale
         self.weightsChanged.connect(self.bakeoff.refresh_candidates)
         main = QVBoxLayout()
         main.addWidget(self.progress)
@@ -303,10 +313,9 @@ class TrainTab(QWidget):
         self.result.hide()
         self.run_dir = str(folder)
         self.bundle_path = ""
-        self._started_at = time.monotonic()
         self.plots.clear(self.form.control("epochs").value())
-        self.progress.setValue(0)
-        self.status.setText("Resuming: loading the checkpoint, the model and the images…")
+        self._where = "Resuming: loading the checkpoint, the model and the images…"
+        self.clock.start()
         self._log(f"Resuming the run in {folder}")
         worker = TrainWorker(None, "", self.form.runs_root(), None, resume_dir=folder,
                              allow_changed_data=allow_changed_data)  # fmt: skip
@@ -357,10 +366,9 @@ class TrainTab(QWidget):
         self.run_dir = ""
         self.bundle_path = ""
         self._epochs = config.epochs
-        self._started_at = time.monotonic()
         self.plots.clear(config.epochs)
-        self.progress.setValue(0)
-        self.status.setText("Preparing: loading the model and the images…")
+        self._where = "Preparing: loading the model and the images…"
+        self.clock.start()
         self._log(
             f"Starting: {config.model}, {config.strategy}, {config.epochs} epochs, batch "
             f"{config.batch_size}, learning rate {config.lr:g}, {config.optimizer}, "
@@ -405,8 +413,7 @@ class TrainTab(QWidget):
         self._epochs = event.epochs
         self.plots.set_planned_epochs(event.epochs)
         if event.start_epoch > 1:
-            for plot in (self.plots.loss_plot, self.plots.accuracy_plot, self.plots.batch_plot):
-                plot.setXRange(0, max(1, event.epochs), padding=0.02)
+            self.plots.set_epoch_axes(event.epochs)  # the resumed curves are drawn already
             self._log(f"Continuing from epoch {event.start_epoch} of {event.epochs}.")
         self._log(
             f"Training on {event.device}: {event.num_train} training and {event.num_val} "
@@ -419,18 +426,22 @@ class TrainTab(QWidget):
     @Slot(object, object)
     def _on_progress(self, event: ev.BatchProgress, points: list[tuple[float, float]]) -> None:
         self.plots.add_batches(points)
-        total = event.elapsed_s + event.eta_s
-        if total > 0:
-            self.progress.setValue(min(PROGRESS_STEPS - 1, round(PROGRESS_STEPS * event.elapsed_s / total)))
-        if self.worker is not None and self.worker.abort_requested:
-            return
-        timing = f"elapsed {format_duration(event.elapsed_s)} · about {format_duration(event.eta_s)} left"
         if event.phase == "features":
-            where = f"Computing the backbone's features once · batch {event.batch}/{event.batches}"
+            self._where = f"Computing the backbone's features once · batch {event.batch}/{event.batches}"
         else:
             phase = "training" if event.phase == "train" else "validation"
-            where = f"Epoch {event.epoch}/{self._epochs} · {phase} batch {event.batch}/{event.batches}"
-        self.status.setText(f"{where} · {timing}")
+            self._where = f"Epoch {event.epoch}/{self._epochs} · {phase} batch {event.batch}/{event.batches}"
+        total = event.elapsed_s + event.eta_s
+        self.clock.update(event.elapsed_s / total if total > 0 else 0.0, event.eta_s)
+        if self.worker is None or not self.worker.abort_requested:
+            self.status.setText(f"{self._where} · {self.clock.text()}")
+
+    @Slot(str)
+    def _on_tick(self, timing: str) -> None:
+        """Each second: what the run does, the time it took and the time left."""
+        if self.worker is None or self.worker.abort_requested:
+            return  # "Stopping…" and the final words stay
+        self.status.setText(f"{self._where} · {timing}")
 
     @Slot(object)
     def _on_epoch(self, event: ev.EpochEnd) -> None:
@@ -450,12 +461,12 @@ class TrainTab(QWidget):
     @Slot(object)
     def _on_finished(self, event: ev.RunFinished) -> None:
         self.bundle_path = event.bundle_path or ""
-        took = format_duration(event.seconds)
+        took = format_duration(self.clock.elapsed())  # the wall time the user waited
+        self.clock.finish(completed=not event.cancelled)
         if event.cancelled:
             self.status.setText(f"Stopped after {event.epochs_completed} of {self._epochs} epochs ({took}).")
             self._log(f"Stopped by you after {event.epochs_completed} epoch(s).")
         else:
-            self.progress.setValue(self.progress.maximum())
             if event.stopped_early:
                 self.status.setText(
                     f"Finished early: {event.epochs_completed} of {self._epochs} epochs in {took} "
@@ -481,12 +492,14 @@ class TrainTab(QWidget):
 
     @Slot(str)
     def _on_error(self, message: str) -> None:
+        self.clock.finish(completed=False)
         self.status.setText("Training failed.")
         self.error.show_message("<b>Training failed:</b>", "error", detail=message)
         self._log(f"Error: {message}")
 
     @Slot()
     def _on_done(self) -> None:
+        self.clock.finish(completed=False)  # stopped, failed or finished: the clock stops (bar as it is)
         self.worker = None
         self._update_buttons()
         self.runningChanged.emit(False)
@@ -501,11 +514,10 @@ class TrainTab(QWidget):
         if running:
             self.error.hide()
             self.result.hide()
-            self.progress.setValue(0)
         self.status.setText(
-            "Finding the best model: its progress and leaderboard are below."
+            "Finding the best model: its progress and leaderboard are on the Bake-off tab."
             if running
-            else "The bake-off ended: its leaderboard is below."
+            else "The bake-off ended: its leaderboard is on the Bake-off tab."
         )
         self.runningChanged.emit(running)
 

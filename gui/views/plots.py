@@ -43,6 +43,42 @@ def make_plot(name: str, accessible: str, title: str, y_label: str) -> pg.PlotWi
     return plot
 
 
+#: Room right of the last epoch on the x axes, in epochs.
+X_MARGIN_EPOCHS = 0.5
+#: The share of a plot's height kept free of data for its legend.
+LEGEND_BAND = 0.3
+#: Below this (in the axis' units, % for accuracy), the floor comes into view.
+NEAR_FLOOR = 10.0
+
+
+def fit_y(
+    plot: pg.PlotWidget,
+    values: Sequence[float],
+    *,
+    legend: str,
+    floor: float | None = None,
+    ceiling: float | None = None,
+) -> None:
+    """Fit the y axis to ``values`` with a margin, and a free band at the ``legend`` side ("top" or
+    "bottom") so that the legend covers no point. ``floor`` is shown when the values come near it."""
+    finite = [v for v in values if math.isfinite(v)]
+    if not finite:
+        return
+    low, high = min(finite), max(finite)
+    span = max(high - low, 1e-3 * max(1.0, abs(high)), 2.0 if ceiling else 0.0)
+    low, high = low - 0.08 * span, high + 0.08 * span
+    if floor is not None and low - floor < NEAR_FLOOR:
+        low = floor
+    if ceiling is not None:
+        high = min(high, ceiling + 0.02 * span)
+    band = (high - low) * LEGEND_BAND / (1 - LEGEND_BAND)
+    if legend == "top":
+        high += band
+    else:
+        low -= band
+    plot.setYRange(low, high, padding=0)
+
+
 def _curve(plot: pg.PlotWidget, name: str, colour: str, symbol: str | None = "o") -> pg.PlotDataItem:
     pen = pg.mkPen(colour, width=2)
     curve = plot.plot(
@@ -55,18 +91,23 @@ def _curve(plot: pg.PlotWidget, name: str, colour: str, symbol: str | None = "o"
 class TrainingPlots(QWidget):
     """The three plots of the Train tab; :meth:`clear` before a run, then feed epoch and batch values."""
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, parent: QWidget | None = None, name_prefix: str = "") -> None:
+        """``name_prefix`` tells a second set apart (the Bake-off tab's ``bakeoffLossPlot``...)."""
         super().__init__(parent)
         pg.setConfigOptions(antialias=True)
-        self.loss_plot = make_plot("lossPlot", "Loss per epoch", "Loss", "loss")
-        self.accuracy_plot = make_plot("accuracyPlot", "Accuracy per epoch", "Accuracy", "%")
+
+        def name(base: str) -> str:
+            return f"{name_prefix}{base[0].upper()}{base[1:]}" if name_prefix else base
+
+        self.loss_plot = make_plot(name("lossPlot"), "Loss per epoch", "Loss", "loss")
+        self.accuracy_plot = make_plot(name("accuracyPlot"), "Accuracy per epoch", "Accuracy", "%")
         self.batch_plot = make_plot(
-            "batchLossPlot", "Training loss per batch", "Training loss per batch", "loss"
+            name("batchLossPlot"), "Training loss per batch", "Training loss per batch", "loss"
         )
         # Loss falls and accuracy rises: keep each legend out of its curves' way.
         self.loss_plot.addLegend(offset=(-10, 10))
         self.accuracy_plot.addLegend(offset=(-10, -10))
-        self.accuracy_plot.setYRange(0, 100, padding=0.02)
+        self.accuracy_plot.setYRange(0, 100, padding=0.02)  # until the first epoch: then fitted to it
         self.accuracy_plot.getPlotItem().getViewBox().setLimits(yMin=-5, yMax=105)
         self.train_loss = _curve(self.loss_plot, "train", TRAIN_COLOUR)
         self.val_loss = _curve(self.loss_plot, "val", VAL_COLOUR)
@@ -108,14 +149,19 @@ class TrainingPlots(QWidget):
         for curve in (self.train_loss, self.val_loss, self.train_acc, self.val_acc, self.batch_loss):
             curve.setData([], [])
         self.best_marker.setVisible(False)
+        self.accuracy_plot.setYRange(0, 100, padding=0.02)
+        self.loss_plot.enableAutoRange(axis="y")
+        self.set_epoch_axes(epochs or 1)
+
+    def set_epoch_axes(self, epochs: int) -> None:
+        """0 to half an epoch past the last one on every x axis: the last point never sits on the edge."""
         for plot in (self.loss_plot, self.accuracy_plot, self.batch_plot):
-            plot.setXRange(0, max(1, epochs or 1), padding=0.02)
+            plot.setXRange(0, max(1, epochs) + X_MARGIN_EPOCHS, padding=0)
 
     def set_planned_epochs(self, epochs: int) -> None:
         """Show 0..epochs on the x axes while no run has drawn anything yet."""
         if not self._epochs and not self._batch_x:
-            for plot in (self.loss_plot, self.accuracy_plot, self.batch_plot):
-                plot.setXRange(0, max(1, epochs), padding=0.02)
+            self.set_epoch_axes(epochs)
 
     def add_epoch(self, epoch: int, train_loss: float, val_loss: float, train_acc: float,
                   val_acc: float) -> None:  # fmt: skip
@@ -129,6 +175,13 @@ class TrainingPlots(QWidget):
         self.val_loss.setData(x, self._series["val_loss"])
         self.train_acc.setData(x, self._series["train_acc"])
         self.val_acc.setData(x, self._series["val_acc"])
+        # Each legend has a band of its own: the loss plot's at the top (losses fall), the accuracy
+        # plot's at the bottom (accuracies rise); accuracy fits its values, with 0 in view only when
+        # the values come near it.
+        losses = self._series["train_loss"] + self._series["val_loss"]
+        accuracies = self._series["train_acc"] + self._series["val_acc"]
+        fit_y(self.loss_plot, losses, legend="top")
+        fit_y(self.accuracy_plot, accuracies, legend="bottom", floor=0.0, ceiling=100.0)
 
     def mark_best(self, epoch: int) -> None:
         self.best_marker.setValue(epoch)
