@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers_images import make_image_folder
+from helpers_images import SMALL_INPUT, make_image_folder
 from PIL import Image
 
 from engine.cli import main
@@ -71,7 +71,7 @@ def test_excluding_changes_the_next_runs_images_and_is_recorded(tmp_path: Path, 
     assert len(json.loads(capsys.readouterr().out)["excluded"]) == 2
 
     config = TrainConfig.for_strategy(
-        "scratch", model="mobilenet_v3_small", epochs=1, batch_size=8, device="cpu"
+        "scratch", model="mobilenet_v3_small", epochs=1, batch_size=8, device="cpu", input_size=SMALL_INPUT
     )
     result = train(config, root, run_dir=tmp_path / "run")
     recorded = RunDir(result.run_dir).read_dataset()
@@ -144,7 +144,7 @@ def test_balance_weights_raises_the_minority_recall(tmp_path: Path) -> None:
     recalls = {}
     for balance in ("none", "weights"):
         config = TrainConfig.for_strategy(
-            "feature-extract", epochs=15, batch_size=16, device="cpu", balance=balance
+            "feature-extract", epochs=15, batch_size=16, device="cpu", balance=balance, input_size=SMALL_INPUT
         )
         result = train(config, root, run_dir=tmp_path / balance)
         assert RunDir(result.run_dir).read_dataset()["balance"] == balance

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 import torch
-from helpers_images import make_image_folder
+from helpers_images import SMALL_INPUT, make_image_folder
 
 from engine.core.config import TrainConfig
 from engine.data.datasets import scan_dataset
@@ -172,7 +172,13 @@ def test_cached_features_match_the_full_forward_pass(tmp_path, monkeypatch):
     monkeypatch.setenv("TRANSFER_STUDIO_CACHE", str(tmp_path / "cache"))
     data = make_image_folder(tmp_path / "d", {"a": 6, "b": 6})
     base = TrainConfig.for_strategy(
-        "feature-extract", epochs=2, batch_size=4, lr=1e-2, device="cpu", augment=False
+        "feature-extract",
+        epochs=2,
+        batch_size=4,
+        lr=1e-2,
+        device="cpu",
+        augment=False,
+        input_size=SMALL_INPUT,
     )
     fast = train(base, data, run_dir=tmp_path / "fast")
     slow = train(base.replace(cache_features=False), data, run_dir=tmp_path / "slow")
@@ -199,7 +205,9 @@ def test_out_of_memory_halves_the_batch_and_goes_on(tmp_path, monkeypatch):
 
     monkeypatch.setattr(loop, "_step", flaky_step)
     events: list = []
-    config = TrainConfig.for_strategy("feature-extract", epochs=2, batch_size=8, device="cpu")
+    config = TrainConfig.for_strategy(
+        "feature-extract", epochs=2, batch_size=8, device="cpu", input_size=SMALL_INPUT
+    )
     result = train(config, data, run_dir=tmp_path / "run", on_event=events.append)
     assert state["raised"] and result.epochs_completed == 2
     messages = [e.text for e in events if isinstance(e, ev.Message)]

@@ -120,7 +120,14 @@ def _stopped_run(data: Path, runs: Path, stop_after: int, epochs: int) -> Path:
     from engine.training.trainer import train
 
     config = TrainConfig.for_strategy(
-        "feature-extract", epochs=epochs, batch_size=8, lr=1e-2, device="cpu", workers=0, seed=3
+        "feature-extract",
+        epochs=epochs,
+        batch_size=8,
+        lr=1e-2,
+        device="cpu",
+        workers=0,
+        seed=3,
+        input_size=64,
     )
     finished: list[int] = []
 

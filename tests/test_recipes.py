@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers_images import make_image, make_image_folder
+from helpers_images import SMALL_INPUT, make_image, make_image_folder
 from torch import nn
 
 from engine.core.config import INPUT_SIZE_AUTO, ConfigError, TrainConfig
@@ -30,7 +30,7 @@ from engine.training.strategies import BACKBONE_STAGES, parameter_groups, set_mo
 from engine.training.trainer import resume, train
 
 HYMENOPTERA = Path(__file__).resolve().parents[2] / "shared" / "data" / "hymenoptera"
-FAST = {"batch_size": 8, "workers": 0, "device": "cpu"}
+FAST = {"batch_size": 8, "workers": 0, "device": "cpu", "input_size": SMALL_INPUT}  # colours: 64 px suffice
 
 
 @pytest.fixture(autouse=True)
@@ -330,7 +330,7 @@ def test_automatic_input_size_grows_only_for_photos_that_have_the_pixels(tmp_pat
 
 
 def test_another_input_size_is_used_and_recorded(data, tmp_path):
-    config = TrainConfig.for_strategy("feature-extract", epochs=1, lr=1e-2, input_size=160, **FAST)
+    config = TrainConfig.for_strategy("feature-extract", epochs=1, lr=1e-2, **(FAST | {"input_size": 160}))
     result = train(config, data, run_dir=tmp_path / "run")
     pre = load_bundle(result.bundle_path).preprocessing
     assert (pre.crop_size, pre.resize_size) == (160, 183)
