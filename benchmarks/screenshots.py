@@ -4,7 +4,7 @@ Drives the real window the way a person would: opens the dataset, shows a class'
 trains with the offline default model (feature extraction), captures the Train tab while the run is
 going and again at the end, then classifies the validation folder on the Predict tab. Last, it
 trains the same model with the other strategies (``--compare``, as the CLI would) and captures the
-Runs tab comparing the runs. Run it under
+Runs tab comparing the runs, and runs a bake-off on the Bake-off tab. Run it under
 Xvfb for a real X11 window (``QWidget.grab`` works the same offscreen)::
 
     xvfb-run -s "-screen 0 1440x960x24" .venv/bin/python benchmarks/screenshots.py \\
@@ -31,7 +31,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("dataset", type=Path)
     parser.add_argument("--out", type=Path, default=ROOT / "docs")
     parser.add_argument("--epochs", type=int, default=8)
-    parser.add_argument("--size", default="1360x860", help="window size WIDTHxHEIGHT")
+    parser.add_argument("--size", default="1280x800", help="window size WIDTHxHEIGHT")
+    parser.add_argument(
+        "--small",
+        type=Path,
+        default=None,
+        help="also save the Train and Bake-off tabs at 1024x700 here (to check by eye)",
+    )
+    parser.add_argument(
+        "--bakeoff-epochs", type=int, default=1, help="epochs per bake-off candidate (0: none)"
+    )
     parser.add_argument(
         "--compare",
         default="fine-tune,scratch",
@@ -124,6 +133,25 @@ def main(argv: list[str] | None = None) -> int:
         tab.select_paths(list(tab.runs))
         wait(lambda: True, settle=1.0)
         shoot("runs")
+
+    if args.bakeoff_epochs:
+        panel = window.train_tab.bakeoff
+        window.tabs.setCurrentWidget(window.train_tab.bakeoff_page)
+        panel.epochs.setValue(args.bakeoff_epochs)
+        wait(lambda: panel.start_button.isEnabled(), timeout=120)
+        panel.start()
+        wait(lambda: not panel.is_running(), timeout=3600, settle=1.0)
+        shoot("bakeoff")
+
+    if args.small is not None:
+        args.small.mkdir(parents=True, exist_ok=True)
+        window.resize(1024, 700)
+        for name, tab in (("train", window.train_tab), ("bakeoff", window.train_tab.bakeoff_page)):
+            window.tabs.setCurrentWidget(tab)
+            wait(lambda: True, settle=0.5)
+            path = args.small / f"screenshot-{name}-1024x700.png"
+            window.grab().save(str(path))
+            print(f"wrote {path}")
     window.close()
     return 0
 

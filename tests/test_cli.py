@@ -159,3 +159,19 @@ def test_bad_input_is_one_line_without_traceback(args, code, message, tmp_path, 
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, proc.stderr
     assert message.lower() in lines[0].lower()
+
+
+@pytest.mark.parametrize("classes", [{}, {"only": 3}])
+def test_a_folder_that_is_no_dataset_is_answered_before_torch_loads(classes, tmp_path):
+    """train on an empty folder or a single class: the one-line error comes in a fraction of a second,
+    without importing torch (issue 22: the window of a typo should not cost seconds)."""
+    folder = make_image_folder(tmp_path / "d", classes, splits=None) if classes else tmp_path / "d"
+    folder.mkdir(exist_ok=True)
+    code = (
+        "import sys\nfrom engine.cli import main\n"
+        f"code = main(['train', {str(folder)!r}, '--epochs', '1'])\n"
+        "print(code, 'torch' in sys.modules)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.stdout.split() == ["1", "False"], proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "class" in proc.stderr

@@ -69,7 +69,6 @@ def test_progress_never_decreases_in_a_feature_extract_and_a_fine_tune_run(
         picker = window.findChild(QComboBox, "strategyPicker")
         picker.setCurrentIndex(picker.findText(strategy))
         window.findChild(QSpinBox, "epochsSpin").setValue(2)
-        window.train_tab.form.control("input_size").set_value(64)
         values = _values(bar)
         start(window, qtbot)
         wait_until_finished(window, qtbot)

@@ -30,7 +30,8 @@ def open_dataset(window, qtbot, monkeypatch, folder: Path) -> None:
     qtbot.waitUntil(lambda: window.data_tab.report is not None, timeout=120_000)
 
 
-def configure(window, epochs: int = 2, batch_size: int = 8, lr: float = 0.01) -> None:
+def configure(window, epochs: int = 2, batch_size: int = 8, lr: float = 0.01, input_size: int = 64) -> None:
+    """Feature extraction with the built-in model; 64 px is plenty for the synthetic colour classes."""
     window.tabs.setCurrentWidget(window.train_tab)
     strategy = window.findChild(QComboBox, "strategyPicker")
     strategy.setCurrentIndex(strategy.findText("feature-extract"))
@@ -38,6 +39,7 @@ def configure(window, epochs: int = 2, batch_size: int = 8, lr: float = 0.01) ->
     window.findChild(QSpinBox, "epochsSpin").setValue(epochs)
     window.findChild(QSpinBox, "batchSizeSpin").setValue(batch_size)
     window.findChild(QDoubleSpinBox, "learningRateSpin").setValue(lr)
+    window.train_tab.form.control("input_size").set_value(input_size)
 
 
 def start(window, qtbot) -> None:

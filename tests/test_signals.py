@@ -74,7 +74,7 @@ PHASES = [
     ("scan", ["scan", "{data}"], signal.SIGTERM),
     (
         "features",
-        ["train", "{data}", "--device", "cpu", "--batch-size", "2", "--out", "{out}"],
+        ["train", "{data}", "--device", "cpu", "--batch-size", "2", "--input-size", "64", "--out", "{out}"],
         signal.SIGTERM,
     ),
     (
@@ -90,6 +90,8 @@ PHASES = [
             "3",
             "--batch-size",
             "2",
+            "--input-size",
+            "64",
             "--out",
             "{out}",
         ],
@@ -140,7 +142,8 @@ def test_a_signal_in_each_phase_is_answered_within_five_seconds(data, bundle, tm
 def test_a_run_of_two_processes_stops_on_a_signal_without_torchruns_traceback(tmp_path, sig):
     data = make_image_folder(tmp_path / "data", {"a": 16, "b": 16}, size=(40, 40))
     command = [sys.executable, "-m", "engine.cli", "train", str(data), "--device", "cpu", "--epochs", "200",
-               "--batch-size", "2", "--nproc-per-node", "2", "--out", str(tmp_path / "run")]  # fmt: skip
+               "--batch-size", "2", "--input-size", "64", "--nproc-per-node", "2",
+               "--out", str(tmp_path / "run")]  # fmt: skip
     seconds, err, code = _interrupt(command, sig, tmp_path, wait_for="backbone features ready")
     assert "Traceback" not in err, err
     assert code == 130, (code, err)
@@ -150,7 +153,8 @@ def test_a_run_of_two_processes_stops_on_a_signal_without_torchruns_traceback(tm
 def test_the_ranks_end_when_their_launcher_is_killed(tmp_path):
     data = make_image_folder(tmp_path / "data", {"a": 16, "b": 16}, size=(40, 40))
     command = [sys.executable, "-m", "engine.cli", "train", str(data), "--device", "cpu", "--epochs", "200",
-               "--batch-size", "2", "--nproc-per-node", "2", "--out", str(tmp_path / "run")]  # fmt: skip
+               "--batch-size", "2", "--input-size", "64", "--nproc-per-node", "2",
+               "--out", str(tmp_path / "run")]  # fmt: skip
     env = {**os.environ, "TRANSFER_STUDIO_CACHE": str(tmp_path / "cache"), "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
         command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True

@@ -112,6 +112,13 @@ def run_training(
     ``download``: fetch missing pretrained weights first, with a bar (one process of several never
     downloads: the launch did). ``dist``: this process's place in a multi-process run.
     """
+    if args.resume is None and args.data is not None:
+        # A folder that is no dataset is answered before torch loads (a few seconds). The trainer's scan
+        # (which also checks each photo, so it can only find fewer) raises the very same errors; the
+        # split's share and seed change none of them.
+        from engine.data.datasets import scan_dataset
+
+        scan_dataset(args.data, verify=False)
     from engine.training.trainer import resume, train
 
     if args.resume is not None:
