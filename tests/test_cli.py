@@ -175,3 +175,21 @@ def test_a_folder_that_is_no_dataset_is_answered_before_torch_loads(classes, tmp
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.stdout.split() == ["1", "False"], proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and "class" in proc.stderr
+
+
+def test_a_file_that_is_no_bundle_is_answered_before_torch_loads(tmp_path):
+    """predict with a photo, a text file or a cut-off download as the model: one line at once."""
+    photo = tmp_path / "photo.pt"
+    make_image_folder(tmp_path / "d", {"a": 1, "b": 1}, splits=None)
+    photo.write_bytes(next((tmp_path / "d" / "a").iterdir()).read_bytes())
+    code = (
+        "import sys\nfrom engine.cli import main\n"
+        f"code = main(['predict', {str(photo)!r}, {str(tmp_path / 'd')!r}])\n"
+        "print(code, 'torch' in sys.modules)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.stdout.split() == ["1", "False"], proc.stderr
+    assert (
+        proc.stderr.strip()
+        == "transfer-studio: error: photo.pt is not a Transfer Studio model bundle (not a PyTorch file)"
+    )

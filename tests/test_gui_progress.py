@@ -42,10 +42,10 @@ def test_the_elapsed_text_changes_every_second(qtbot):
     seen: list[tuple[float, str]] = []
     clock.ticked.connect(lambda text: seen.append((time.monotonic(), text)))
     clock.start()
-    qtbot.wait(3300)
+    qtbot.wait(2300)
     clock.finish()
     elapsed = [re.search(r"elapsed (\S+)", text).group(1) for _t, text in seen]
-    assert elapsed[0] == "0:00" and len(set(elapsed)) >= 3  # 0:00, 0:01, 0:02, 0:03
+    assert elapsed[0] == "0:00" and len(set(elapsed)) >= 3  # 0:00, 0:01, 0:02
     changes = [t for (t, text), (_t0, before) in zip(seen[1:], seen) if text != before]
     gaps = [b - a for a, b in zip([seen[0][0], *changes], changes)]
     assert gaps and max(gaps) <= 1.3

@@ -332,7 +332,19 @@ def test_paths_that_are_not_utf8_are_scanned_excluded_trained_and_reported(tmp_p
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("TRANSFER_STUDIO_DATA", str(tmp_path / "app"))
         exclude(root, [next((root / "train" / "caf\udce9").iterdir())])
-    run("train", root, "--epochs", "1", "--device", "cpu", "--out", tmp_path / "run", "--json")
+    run(
+        "train",
+        root,
+        "--epochs",
+        "1",
+        "--input-size",
+        "64",
+        "--device",
+        "cpu",
+        "--out",
+        tmp_path / "run",
+        "--json",
+    )
     run("report", tmp_path / "run", "--device", "cpu")
     assert (tmp_path / "run" / "report.html").is_file()
 

@@ -44,6 +44,9 @@ def add_parser(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from engine.data.outputs import check_output_file, run_dataset
+    from engine.models.bundle_file import bundle_file
+
+    bundle_file(args.bundle)  # a wrong path or a file that is no bundle: answered before torch loads
     from engine.inference.predict import Predictor, list_images, write_predictions_csv
 
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:

@@ -25,6 +25,7 @@ from torch import nn
 from engine.core.errors import BundleError, ModelError, TransferStudioError
 from engine.core.files import atomic_torch_save
 from engine.models.build import build_model
+from engine.models.bundle_file import bundle_file
 from engine.models.heads import HeadSpec
 from engine.models.preprocessing import Preprocessing
 
@@ -83,14 +84,7 @@ def save_bundle(path: str | Path, bundle: Bundle) -> Path:
 
 def load_bundle(path: str | Path) -> Bundle:
     """Read a bundle; BundleError with a one-line reason when the file is not a usable bundle."""
-    path = Path(path)
-    if not path.exists():
-        raise BundleError(f"{path}: no such file")
-    if path.is_dir():
-        candidate = path / "model.pt"
-        if not candidate.is_file():
-            raise BundleError(f"{path} is a folder without a model.pt bundle")
-        path = candidate
+    path = bundle_file(path)  # the same checks (and words) as the command line's, before torch
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - pickle/zip/unpickling errors all mean "not a bundle"
