@@ -39,6 +39,19 @@ def test_data_tab_keeps_every_column_and_tab_label_at_1024x700(window, qtbot, mo
         assert bar.tabRect(index).right() <= bar.width()
 
 
+def test_the_train_settings_are_never_cut_on_the_right(window, qtbot):
+    window.resize(1280, 800)
+    window.tabs.setCurrentWidget(window.train_tab)
+    qtbot.wait(50)
+    form = window.train_tab.form
+    viewport = form.parentWidget()
+    while viewport is not None and viewport.objectName() != "qt_scrollarea_viewport":
+        viewport = viewport.parentWidget()
+    assert viewport is not None
+    assert form.minimumSizeHint().width() <= viewport.width()
+    assert form.mapTo(viewport, form.rect().topRight()).x() < viewport.width()
+
+
 def test_start_is_inside_the_window_at_1024x700(window, qtbot, monkeypatch, tmp_path):
     data = make_image_folder(tmp_path / "d", {"a": 4, "b": 4})
     window.resize(1024, 700)

@@ -130,8 +130,11 @@ class TrainTab(QWidget):
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         side = QWidget()
         side.setObjectName("trainSide")
-        side.setMinimumWidth(340)
-        side.setMaximumWidth(440)
+        # As wide as the widest row of the form (the Advanced group's check boxes) beside the scroll
+        # bar: the form scrolls up and down, never cut on the right.
+        needed = self.form.minimumSizeHint().width() + scroll.verticalScrollBar().sizeHint().width() + 4
+        side.setMinimumWidth(max(340, needed))
+        side.setMaximumWidth(max(440, needed))
         side_layout = QVBoxLayout(side)
         side_layout.setContentsMargins(0, 0, 0, 0)
         side_layout.addWidget(scroll, 1)
