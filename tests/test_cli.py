@@ -161,35 +161,39 @@ def test_bad_input_is_one_line_without_traceback(args, code, message, tmp_path, 
     assert message.lower() in lines[0].lower()
 
 
+def _without_torch(*argv: str) -> tuple[list[str], str]:
+    """``transfer-studio ARGV`` in a fresh interpreter: its exit code and whether torch was imported,
+    as words (``["1", "False"]``), and its standard error."""
+    code = f"import sys\nfrom engine.cli import main\nprint(main({list(argv)!r}), 'torch' in sys.modules)\n"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    return proc.stdout.split(), proc.stderr
+
+
 @pytest.mark.parametrize("classes", [{}, {"only": 3}])
 def test_a_folder_that_is_no_dataset_is_answered_before_torch_loads(classes, tmp_path):
     """train on an empty folder or a single class: the one-line error comes in a fraction of a second,
     without importing torch (issue 22: the window of a typo should not cost seconds)."""
     folder = make_image_folder(tmp_path / "d", classes, splits=None) if classes else tmp_path / "d"
     folder.mkdir(exist_ok=True)
-    code = (
-        "import sys\nfrom engine.cli import main\n"
-        f"code = main(['train', {str(folder)!r}, '--epochs', '1'])\n"
-        "print(code, 'torch' in sys.modules)\n"
-    )
-    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert proc.stdout.split() == ["1", "False"], proc.stderr
-    assert len(proc.stderr.strip().splitlines()) == 1 and "class" in proc.stderr
+    answer, err = _without_torch("train", str(folder), "--epochs", "1")
+    assert answer == ["1", "False"], err
+    assert len(err.strip().splitlines()) == 1 and "class" in err
 
 
-def test_a_file_that_is_no_bundle_is_answered_before_torch_loads(tmp_path):
-    """predict with a photo, a text file or a cut-off download as the model: one line at once."""
+@pytest.mark.parametrize("command", ["predict", "evaluate", "export"])
+def test_a_file_that_is_no_bundle_is_answered_before_torch_loads(command, tmp_path):
+    """predict, evaluate or export with a photo as the model: one line at once."""
     photo = tmp_path / "photo.pt"
     make_image_folder(tmp_path / "d", {"a": 1, "b": 1}, splits=None)
     photo.write_bytes(next((tmp_path / "d" / "a").iterdir()).read_bytes())
-    code = (
-        "import sys\nfrom engine.cli import main\n"
-        f"code = main(['predict', {str(photo)!r}, {str(tmp_path / 'd')!r}])\n"
-        "print(code, 'torch' in sys.modules)\n"
+    rest = (
+        ["--format", "onnx", "--out", str(tmp_path / "m.onnx")]
+        if command == "export"
+        else [str(tmp_path / "d")]
     )
-    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert proc.stdout.split() == ["1", "False"], proc.stderr
+    answer, err = _without_torch(command, str(photo), *rest)
+    assert answer == ["1", "False"], err
     assert (
-        proc.stderr.strip()
+        err.strip()
         == "transfer-studio: error: photo.pt is not a Transfer Studio model bundle (not a PyTorch file)"
     )

@@ -30,6 +30,9 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from engine.models.bundle_file import bundle_file
+
+    bundle_file(args.bundle)  # a wrong path or a file that is no bundle: answered before torch loads
     from engine.inference.evaluate import evaluate, format_evaluation
 
     if not 1 <= args.top_k <= 1000:

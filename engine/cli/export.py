@@ -30,6 +30,9 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from engine.models.bundle_file import bundle_file
+
+    bundle_file(args.bundle)  # a wrong path or a file that is no bundle: answered before torch loads
     from engine.core.rundir import CONFIG_FILE, RunDir
     from engine.inference.export import export_bundle, parity_check, parity_images
     from engine.models.bundle import load_bundle

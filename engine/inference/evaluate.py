@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from engine.core.errors import TransferStudioError, UnreadableImageError, raise_if_stopped
+from engine.core.errors import TransferStudioError, raise_if_stopped
 from engine.data.datasets import DatasetReport, Sample, scan_dataset
 from engine.inference.predict import Predictor
 from engine.models.bundle import Bundle, load_bundle
@@ -277,7 +277,7 @@ def evaluate(
         for start in range(0, total, batch_size):
             raise_if_stopped(should_stop, "evaluation")
             chunk = samples[start : start + batch_size]
-            loaded = list(pool.map(lambda s: _load(s.path, predictor), chunk))
+            loaded = list(pool.map(predictor.try_preprocessed, [s.path for s in chunk]))
             tensors, files = [], []
             for sample, item in zip(chunk, loaded):
                 if isinstance(item, str):
@@ -315,14 +315,6 @@ def evaluate(
         "head": bundle.head.kind,
     }
     return result
-
-
-def _load(path: Path, predictor: Predictor) -> torch.Tensor | str:
-    """The preprocessed image, or the reason it cannot be read."""
-    try:
-        return predictor.transform(predictor.load(path))
-    except UnreadableImageError as exc:
-        return str(exc)
 
 
 @torch.inference_mode()

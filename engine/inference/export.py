@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from engine import __version__
-from engine.core.errors import DatasetError, TransferStudioError, UnreadableImageError, raise_if_stopped
+from engine.core.errors import DatasetError, TransferStudioError, raise_if_stopped
 from engine.core.files import atomic_write_text
 from engine.core.small_files import decode_json, read_json
 from engine.data.datasets import DatasetReport, scan_dataset
@@ -410,8 +410,11 @@ def parity_check(
         for start in range(0, total, batch_size):
             raise_if_stopped(should_stop, "the parity check")
             chunk = paths[start : start + batch_size]
-            loaded = list(pool.map(lambda p: _load(p, predictor), chunk))
-            kept = [(p, t) for p, t in zip(chunk, loaded) if t is not None]
+            loaded = list(pool.map(predictor.try_preprocessed, chunk))
+            for reason in loaded:
+                if isinstance(reason, str):
+                    log.warning("parity check: skipping %s", reason)
+            kept = [(p, t) for p, t in zip(chunk, loaded) if isinstance(t, torch.Tensor)]
             unreadable += len(chunk) - len(kept)
             if kept:
                 batch = torch.stack([t for _, t in kept])
@@ -434,14 +437,6 @@ def parity_check(
     return ParityReport(
         fmt, seen, agree / seen, max_diff, disagreements=tuple(disagreements), unreadable=unreadable
     )
-
-
-def _load(path: Path, predictor: Predictor) -> torch.Tensor | None:
-    try:
-        return predictor.transform(predictor.load(path))
-    except UnreadableImageError as exc:
-        log.warning("parity check: skipping %s", exc)
-        return None
 
 
 def parity_images(data: str | Path | DatasetReport, max_images: int | None = None) -> list[Path]:

@@ -168,7 +168,7 @@ class Predictor:
         ) as pool:  # PIL decodes off the GIL
             for start in range(0, len(files), batch_size):
                 chunk = files[start : start + batch_size]
-                loaded = list(pool.map(self._try_preprocessed, chunk))
+                loaded = list(pool.map(self.try_preprocessed, chunk))
                 readable = [(p, t) for p, t in zip(chunk, loaded) if isinstance(t, torch.Tensor)]
                 probs = iter(())
                 if readable:
@@ -183,7 +183,9 @@ class Predictor:
                     on_progress(len(results), len(files))
         return results
 
-    def _try_preprocessed(self, path: Path) -> torch.Tensor | str:
+    def try_preprocessed(self, path: Path) -> torch.Tensor | str:
+        """:meth:`preprocessed`, or the reason the file cannot be read (predict, evaluate and the
+        export's parity check skip such a file and say why)."""
         try:
             return self.preprocessed(path)
         except UnreadableImageError as exc:

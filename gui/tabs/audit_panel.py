@@ -12,6 +12,7 @@ from __future__ import annotations
 import html
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -245,7 +246,7 @@ class AuditPanel(QWidget):
             self._show_excluded()
         self._update_buttons()
 
-    def _set_excluded(self, paths: Any) -> None:
+    def _set_excluded(self, paths: Iterable[Path]) -> None:
         """The excluded photos (absolute paths), as the last scan or edit left them."""
         root = Path(self.report.root).resolve() if self.report is not None else None
         self.excluded = set()
