@@ -63,6 +63,53 @@ def test_candidates_are_ranked_best_first_on_one_split(data, tmp_path, monkeypat
     assert kinds[0] == "BakeoffStarted" and kinds[-1] == "BakeoffFinished"
     ended = [e for e in events if isinstance(e, bakeoff.CandidateEnded)]
     assert [len(e.leaderboard) for e in ended] == [1, 2]  # the leaderboard grows as candidates finish
+    # After each batch, the whole bake-off's progress: its clock runs on, the first candidate's
+    # estimates include a price for the second.
+    overall = [e for e in events if isinstance(e, bakeoff.BakeoffProgress)]
+    batches = [e for e in events if isinstance(e, ev.BatchProgress)]
+    assert len(overall) == len(batches) and all(e.eta_s >= 0 for e in overall)
+    assert [e.elapsed_s for e in overall] == sorted(e.elapsed_s for e in overall)
+    first_end = kinds.index("CandidateEnded")
+    first = [e for i, e in enumerate(events) if i < first_end and isinstance(e, bakeoff.BakeoffProgress)]
+    own = [e for i, e in enumerate(events) if i < first_end and isinstance(e, ev.BatchProgress)]
+    assert all(o.eta_s > b.eta_s for o, b in zip(first, own, strict=True))
+
+
+def test_candidate_work_counts_what_each_strategy_computes(data):
+    from engine.core.config import TrainConfig
+    from engine.data.datasets import scan_dataset
+    from engine.experiments.bakeoff_eta import TRAIN_PASS, BakeoffEta, CandidateWork, candidate_work
+
+    report = scan_dataset(data)
+    n_train, n_val = len(report.splits["train"]), len(report.splits["val"])
+    fe = TrainConfig.for_strategy("feature-extract", tta="flip")
+    ft = TrainConfig.for_strategy("fine-tune", epochs=3)
+    work = candidate_work(fe, report, views=2, input_px=224, cached_features=True)
+    assert (work.feature_images, work.train_images, work.val_images) == (2 * n_train + 2 * n_val, 0, 0)
+    work = candidate_work(ft, report, views=2, input_px=448, cached_features=False)
+    head_first = n_train if ft.head_first else 0
+    assert (work.feature_images, work.train_images, work.val_images) == (head_first, 3 * n_train, 3 * n_val)
+    assert work.passes() == pytest.approx(4 * (head_first + TRAIN_PASS * 3 * n_train + 3 * n_val))  # 4x px
+
+    # A candidate to come is priced at the seconds per pass measured so far.
+    works = [
+        CandidateWork(100, 0, 0, 224, 10),
+        CandidateWork(0, 100, 0, 224, 10),
+        CandidateWork(0, 0, 100, 224, 20),
+    ]
+    eta = BakeoffEta(works)
+    assert eta.seconds_left(0, elapsed=6.0, left=4.0) == pytest.approx(4.0 + 10.0 * TRAIN_PASS + 20.0)
+    eta.ended(0, 10.0)
+    eta.skip(2)
+    assert eta.seconds_left(1, elapsed=1.0, left=2.0) == pytest.approx(2.0)
+    # A candidate whose features came from the cache took less than it was counted for: it prices nothing.
+    eta = BakeoffEta(works)
+    eta.ended(0, 0.5, features_cached=True)
+    # Candidate 2 alone sets the rate: 2*TRAIN_PASS s for 100 training passes of a 10-parameter model,
+    # so candidate 3's 100 forward passes of a 20-parameter model cost 4 s.
+    assert eta.seconds_left(1, elapsed=2.0, left=2.0 * TRAIN_PASS - 2.0) == pytest.approx(
+        2.0 * TRAIN_PASS - 2.0 + 4.0
+    )
 
 
 def test_stop_keeps_what_finished_and_skips_the_rest(data, tmp_path, monkeypatch):

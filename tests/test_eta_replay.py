@@ -1,6 +1,7 @@
-"""The ETA against a real cold run: recorded batch timings (benchmarks/record_eta.py) replayed through
-the estimator. Once 10% of the run is done, every estimate is within 30% of the time really left
-(plus half a second: the Train tab shows whole seconds, and the last head-only epochs take less)."""
+"""The ETA against real cold runs: recorded batch timings (benchmarks/record_eta.py) replayed through
+the estimators. Once 10% of a run is done, every estimate is within 30% of the time really left (plus
+half a second for a feature-extraction run: the Train tab shows whole seconds, and the last head-only
+epochs take less; plus a second for a fine-tune run and a bake-off)."""
 
 from __future__ import annotations
 
@@ -9,21 +10,19 @@ from pathlib import Path
 
 import pytest
 
+from engine.experiments.bakeoff_eta import BakeoffEta, CandidateWork
 from engine.training.eta import Eta
 
 RECORDING = Path(__file__).parent / "data" / "eta_cold_feature_extract.json"
+FINE_TUNE = Path(__file__).parent / "data" / "eta_fine_tune.json"
+BAKEOFF = Path(__file__).parent / "data" / "eta_bakeoff.json"
 
 
 def _replay(recording: dict) -> list[tuple[float, float, float]]:
     """(time, estimated seconds left, real seconds left) after each batch."""
     plan = recording["planned"]
     eta = Eta()
-    eta.plan(
-        features=plan["features"],
-        train=plan["train"],
-        val=plan["val"],
-        cached_features=bool(plan["cached_features"]),
-    )
+    eta.plan(**{**plan, "cached_features": bool(plan["cached_features"])})
     eta.last = recording["batches_start"]
     points = []
     for batch in recording["batches"]:
@@ -68,3 +67,44 @@ def test_the_first_feature_batch_already_gives_a_usable_estimate():
     recording = json.loads(RECORDING.read_text())
     t, estimate, real = _replay(recording)[0]
     assert estimate == pytest.approx(real, rel=0.5)
+
+
+def test_a_fine_tune_run_is_estimated_within_30_percent_once_a_tenth_is_done():
+    """Fine-tuning: the head-first fit's frozen pass, then epochs of training on images."""
+    recording = json.loads(FINE_TUNE.read_text())
+    kinds = {b["kind"] for b in recording["batches"]}
+    assert {"features", "train", "val"} <= kinds and not recording["planned"]["cached_features"]
+    total = recording["end"]
+    checked = 0
+    for t, estimate, real in _replay(recording):
+        if t < 0.1 * total:
+            continue
+        checked += 1
+        assert abs(estimate - real) <= 0.3 * real + 1.0, (
+            f"at {t:.2f} s: estimated {estimate:.2f} s, really {real:.2f} s"
+        )
+    assert checked > 20
+
+
+def test_a_bakeoff_is_estimated_within_30_percent_once_a_tenth_is_done():
+    """The whole bake-off (the running candidate's estimate plus a price for each one to come),
+    replayed from a recorded cold bake-off of lite0 with every strategy."""
+    recording = json.loads(BAKEOFF.read_text())
+    assert recording["statuses"] == ["finished"] * 3
+    eta = BakeoffEta([CandidateWork(**w) for w in recording["works"]])
+    total = recording["end"]
+    checked = 0
+    for row in recording["events"]:
+        if row["kind"] == "ended":
+            eta.ended(row["index"], row["seconds"])
+        if row["kind"] != "batch":
+            continue
+        estimate = eta.seconds_left(row["index"], row["elapsed"], row["eta"])
+        real = total - row["t"]
+        if row["t"] < 0.1 * total:
+            continue
+        checked += 1
+        assert abs(estimate - real) <= 0.3 * real + 1.0, (
+            f"candidate {row['index'] + 1} at {row['t']:.2f} s: estimated {estimate:.2f} s, really {real:.2f} s"
+        )
+    assert checked > 20

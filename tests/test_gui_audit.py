@@ -64,9 +64,14 @@ def test_audit_finds_planted_problems_and_acts_without_deleting(window, qtbot, m
     data = window.data_tab
     data.views.setCurrentWidget(data.audit)
     panel = data.audit
+    values: list[int] = []
+    panel.progress.valueChanged.connect(values.append)
     _click(window, "auditRunButton", qtbot)
     assert window.findChild(QPushButton, "auditCancelButton").isEnabled()
+    assert "elapsed 0:00" in window.findChild(QLabel, "auditStatus").text()  # the clock runs from Start
     qtbot.waitUntil(lambda: panel.audit is not None and not panel.is_running(), timeout=AUDIT_TIMEOUT_MS)
+    # One bar over every stage (features, then the label folds), never going back, full at the end.
+    assert len(values) > 2 and values == sorted(values) and values[-1] == panel.progress.maximum()
     tree = window.findChild(QTreeWidget, "auditFindings")
     assert "finding" in window.findChild(QLabel, "auditStatus").text()
 

@@ -104,6 +104,9 @@ def test_leaderboard_grows_best_first_and_the_winner_opens_in_predict(
     assert not window.findChild(QPushButton, "startButton").isEnabled()  # one thing trains at a time
     qtbot.waitUntil(lambda: not panel.is_running(), timeout=BAKEOFF_TIMEOUT_MS)
     assert progress and progress == sorted(progress)  # issue 22: the bar never goes back
+    assert progress[-1] == panel.progress.maximum() and panel.clock.seconds_left() is not None
+    status = window.findChild(QLabel, "bakeoffStatus").text()
+    assert status.startswith("Finished after 0:"), status  # the wall time the user waited
 
     assert not window.findChild(QWidget, "bakeoffError").isVisible()
     assert rows_when_ended == [1, 2]  # a row per finished candidate, as each one finishes

@@ -68,7 +68,14 @@ def test_confusion_cell_filters_the_gallery(window, qtbot, synthetic_dataset, un
     _load(window, qtbot, synthetic_dataset, untrained_bundle)
     summary = window.findChild(QLabel, "evaluateSummary")
     assert "Press <b>Evaluate</b>" in summary.text() and "val images" in summary.text()  # issue 22: a hint
+    bar = window.findChild(QProgressBar, "evaluateProgress")
+    values: list[int] = []
+    bar.valueChanged.connect(values.append)
+    texts: list[str] = []
+    window.evaluate_tab.clock.ticked.connect(texts.append)
     report = _evaluate(window, qtbot)
+    assert values == sorted(values) and values[-1] == bar.maximum() == 16  # one clock, bar never back
+    assert texts and texts[0].startswith("elapsed 0:00")
     assert report.n_images == 16  # the val split: 8 cats + 8 dogs
     assert "Press" not in summary.text() and "Accuracy" in summary.text()
     assert "top-" not in summary.text()  # top-2 of two classes says nothing

@@ -3,9 +3,9 @@ by a mnemonic or a shortcut and listed in Help → Keyboard shortcuts; Help → 
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QPoint, QRect, Qt
 from PySide6.QtGui import QKeySequence
-from PySide6.QtWidgets import QDialog, QTextBrowser
+from PySide6.QtWidgets import QApplication, QDialog, QTextBrowser
 
 from gui.dialogs.help_pages import shortcuts_html
 
@@ -65,3 +65,45 @@ def test_help_pages_open_with_their_text(window, qtbot):
     assert all(step in text for step in ("Data", "Train", "Predict", "Evaluate", "Runs", "hymenoptera"))
     assert "README" in text and browser.openExternalLinks()
     guide.close()
+
+
+def test_keyboard_focus_is_drawn_around_the_focused_control(window, qtbot):
+    """Tab puts a visible ring around the control it reached; a click hides it again."""
+    window.show()
+    qtbot.waitExposed(window)
+    window.activateWindow()
+    window.tabs.setCurrentWidget(window.data_tab)
+    ring = window.focus_ring
+    assert not ring.isVisible()
+    qtbot.keyClick(window.tabs.tabBar(), Qt.Key.Key_Tab)
+    focused = QApplication.focusWidget()
+    assert focused is not None and focused is not window.tabs.tabBar()
+    assert ring.isVisible() and ring.widget() is (focused.focusProxy() or focused)
+    # The ring encloses the control, and the pixels there change when it is drawn.
+    target = ring.widget()
+    ring_box = QRect(ring.mapTo(window, QPoint(0, 0)), ring.size())
+    assert ring_box.contains(QRect(target.mapTo(window, QPoint(0, 0)), target.size()))
+    with_ring = window.grab(ring_box).toImage()
+    ring.hide()
+    without_ring = window.grab(ring_box).toImage()
+    assert with_ring != without_ring
+    ring.show()
+    window.tabs.tabBar().setFocus(Qt.FocusReason.MouseFocusReason)  # what a click does
+    assert not ring.isVisible()
+
+
+def test_tab_moves_through_the_training_settings_as_they_read(window, qtbot):
+    """Two columns of settings: Tab goes left to right, then down, never back up."""
+    window.show()
+    qtbot.waitExposed(window)
+    window.activateWindow()
+    window.tabs.setCurrentWidget(window.train_tab)
+    form = window.train_tab.form
+    form.controls["epochs"].widget.setFocus(Qt.FocusReason.TabFocusReason)
+    visited = [QApplication.focusWidget()]
+    for _ in range(6):
+        qtbot.keyClick(QApplication.focusWidget(), Qt.Key.Key_Tab)
+        visited.append(QApplication.focusWidget())
+    spots = [(w.mapTo(form, QPoint(0, 0)).y(), w.mapTo(form, QPoint(0, 0)).x()) for w in visited]
+    assert spots == sorted(spots), [w.objectName() for w in visited]
+    assert visited[1] is form.controls["batch_size"].widget and visited[2] is form.controls["lr"].widget

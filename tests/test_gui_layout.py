@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from helpers_images import make_image_folder
-from PySide6.QtWidgets import QPushButton, QSplitter, QTableView, QTableWidget, QTabWidget
+from PySide6.QtWidgets import QPushButton, QScrollArea, QSplitter, QTableView, QTableWidget, QTabWidget
 from test_gui_training import open_dataset
 
 
@@ -16,6 +16,18 @@ def _visible_in_window(widget, window) -> bool:
     bottom_right = widget.mapTo(window, widget.rect().bottomRight())
     inside = window.rect().contains(top_left) and window.rect().contains(bottom_right)
     return widget.isVisible() and not widget.visibleRegion().isEmpty() and inside
+
+
+def assert_train_tab_fits(window, qtbot) -> None:
+    """At 1280x800 the Train tab shows its settings, plots and result without scrolling."""
+    window.resize(1280, 800)
+    window.tabs.setCurrentWidget(window.train_tab)
+    qtbot.wait(100)
+    tab = window.train_tab
+    scroll = window.findChild(QScrollArea, "trainSettingsScroll")
+    assert not scroll.verticalScrollBar().isVisible(), scroll.widget().sizeHint()
+    for widget in (tab.result, tab.plots, window.findChild(QPushButton, "startButton")):
+        assert _visible_in_window(widget, window), widget.objectName()
 
 
 def test_data_tab_keeps_every_column_and_tab_label_at_1024x700(window, qtbot, monkeypatch, tmp_path):

@@ -6,7 +6,9 @@ from __future__ import annotations
 import re
 import time
 
+import pytest
 from PySide6.QtWidgets import QComboBox, QLabel, QProgressBar, QSpinBox
+from test_gui_layout import assert_train_tab_fits
 from test_gui_training import configure, open_dataset, start, wait_until_finished
 
 from gui.views.progress_clock import ProgressClock
@@ -33,6 +35,34 @@ def test_the_bar_never_goes_back_and_the_estimate_counts_down(qtbot):
     assert clock.seconds_left() is not None and 1.5 < clock.seconds_left() < 2.05
     clock.finish(completed=False)
     assert bar.value() == 500
+
+
+def test_a_job_without_an_engine_estimate_is_priced_from_its_measured_rate(qtbot, monkeypatch):
+    """The dataset doctor and Evaluate report only how far they got: the estimate is the rest of the
+    job at the rate measured since the first report (the model's loading before it does not count)."""
+    now = [100.0]
+    monkeypatch.setattr("gui.views.progress_clock.time.monotonic", lambda: now[0])
+    bar = QProgressBar()
+    bar.setRange(0, 0)  # busy until the job knows its size
+    qtbot.addWidget(bar)
+    clock = ProgressClock(bar)
+    clock.start()
+    now[0] += 5.0  # loading the model
+    bar.setRange(0, 200)
+    clock.measure(0.0)
+    assert clock.seconds_left() is None and "estimating" in clock.text()
+    now[0] += 0.5
+    clock.measure(0.05)
+    assert clock.seconds_left() is None  # not measured over a second yet
+    now[0] += 1.5  # 10% in 2 s: 18 s left
+    clock.measure(0.1)
+    assert clock.seconds_left() == pytest.approx(18.0) and bar.value() == 20
+    assert "elapsed 0:07 · about 0:18 left" in clock.text()
+    now[0] += 8.0  # slower now: 50% in 10 s, 10 s left
+    clock.measure(0.5)
+    assert clock.seconds_left() == pytest.approx(10.0) and bar.value() == 100
+    clock.measure(0.4)  # a stage reported late never moves the bar back
+    assert bar.value() == 100
 
 
 def test_the_elapsed_text_changes_every_second(qtbot):
@@ -75,3 +105,4 @@ def test_progress_never_decreases_in_a_feature_extract_and_a_fine_tune_run(
         assert values and values == sorted(values), (strategy, values)  # from 0 (the start) upwards
         assert values[-1] == bar.maximum(), strategy
         assert "Finished 2 epochs" in status.text(), status.text()
+    assert_train_tab_fits(window, qtbot)  # issue 22: settings, plots and the result, no scrolling

@@ -160,7 +160,7 @@ def test_each_run_is_a_row_newest_first_and_sortable(window, qtbot, runs_root):
         "2",
         "finished",
     )
-    assert new["Duration"] == "0:06" and new["Started"].startswith("2026-01-0")
+    assert new["Duration"] == "6.0 s" and new["Started"].startswith("2026-01-0")
     assert stopped["Status"] == "stopped · resumable" and stopped["Epochs"] == "2/5"
     assert old["Best val acc"] == "90.0%"
     assert "3 runs" in window.runs_tab.summary.text()
@@ -179,8 +179,20 @@ def test_duration_is_the_whole_run_when_its_status_says_so(window, qtbot, runs_r
     show_runs(window, qtbot)
     assert [(r["Name"], r["Duration"]) for r in rows(window)] == [
         ("features-first", "3:05"),
-        ("no-end", "0:04"),
+        ("no-end", "4.0 s"),
     ]
+
+
+def test_a_run_of_cached_features_shows_its_real_time_and_says_why(window, qtbot, runs_root):
+    """Issue 22: half a second is not "0:00", and a run whose feature pass came from the cache says so."""
+    run = make_run(runs_root, "cached", epochs=2, started="2026-01-02T10:00:00+0000")
+    RunDir(run).write_status("finished", seconds=0.5, features_cached=True)
+    show_runs(window, qtbot)
+    (row,) = rows(window)
+    assert row["Duration"] == "0.5 s · features from the cache"
+    view = window.findChild(QTableView, "runsTable")
+    tip = view.model().index(0, DURATION).data(Qt.ItemDataRole.ToolTipRole)
+    assert "already in the cache" in tip
 
 
 def test_filter_by_dataset(window, qtbot, runs_root):

@@ -28,6 +28,17 @@ def _data(tmp_path):
     return make_image_folder(tmp_path / "data", {"red": 8, "green": 8}, splits=("train", "val"))
 
 
+def test_a_run_on_cached_features_says_so(tmp_path):
+    """Issue 22: a run whose feature pass came from the cache is marked (its time is not a first run's)."""
+    data = _data(tmp_path)
+    first = train(_config(epochs=1), data, run_dir=tmp_path / "first")
+    events: list = []
+    again = train(_config(epochs=1), data, run_dir=tmp_path / "again", on_event=events.append)
+    assert not first.features_cached and again.features_cached
+    assert RunDir(tmp_path / "again").read_status()["features_cached"] is True
+    assert not [e for e in events if isinstance(e, ev.BatchProgress) and e.phase == "features"]
+
+
 def test_feature_extract_run_writes_everything_and_keeps_backbone(tmp_path):
     data = _data(tmp_path)
     events: list = []
@@ -45,6 +56,7 @@ def test_feature_extract_run_writes_everything_and_keeps_backbone(tmp_path):
     assert result.epochs_completed == 2 and not result.cancelled
     assert result.best_val_acc == max(e.val_acc for e in epoch_ends)
     assert result.best_val_acc >= 0.9  # colours are trivially separable with pretrained features
+    assert not result.features_cached and not RunDir(tmp_path / "run").read_status().get("features_cached")
 
     run = RunDir(tmp_path / "run")
     assert len(run.read_metrics()) == 2
@@ -204,13 +216,13 @@ def test_eta_prices_head_only_epochs_far_below_feature_batches():
 
 
 def test_eta_on_images_prices_training_batches_above_validation_ones():
-    from engine.training.eta import TRAIN_BATCH_PER_VAL_BATCH, Eta
+    from engine.training.eta import TRAIN_PASS_PER_FORWARD, Eta
 
     eta = Eta()
     eta.plan(features=0, train=4, val=4, cached_features=False)
     eta.last = 0.0
     eta.record("train", 3.0)
-    assert eta.seconds_left() == pytest.approx(3 * 3.0 + 4 * 3.0 / TRAIN_BATCH_PER_VAL_BATCH)
+    assert eta.seconds_left() == pytest.approx(3 * 3.0 + 4 * 3.0 / TRAIN_PASS_PER_FORWARD)
 
 
 def test_head_snapshot_loading_is_strict():

@@ -77,7 +77,9 @@ def run(args: argparse.Namespace) -> int:
             else:
                 line = f"{entry.status}: {entry.reason}"
             progress.say(f"  {entry.model} · {entry.strategy}: {line}")
-        elif not isinstance(event, (bakeoff.BakeoffStarted, bakeoff.BakeoffFinished)):
+        elif not isinstance(
+            event, (bakeoff.BakeoffStarted, bakeoff.BakeoffProgress, bakeoff.BakeoffFinished)
+        ):
             progress(event)
 
     with progress:

@@ -65,6 +65,7 @@ class StatusFile(msgspec.Struct):
     seconds: float | None = None
     message: str | None = None
     stopped_early: bool | None = None
+    features_cached: bool | None = None  # the run's features came from the cache (it ran faster)
 
 
 class MetricsRow(msgspec.Struct, omit_defaults=True):

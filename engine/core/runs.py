@@ -57,6 +57,7 @@ class RunSummary:
     has_bundle: bool
     message: str | None  # why it failed
     problems: tuple[str, ...] = ()  # damaged parts of its files that were left out
+    features_cached: bool = False  # its feature pass was read from the cache (its time is not a first run's)
     resolved: dict[str, Any] = field(default_factory=dict)
     """What its automatic settings came to, where the run recorded it: ``input_size`` (px),
     ``validation`` ("folder": the dataset's val/; "split": an automatic split) and ``device``."""
@@ -173,6 +174,7 @@ def summarize_run(path: str | Path) -> RunSummary:
         and epochs_done < epochs_planned,
         has_bundle=has_bundle,
         message=status.get("message"),
+        features_cached=bool(status.get("features_cached")),
         problems=tuple(f"{METRICS_FILE} line {n} is damaged (left out)" for n in bad_lines),
         resolved=_resolved(run.read_dataset()),
     )

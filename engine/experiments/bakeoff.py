@@ -33,9 +33,12 @@ from engine.core.rundir import LEADERBOARD_FILE
 from engine.core.small_files import read_json
 from engine.data.datasets import DatasetReport, scan_dataset
 from engine.data.outputs import check_output_folder
+from engine.experiments.bakeoff_eta import BakeoffEta, CandidateWork, candidate_work
 from engine.models.registry import get_model_info, list_models
 from engine.models.weights import weights_status
 from engine.training import events as ev
+from engine.training.data_path import feature_views
+from engine.training.recipe import run_preprocessing
 from engine.training.trainer import train
 
 log = logging.getLogger(__name__)
@@ -79,6 +82,7 @@ class Entry:
     bundle: str | None = None
     size_bytes: int | None = None
     reason: str | None = None
+    features_cached: bool = False  # its features came from the cache: its seconds are not a first run's
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -93,6 +97,7 @@ class Entry:
             "epochs": self.epochs,
             "status": self.status,
             "reason": self.reason,
+            "features_cached": self.features_cached,
         }
 
 
@@ -156,11 +161,20 @@ class CandidateEnded:
 
 
 @dataclass(frozen=True)
+class BakeoffProgress:
+    """After each batch of a candidate: the bake-off's wall time so far and its estimated seconds left
+    (the running candidate's own estimate plus a price for each one to come)."""
+
+    elapsed_s: float
+    eta_s: float
+
+
+@dataclass(frozen=True)
 class BakeoffFinished:
     result: BakeoffResult
 
 
-BakeoffEvent = BakeoffStarted | CandidateStarted | CandidateEnded | BakeoffFinished
+BakeoffEvent = BakeoffStarted | CandidateStarted | CandidateEnded | BakeoffProgress | BakeoffFinished
 EventCallback = Callable[[BakeoffEvent | ev.Event], None]
 
 
@@ -281,24 +295,36 @@ def run_bakeoff(
     }
     atomic_write_text(out_dir / BAKEOFF_FILE, json.dumps(settings, indent=2) + "\n")
     result = BakeoffResult(out_dir)
+    configs = [
+        TrainConfig.for_strategy(c.strategy, model=c.model, epochs=epochs, device=device, seed=seed)
+        for c in candidates
+    ]
+    overall = BakeoffEta([_work(config, report) for config in configs])
     emit(BakeoffStarted(str(out_dir), tuple(candidates), epochs))
     estimator = _Estimator()
     started = time.perf_counter()
-    for index, candidate in enumerate(candidates):
+    for index, (candidate, config) in enumerate(zip(candidates, configs, strict=True)):
         if result.cancelled or stop():
             result.cancelled = True
             result.entries.append(Entry(candidate.model, candidate.strategy, "skipped", reason="stopped"))
             continue
-        config = TrainConfig.for_strategy(
-            candidate.strategy, model=candidate.model, epochs=epochs, device=device, seed=seed
-        )
         reason = _over_budget(estimator, candidate, config.epochs, budget_minutes, started)
         if reason is not None:
             entry = Entry(candidate.model, candidate.strategy, "skipped", reason=reason)
+            overall.skip(index)
         else:
             run_dir = out_dir / f"{index + 1:02d}-{candidate.model}-{candidate.strategy}"
             emit(CandidateStarted(index, len(candidates), candidate, str(run_dir)))
-            entry = _train_candidate(candidate, config, data_root, run_dir, report, emit, stop)
+            entry = _train_candidate(
+                candidate,
+                config,
+                data_root,
+                run_dir,
+                report,
+                _with_overall(emit, overall, index, started),
+                stop,
+            )
+            overall.ended(index, entry.seconds, entry.features_cached)
             if entry.status == "finished":
                 estimator.record(candidate, entry.seconds, entry.epochs)
             result.cancelled = entry.status == "stopped"
@@ -308,6 +334,30 @@ def run_bakeoff(
     _write_leaderboard(result)
     emit(BakeoffFinished(result))
     return result
+
+
+def _work(config: TrainConfig, report: DatasetReport) -> CandidateWork:
+    """What ``config`` will compute on ``report``'s split (for the bake-off's estimate of time left)."""
+    try:
+        px = run_preprocessing(config, report).crop_size
+    except TransferStudioError:  # an input size the model cannot take: the candidate will fail fast
+        px = 0
+    views = feature_views(config.augment, config.feature_views, resolve_device(config.device))
+    return candidate_work(
+        config, report, views=views, input_px=px, cached_features=config.strategy == "feature-extract"
+    )
+
+
+def _with_overall(emit: EventCallback, overall: BakeoffEta, index: int, started: float) -> EventCallback:
+    """``emit`` that follows each of candidate ``index``'s batches with the whole bake-off's progress."""
+
+    def on_event(event: BakeoffEvent | ev.Event) -> None:
+        emit(event)
+        if isinstance(event, ev.BatchProgress):
+            left = overall.seconds_left(index, event.elapsed_s, event.eta_s)
+            emit(BakeoffProgress(time.perf_counter() - started, left))
+
+    return on_event
 
 
 def _over_budget(
@@ -355,6 +405,7 @@ def _train_candidate(
         bundle=str(bundle) if bundle else None,
         size_bytes=bundle.stat().st_size if bundle and bundle.exists() else None,
         reason="stopped by the user" if run.cancelled else None,
+        features_cached=run.features_cached,
     )
 
 

@@ -414,8 +414,11 @@ def _store_shared_features(
 
 
 def features_done(caller: Caller) -> None:
-    """Tell the ETA that the feature work is over (cached features needed no batch)."""
-    caller.eta.planned["features"] = caller.eta.done["features"]
+    """Tell the ETA that the feature work is over (cached features needed no batch), and note whether
+    every feature came from the cache (the run then took less time than a first run would)."""
+    eta = caller.eta
+    caller.features_cached = eta.planned["features"] > 0 and eta.done["features"] == 0
+    eta.planned["features"] = eta.done["features"]
     caller.eta.restart_clock()  # stacking and saving the features is not the first epoch batch
 
 

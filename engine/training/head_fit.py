@@ -75,6 +75,7 @@ def fit_head_first(
         f"head first: the new head was fitted on the frozen backbone's features ({how}; training "
         f"accuracy {accuracy:.3f}) in {time.perf_counter() - started:.1f}s; now every layer trains"
     )
+    caller.eta.restart_clock()  # the fit is done once: it is not the first training batch
 
 
 def _fit_linear(

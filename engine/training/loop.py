@@ -51,6 +51,9 @@ def plan_eta(state: TrainingState, report: DatasetReport, start_epoch: int, call
         train=epochs * math.ceil(n_train / state.batch_size),
         val=epochs * math.ceil(n_val / state.inference_batch),
         cached_features=cached,
+        train_batch=state.batch_size,
+        inference_batch=state.inference_batch,
+        val_views=val_views,
     )
 
 

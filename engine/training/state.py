@@ -85,6 +85,7 @@ class Caller:
         self.eta = Eta()
         self.start_time = time.perf_counter()
         self.earlier_seconds = 0.0  # time spent in earlier sessions of a resumed run
+        self.features_cached = False  # every backbone feature came from the cache (no feature pass ran)
 
     def total_seconds(self) -> float:
         """Wall time of the run so far, earlier sessions included, rounded to milliseconds."""

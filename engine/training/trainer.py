@@ -65,6 +65,7 @@ class RunResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     stopped_early: bool = False  # early stopping ended the run before its planned epochs
     world_size: int = 1  # processes that trained it together (torchrun)
+    features_cached: bool = False  # its feature pass was read from the cache: a first run takes longer
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -408,6 +409,7 @@ def _finish(
         ended=_now(),
         seconds=caller.total_seconds(),
         stopped_early=stopped_early,
+        features_cached=caller.features_cached,
     )
     device = describe_device(state.device) if state is not None else config.device
     history = state.history if state is not None else []
@@ -424,6 +426,7 @@ def _finish(
         history=history,
         stopped_early=stopped_early,
         world_size=caller.dist.world_size,
+        features_cached=caller.features_cached,
     )
     caller.emit(
         ev.RunFinished(

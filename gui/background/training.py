@@ -265,6 +265,7 @@ class BakeoffWorker(TrainingEventsWorker):
     candidateStarted = Signal(object)  # CandidateStarted
     candidateEnded = Signal(object)  # CandidateEnded
     bakeoffFinished = Signal(object)  # BakeoffFinished (also after a Stop)
+    overallProgress = Signal(object)  # BakeoffProgress: the whole bake-off's elapsed and seconds left
 
     def __init__(
         self,
@@ -283,6 +284,7 @@ class BakeoffWorker(TrainingEventsWorker):
         self.budget_minutes = budget_minutes
         self.device = device
         self.candidates = candidates
+        self._last_overall = 0.0
 
     def work(self) -> BakeoffResult:
         from engine.experiments import bakeoff
@@ -311,6 +313,11 @@ class BakeoffWorker(TrainingEventsWorker):
             self.bakeoffStarted.emit(event)
         elif isinstance(event, bakeoff.CandidateStarted):
             self.candidateStarted.emit(event)
+        elif isinstance(event, bakeoff.BakeoffProgress):
+            now = time.monotonic()
+            if now - self._last_overall >= PROGRESS_INTERVAL_S:
+                self._last_overall = now
+                self.overallProgress.emit(event)
         elif isinstance(event, bakeoff.CandidateEnded):
             self.candidateEnded.emit(event)
         elif isinstance(event, bakeoff.BakeoffFinished):

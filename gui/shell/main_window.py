@@ -32,6 +32,7 @@ from gui.tabs.evaluate_tab import EvaluateTab
 from gui.tabs.predict_tab import PredictTab
 from gui.tabs.runs_tab import RunsTab
 from gui.tabs.train_tab import TrainTab
+from gui.views.focus_ring import FocusRing
 
 if TYPE_CHECKING:
     from engine.data.datasets import DatasetReport
@@ -126,6 +127,7 @@ class MainWindow(QMainWindow):
         self.runs_tab.resumeRequested.connect(self._resume_run)
         self.runs_tab.reportRequested.connect(self.export_report)
         self._build_menus()
+        self.focus_ring = FocusRing(self)  # where the keyboard is, drawn around it
         self.device_label = QLabel("Loading PyTorch…")
         self.device_label.setObjectName("deviceLabel")
         self.device_label.setAccessibleName("Compute device")

@@ -34,8 +34,9 @@ from PySide6.QtWidgets import (
 )
 
 from gui.background.jobs import PROGRESS_INTERVAL_S, Job, ThreadRunner, Worker
+from gui.views.progress_clock import ProgressClock
 from gui.views.thumbnails import ThumbnailGrid
-from gui.views.widgets import MessageBanner, hint_label
+from gui.views.widgets import MessageBanner, format_duration, hint_label
 
 if TYPE_CHECKING:
     from engine.audit.run import AuditReport
@@ -48,6 +49,11 @@ logger = logging.getLogger(__name__)
 #: so the features it computes are the ones a default training run then finds in the cache.
 AUDIT_MODEL = "efficientnet_lite0"
 STAGE_TEXT = {"features": "Computing the photos' features", "hashing": "Reading and measuring the photos"}
+#: Each stage's share of the whole bar, in the order they run: photos through the backbone, photos
+#: whose features were cached (decoded and measured only), then the label folds (under a second).
+STAGE_SPAN = {"features": (0.0, 0.9), "hashing": (0.0, 0.95), "labels": (0.95, 1.0)}
+#: The bar's steps (its percentage is what it shows).
+BAR_STEPS = 1000
 QUALITY_TEXT = {
     "dark": "very dark",
     "bright": "very bright",
@@ -74,7 +80,7 @@ class AuditWorker(Worker):
         now = time.monotonic()
         if done >= total or now - self._last >= PROGRESS_INTERVAL_S:
             self._last = now
-            self.yielded.emit((STAGE_TEXT.get(stage, stage.capitalize()), done, total))
+            self.yielded.emit((stage, done, total))
 
     def work(self) -> AuditReport:
         from engine.audit.run import run_audit
@@ -148,7 +154,12 @@ class AuditPanel(QWidget):
         self.status.setWordWrap(True)
         self.progress = QProgressBar()
         self.progress.setObjectName("auditProgress")
+        self.progress.setAccessibleName("Dataset doctor progress")
+        self.progress.setRange(0, BAR_STEPS)
         self.progress.hide()
+        self.clock = ProgressClock(self.progress, self)  # one bar over every stage, elapsed, estimate
+        self.clock.ticked.connect(self._show_timing)
+        self._stage_text = ""
         self.error = MessageBanner("auditError")
         top = QHBoxLayout()
         top.addWidget(self.run_button)
@@ -266,10 +277,12 @@ class AuditPanel(QWidget):
             return
         self.error.hide()
         worker = AuditWorker(self.report.root, seed=self.report.seed, val_fraction=self.report.val_fraction)
-        self.status.setText("Starting the dataset doctor…")
-        self.progress.setRange(0, 0)
+        self._stage_text = "Starting the dataset doctor"
+        self.progress.setFormat("%p%")
         self.progress.show()
+        self.clock.start()
         if not self.job.start(worker):
+            self.clock.finish(completed=False)
             self.progress.hide()
         self._update_buttons()
 
@@ -280,16 +293,21 @@ class AuditPanel(QWidget):
             self.status.setText("Cancelling…")
             self.cancel_button.setEnabled(False)
 
-    def _on_stage(self, stage: tuple[str, int, int]) -> None:
-        text, done, total = stage
+    def _on_stage(self, report: tuple[str, int, int]) -> None:
+        stage, done, total = report
         if self.job.stopping:
             return
-        self.progress.setRange(0, max(total, 1))
-        self.progress.setValue(done)
-        self.progress.setFormat(f"{text}… %v / %m")
-        self.status.setText(f"{text}…")
+        low, high = STAGE_SPAN.get(stage, (0.0, 1.0))
+        self._stage_text = f"{STAGE_TEXT.get(stage, stage.capitalize())}: {done} / {total}"
+        self.clock.measure(low + (high - low) * done / max(total, 1))
+
+    def _show_timing(self, timing: str) -> None:
+        if self.clock.is_running() and not self.job.stopping:
+            self.status.setText(f"{self._stage_text}… {timing}")
 
     def _on_audited(self, audit: AuditReport) -> None:
+        waited = self.clock.elapsed()  # the wall time the user waited, start-up included
+        self.clock.finish()
         self.audit = audit
         self.moves.clear()
         self._fill_tree()
@@ -297,18 +315,21 @@ class AuditPanel(QWidget):
         found = sum(top.childCount() for top in tops if top is not None)
         reused = " (features from the cache)" if audit.features_computed == 0 else ""
         self.status.setText(
-            f"Checked {len(audit.images)} photos in {audit.seconds:.0f} s{reused}: "
+            f"Checked {len(audit.images)} photos in {format_duration(waited)}{reused}: "
             + (f"{found} finding(s). Select one to see its photos." if found else "nothing to report.")
         )
 
     def _on_failed(self, message: str) -> None:
+        self.clock.finish(completed=False)
         self.error.show_message("<b>The dataset doctor failed:</b>", "error", detail=message)
         self.status.setText("")
 
     def _on_cancelled(self) -> None:
+        self.clock.finish(completed=False)
         self.status.setText("Cancelled. Nothing was changed.")
 
     def _on_done(self) -> None:
+        self.clock.finish(completed=False)  # stops the clock if no other ending did
         self.progress.hide()
         self._update_buttons()
 

@@ -37,13 +37,15 @@ from engine.training import events as ev
 from gui.background.jobs import Job, ThreadRunner
 from gui.background.training import BakeoffWorker
 from gui.core.settings import Settings
-from gui.views.leaderboard import Leaderboard, format_seconds
-from gui.views.widgets import MessageBanner, format_duration, hint_label
+from gui.views.leaderboard import Leaderboard
+from gui.views.progress_clock import ProgressClock
+from gui.views.widgets import MessageBanner, format_duration, format_seconds, hint_label
 
 if TYPE_CHECKING:
     from engine.data.datasets import DatasetReport
     from engine.experiments.bakeoff import (
         BakeoffFinished,
+        BakeoffProgress,
         BakeoffResult,
         BakeoffStarted,
         Candidate,
@@ -207,6 +209,9 @@ class BakeoffPanel(QWidget):
         self.progress.setRange(0, PROGRESS_STEPS)
         self.progress.setValue(0)
         self.progress.setFormat("%p% of the bake-off")
+        self.clock = ProgressClock(self.progress, self)  # the whole bake-off: bar, elapsed, estimate
+        self.clock.ticked.connect(self._show_status)
+        self._where = ""
 
         self.table = Leaderboard()
         self.table.itemSelectionChanged.connect(self._update_buttons)
@@ -339,8 +344,8 @@ class BakeoffPanel(QWidget):
         self.current = -1
         self._fill_leaderboard([], final=False)
         self._show_unranked()
-        self.progress.setValue(0)
-        self.status.setText("Preparing: choosing the candidates and scanning the dataset…")
+        self._where = "Preparing: choosing the candidates and scanning the dataset…"
+        self.clock.start()
         if self.results.isHidden():
             self.results.show()
             QTimer.singleShot(0, self.make_room)
@@ -356,6 +361,7 @@ class BakeoffPanel(QWidget):
         worker.bakeoffFinished.connect(self._on_bakeoff_finished)
         worker.runStarted.connect(self._on_run_started)
         worker.progress.connect(self._on_progress)
+        worker.overallProgress.connect(self._on_overall)
         worker.epochEnded.connect(self._on_epoch)
         worker.message.connect(self._on_message)
         worker.errored.connect(self._on_error)
@@ -373,7 +379,8 @@ class BakeoffPanel(QWidget):
         if self.worker is None:
             return
         self.worker.abort()
-        self.status.setText("Stopping after the current batch: what finished is kept…")
+        self._where = "Stopping after the current batch: what finished is kept…"
+        self._show_status()
         self.logged.emit("Bake-off: stop requested.")
         self._update_buttons()
 
@@ -390,8 +397,8 @@ class BakeoffPanel(QWidget):
     @Slot(object)
     def _on_candidate_started(self, event: CandidateStarted) -> None:
         self.current = event.index
-        self._set_overall(event.index, 0.0)
-        self.status.setText(f"{self._which()}: loading the model and the images…")
+        self._where = f"{self._which()}: loading the model and the images…"
+        self._show_status()
         self.logged.emit(f"Candidate {event.index + 1} of {event.total}: {event.candidate.label}")
         self._show_queue()
 
@@ -406,9 +413,6 @@ class BakeoffPanel(QWidget):
     def _on_progress(self, event: ev.BatchProgress, points: list[tuple[float, float]]) -> None:
         if self.plots is not None:
             self.plots.add_batches(points)
-        total = event.elapsed_s + event.eta_s
-        if total > 0 and self.current >= 0:
-            self._set_overall(self.current, event.elapsed_s / total)
         if self.worker is not None and self.worker.abort_requested:
             return
         if event.phase == "features":
@@ -416,7 +420,19 @@ class BakeoffPanel(QWidget):
         else:
             phase = "training" if event.phase == "train" else "validation"
             where = f"epoch {event.epoch}/{self._run_epochs} · {phase} batch {event.batch}/{event.batches}"
-        self.status.setText(f"{self._which()}: {where} · about {format_duration(event.eta_s)} left")
+        self._where = f"{self._which()}: {where}"
+        self._show_status()
+
+    @Slot(object)
+    def _on_overall(self, event: BakeoffProgress) -> None:
+        total = event.elapsed_s + event.eta_s
+        self.clock.update(event.elapsed_s / total if total > 0 else 0.0, event.eta_s)
+
+    @Slot()
+    def _show_status(self) -> None:
+        """What is being done, then the whole bake-off's clock ("elapsed 1:02 · about 3:40 left")."""
+        if self.clock.is_running():
+            self.status.setText(f"{self._where}\n{self.clock.text()} in all")
 
     @Slot(object)
     def _on_epoch(self, event: ev.EpochEnd) -> None:
@@ -441,7 +457,6 @@ class BakeoffPanel(QWidget):
         self.entries.append(entry)
         self._fill_leaderboard(list(event.leaderboard), final=False)
         self._show_unranked()
-        self._set_overall(event.index + 1, 0.0)
         label = _label(entry.model, entry.strategy)
         if entry.status == "finished":
             self.logged.emit(
@@ -463,10 +478,10 @@ class BakeoffPanel(QWidget):
         self._show_unranked()
         self.current = -1
         self._show_queue()
-        if not result.cancelled:
-            self.progress.setValue(PROGRESS_STEPS)
+        waited = format_duration(self.clock.elapsed())  # the wall time since Start
+        self.clock.finish(completed=not result.cancelled)
         best = result.best
-        ended = "Stopped" if result.cancelled else "Finished"
+        ended = f"{'Stopped' if result.cancelled else 'Finished'} after {waited}"
         if best is None:
             self.status.setText(f"{ended}: no candidate finished, so there is no winner.")
             self.message.show_message("No candidate finished: nothing was ranked.", "info")
@@ -487,12 +502,14 @@ class BakeoffPanel(QWidget):
 
     @Slot(str)
     def _on_error(self, message: str) -> None:
+        self.clock.finish(completed=False)
         self.status.setText("The bake-off failed.")
         self.error.show_message("<b>The bake-off failed:</b>", "error", detail=message)
         self.logged.emit(f"Bake-off error: {message}")
 
     @Slot()
     def _on_done(self) -> None:
+        self.clock.finish(completed=False)  # stops the clock if no other ending did
         self.worker = None
         self.current = -1
         self._update_buttons()
@@ -506,11 +523,6 @@ class BakeoffPanel(QWidget):
         return (
             f"Candidate {self.current + 1} of {len(self.candidates)} · {self.candidates[self.current].label}"
         )
-
-    def _set_overall(self, done: float, fraction: float) -> None:
-        total = max(1, len(self.candidates))
-        value = round(PROGRESS_STEPS * (done + min(max(fraction, 0.0), 1.0)) / total)
-        self.progress.setValue(min(PROGRESS_STEPS, max(self.progress.value(), value)))
 
     def _show_queue(self) -> None:
         """Each candidate with its state: done, being trained, or waiting."""

@@ -43,6 +43,7 @@ from gui.background.images import ImageLoader
 from gui.background.inference import GradCamModels, GradCamRender
 from gui.background.jobs import FunctionWorker, Job, ThreadRunner
 from gui.core.settings import Settings
+from gui.views.progress_clock import ProgressClock
 from gui.views.widgets import MessageBanner, heading, hint_label
 
 if TYPE_CHECKING:
@@ -128,6 +129,8 @@ class EvaluateTab(QWidget):
             self.progress.fontMetrics().horizontalAdvance("00000 / 00000 images") + 40
         )
         self.progress.hide()
+        self.clock = ProgressClock(self.progress, self)  # bar, elapsed, estimate
+        self.clock.ticked.connect(self._show_timing)
         top = QHBoxLayout()
         top.addWidget(self.source_label, 1)
         top.addWidget(self.progress)
@@ -313,9 +316,9 @@ class EvaluateTab(QWidget):
                 should_stop=lambda: worker.abort_requested,
             )
 
-        self.progress.setRange(0, 0)
+        self.progress.setRange(0, 0)  # busy until the engine knows how many images
         self.progress.show()
-        self.summary.setText("Evaluating…")
+        self.clock.start()
         self.job.start(run)
         self._update_state()
 
@@ -323,6 +326,7 @@ class EvaluateTab(QWidget):
     def stop(self) -> None:
         if self.job.is_busy():
             self.job.cancel()
+            self.clock.finish(completed=False)
             self.progress.hide()
             self.summary.setText("Evaluation stopped.")
             self._update_state()
@@ -331,21 +335,30 @@ class EvaluateTab(QWidget):
         return self.job.is_busy() or self.gradcam.is_busy()
 
     def _on_progress(self, done: int, total: int) -> None:
-        self.progress.setRange(0, max(total, 1))
-        self.progress.setValue(done)
+        if self.progress.maximum() != max(total, 1):
+            self.progress.setRange(0, max(total, 1))
+        self.clock.measure(done / max(total, 1))
+
+    def _show_timing(self, timing: str) -> None:
+        if self.clock.is_running():
+            self.summary.setText(f"Evaluating… {timing}")
 
     def _on_failed(self, message: str) -> None:
+        self.clock.finish(completed=False)
         self.summary.setText("")
         self.error.show_message("<b>Evaluation failed:</b>", "error", detail=message)
 
     def _on_aborted(self) -> None:  # stopped from elsewhere (the window shutting down)
+        self.clock.finish(completed=False)
         self.summary.setText("Evaluation stopped.")
 
     def _on_done(self) -> None:
+        self.clock.finish(completed=False)  # stops the clock if no other ending did
         self.progress.hide()
         self._update_state()
 
     def _on_evaluated(self, report: EvaluationReport) -> None:
+        self.clock.finish()
         self.report = report
         macro = report.macro_average()
         wrong = len(report.misclassified)

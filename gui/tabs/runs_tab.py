@@ -69,7 +69,7 @@ from gui.background.jobs import Job, ThreadRunner
 from gui.core.settings import Settings
 from gui.dialogs.note_dialog import NoteDialog
 from gui.tabs.compare_view import CompareView
-from gui.views.widgets import MessageBanner, format_duration
+from gui.views.widgets import CACHED_NOTE, CACHED_TIP, MessageBanner, format_seconds
 
 logger = logging.getLogger(__name__)
 
@@ -111,7 +111,10 @@ def _row(run: RunSummary) -> list[QStandardItem]:
         (f"{run.epochs_done}/{run.epochs_planned}", float(run.epochs_done)),
         ("–" if acc is None else f"{acc:.1%}", -1.0 if acc is None else float(acc)),
         (str(run.best_epoch) if run.best_epoch else "–", float(run.best_epoch)),
-        (format_duration(run.seconds), float(run.seconds)),
+        (
+            format_seconds(run.seconds) + (f" · {CACHED_NOTE}" if run.features_cached else ""),
+            float(run.seconds),
+        ),
         (format_started(run.started), run.started or ""),
     ]
     items = []
@@ -123,6 +126,8 @@ def _row(run: RunSummary) -> list[QStandardItem]:
     items[NAME].setToolTip(tip)
     items[NAME].setData(str(run.path), PATH_ROLE)
     items[DATASET].setToolTip(run.dataset)
+    if run.features_cached:
+        items[DURATION].setToolTip(CACHED_TIP)
     items[DATASET].setData(run.dataset, DATASET_ROLE)
     if run.message:
         items[STATUS].setToolTip(run.message)

@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
     QFormLayout,
+    QGridLayout,
     QGroupBox,
     QHBoxLayout,
     QLabel,
@@ -42,6 +43,20 @@ logger = logging.getLogger(__name__)
 
 #: What the balance hint calls each resolved balance.
 BALANCE_EFFECT = {"none": "no balancing", "weights": "a class-weighted loss", "sampler": "a balanced sampler"}
+
+
+#: The narrowest a field of the Training group gets (two columns of them share the panel's width).
+FIELD_MIN_WIDTH = 110
+#: A choice whose text is wider than this (pixels) gets a row of its own.
+HALF_FIELD_WIDTH = 120
+
+
+def _longest_choice(widget: QWidget) -> int:
+    """The pixel width of a combo box's longest choice (0 for other fields)."""
+    if not isinstance(widget, QComboBox):
+        return 0
+    metrics = widget.fontMetrics()
+    return max((metrics.horizontalAdvance(widget.itemText(i)) for i in range(widget.count())), default=0)
 
 
 def saved_key(item: Declared) -> str:
@@ -101,41 +116,79 @@ class TrainForm(QWidget):
         self.controls["balance"].changed.connect(self._show_balance)
 
     def _build(self) -> None:
-        model_box = QGroupBox("Model")
+        model_box = QGroupBox("Model and strategy")
         model_layout = QVBoxLayout(model_box)
         model_layout.addWidget(self.model_picker)
         model_layout.addWidget(self.model_details)
-        strategy_box = QGroupBox("Strategy")
-        strategy_layout = QVBoxLayout(strategy_box)
-        strategy_layout.addWidget(self.strategy_picker)
-        strategy_layout.addWidget(self.strategy_help)
+        model_layout.addWidget(self.strategy_picker)
+        model_layout.addWidget(self.strategy_help)
         params_box = QGroupBox("Training")
-        form = QFormLayout(params_box)
-        self._form = form
+        # Two columns of label + field (the form fits a 1280x800 screen without scrolling); check
+        # boxes, whose own text is their label, span the whole width below them.
+        grid = QGridLayout(params_box)
+        grid.setColumnStretch(1, 1)
+        grid.setColumnStretch(3, 1)
+        grid.setHorizontalSpacing(8)
         advanced_widget = QWidget()
         advanced = QFormLayout(advanced_widget)
         advanced.setContentsMargins(0, 0, 0, 0)
+        pairs: list[tuple[str, QWidget]] = []
+        wide: list[QWidget] = []
         for name, control in self.controls.items():
-            rows = advanced if self.items[name].setting.group == "advanced" else form
-            rows.addRow(control.label, control.widget)
-            if name == "schedule":
-                form.addRow("GPUs", self.processes)
-                form.setRowVisible(self.processes, False)  # shown when the machine has more than one GPU
-            if name == "balance":
-                form.addRow("", self.balance_help)
+            if self.items[name].setting.group == "advanced":
+                advanced.addRow(control.label, control.widget)
+                continue
+            if control.label:
+                pairs.append((control.label, control.widget))
+            else:
+                wide.append(control.widget)
+        pairs.append(("GPUs", self.processes))  # last: a hidden pair leaves no hole
+        self._processes_label = QLabel()
+        # A choice too long for half the panel gets a row of its own (its text never cut).
+        long_pairs = [(t, w) for t, w in pairs if _longest_choice(w) > HALF_FIELD_WIDTH]
+        pairs = [p for p in pairs if p not in long_pairs]
+        for index, (text, widget) in enumerate(pairs + long_pairs):
+            label = QLabel(text)
+            label.setBuddy(widget)
+            widget.setMinimumWidth(FIELD_MIN_WIDTH)  # not the width of the longest choice or number
+            if isinstance(widget, QComboBox):
+                widget.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+                widget.setMinimumContentsLength(8)
+            if index < len(pairs):
+                row, column = divmod(index, 2)
+                grid.addWidget(label, row, 2 * column)
+                grid.addWidget(widget, row, 2 * column + 1)
+            else:
+                row = (len(pairs) + 1) // 2 + index - len(pairs)
+                grid.addWidget(label, row, 0)
+                grid.addWidget(widget, row, 1, 1, 3)
+            if widget is self.processes:
+                self._processes_label = label
+        row = (len(pairs) + 1) // 2 + len(long_pairs)
+        grid.addWidget(self.balance_help, row, 0, 1, 4)  # what automatic balance does for this dataset
+        for offset, widget in enumerate(wide, start=row + 1):
+            grid.addWidget(widget, offset, 0, 1, 4)
+        in_view_order = [w for _t, w in pairs + long_pairs] + wide  # Tab moves as the eye reads
+        for before, after in zip(in_view_order, in_view_order[1:]):
+            QWidget.setTabOrder(before, after)
+        self._show_processes(False)  # shown when the machine has more than one GPU
         self.advanced = QCollapsible("Advanced", collapsedIcon="▸", expandedIcon="▾")
         self.advanced.setObjectName("advancedSettings")
         self.advanced.setDuration(120)
         self.advanced.addWidget(advanced_widget)
-        output_box = QGroupBox("Saved runs")
-        output_layout = QHBoxLayout(output_box)
-        output_layout.addWidget(self.runs_label, 1)
-        output_layout.addWidget(self.runs_button)
+        output_row = QHBoxLayout()  # where runs are saved: one line, no group of its own
+        output_row.setContentsMargins(4, 0, 0, 0)
+        saved_in = QLabel("Runs saved in")
+        saved_in.setBuddy(self.runs_button)
+        output_row.addWidget(saved_in)
+        output_row.addWidget(self.runs_label, 1)
+        output_row.addWidget(self.runs_button)
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        for box in (model_box, strategy_box, params_box, self.advanced, output_box):
+        for box in (model_box, params_box, self.advanced):
             layout.addWidget(box)
+        layout.addLayout(output_row)
         layout.addStretch(1)
 
     # -- values ----------------------------------------------------------------------------------
@@ -215,7 +268,11 @@ class TrainForm(QWidget):
         for n in range(1, max(count, 1) + 1):
             self.processes.addItem("1 GPU" if n == 1 else f"{n} GPUs (one process each)", n)
         self.processes.setCurrentIndex(self.processes.count() - 1)  # all of them, by default
-        self._form.setRowVisible(self.processes, count > 1)
+        self._show_processes(count > 1)
+
+    def _show_processes(self, shown: bool) -> None:
+        self.processes.setVisible(shown)
+        self._processes_label.setVisible(shown)
 
     def process_count(self) -> int:
         """How many processes (GPUs) the next run uses."""

@@ -52,6 +52,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+#: The settings side's widest (two columns of settings; the plots take the rest).
+SIDE_MAX_WIDTH = 480
 PROGRESS_STEPS = 1000
 PREDICT_LINK = "transfer-studio:predict"
 
@@ -134,7 +136,7 @@ class TrainTab(QWidget):
         # bar: the form scrolls up and down, never cut on the right.
         needed = self.form.minimumSizeHint().width() + scroll.verticalScrollBar().sizeHint().width() + 4
         side.setMinimumWidth(max(340, needed))
-        side.setMaximumWidth(max(440, needed))
+        side.setMaximumWidth(max(SIDE_MAX_WIDTH, needed))
         side_layout = QVBoxLayout(side)
         side_layout.setContentsMargins(0, 0, 0, 0)
         side_layout.addWidget(scroll, 1)

@@ -21,17 +21,13 @@ from PySide6.QtWidgets import (
 )
 
 from engine.core.sizes import format_size
-from gui.views.widgets import format_duration
+from gui.views.widgets import CACHED_NOTE, CACHED_TIP, format_seconds
 
 if TYPE_CHECKING:
     from engine.experiments.bakeoff import Entry
 
 COLUMNS = ("#", "Model", "Strategy", "Best val accuracy", "Time", "Size")
-
-
-def format_seconds(seconds: float) -> str:
-    """E.g. ``4.2 s`` below a minute, else ``1:02``."""
-    return f"{seconds:.1f} s" if 0 <= seconds < 60 else format_duration(seconds)
+TIME = COLUMNS.index("Time")
 
 
 class Leaderboard(QTableWidget):
@@ -71,7 +67,7 @@ class Leaderboard(QTableWidget):
                 entry.model,
                 entry.strategy,
                 f"{entry.best_val_acc:.1%}",
-                format_seconds(entry.seconds),
+                format_seconds(entry.seconds) + (f" · {CACHED_NOTE}" if entry.features_cached else ""),
                 format_size(entry.size_bytes) if entry.size_bytes else "–",
             )
             for column, text in enumerate(texts):
@@ -79,6 +75,7 @@ class Leaderboard(QTableWidget):
                 item.setData(Qt.ItemDataRole.UserRole, entry.bundle)
                 item.setToolTip(
                     f"Best epoch {entry.best_epoch} of {entry.epochs} · run folder: {entry.run_dir}"
+                    + (f"\n{CACHED_TIP}" if entry.features_cached and column == TIME else "")
                 )
                 if column in (0, 3, 4, 5):
                     item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)

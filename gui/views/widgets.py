@@ -87,6 +87,19 @@ def format_duration(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
+def format_seconds(seconds: float) -> str:
+    """E.g. ``4.2 s`` below a minute (a run of half a second is not ``0:00``), else ``1:02``."""
+    return f"{seconds:.1f} s" if 0 <= seconds < 60 else format_duration(seconds)
+
+
+#: Said beside the time of a run whose backbone features were all read from the cache.
+CACHED_NOTE = "features from the cache"
+CACHED_TIP = (
+    "The backbone's features of these photos were already in the cache (an earlier run computed them), "
+    "so this run skipped its feature pass: a first run of it takes longer."
+)
+
+
 def heading(text: str) -> QLabel:
     """A bold section heading label."""
     label = QLabel(text)
