@@ -75,8 +75,8 @@ def shortcuts_html(actions: Iterable[QAction]) -> str:
         rows.append(f"<tr><td>{html.escape(name)}</td><td><b>{html.escape(where)}</b></td></tr>")
     return (
         "<h2>Keyboard shortcuts</h2><table cellpadding='4'>" + "".join(rows) + "</table>"
-        "<p>Tab and Shift+Tab move between controls. In a menu, the underlined letter chooses an "
-        "entry.</p>"
+        "<p>Tab and Shift+Tab move between controls, in reading order; a ring in the highlight colour "
+        "shows which one has the keyboard. In a menu, the underlined letter chooses an entry.</p>"
     )
 
 

@@ -51,7 +51,7 @@ class FocusRing(QFocusFrame):
             self.show()
             self.raise_()
         elif reason == Qt.FocusReason.MouseFocusReason:
-            self.setWidget(None)
+            self.setWidget(None)  # type: ignore[arg-type]  # Qt takes nullptr: follow nothing
             self.hide()
 
     def paintEvent(self, _event: QPaintEvent) -> None:  # noqa: N802 - Qt override
