@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from engine import __version__
-from engine.cli import audit, compare, doctor, evaluate, export, models, predict, runs, scan, train
+from engine.cli import audit, compare, doctor, evaluate, export, models, predict, runs, scan, sort, train
 from engine.cli.common import EXIT_CANCELLED, EXIT_FAILURE, PROG, Parser
 from engine.core.commands import COMMANDS
 from engine.core.errors import Cancelled, TransferStudioError
@@ -21,6 +21,7 @@ from engine.core.errors import Cancelled, TransferStudioError
 HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "scan": scan.run,
     "audit": audit.run,
+    "sort": sort.run,
     "models": models.run_models,
     "train": train.run,
     "predict": predict.run,
@@ -43,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     scan.add_parser(sub)
     audit.add_parser(sub)
+    sort.add_parser(sub)
     models.add_parsers(sub)  # models, weights
     train.add_parser(sub)
     predict.add_parser(sub)

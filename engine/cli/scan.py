@@ -17,6 +17,9 @@ def add_parser(sub: Any) -> None:
     scan.add_argument("data", type=Path, metavar="DATA")
     add_shared_option(scan, "val_fraction", default=TrainConfig.val_fraction)
     add_shared_option(scan, "seed", default=TrainConfig.seed)
+    scan.add_argument(
+        "--unlabeled", type=Path, metavar="DIR", help="photos to sort (default: DATA/unlabeled/)"
+    )
     scan.add_argument("--json", action="store_true", help="print the report as JSON")
 
 
@@ -24,7 +27,14 @@ def run(args: argparse.Namespace) -> int:
     from engine.data.datasets import format_report, scan_dataset
 
     with CountBar("checking photos", unit="file", enabled=bars_wanted(json_output=args.json)) as bar:
-        report = scan_dataset(args.data, val_fraction=args.val_fraction, seed=args.seed, on_progress=bar)
+        report = scan_dataset(
+            args.data,
+            val_fraction=args.val_fraction,
+            seed=args.seed,
+            on_progress=bar,
+            unlabeled=args.unlabeled,
+            list_unlabeled=True,
+        )
     if args.json:
         print_json(report.summary())
     else:

@@ -8,6 +8,7 @@ from __future__ import annotations
 COMMANDS: dict[str, str] = {
     "scan": "check a dataset folder and report classes, counts and problems",
     "audit": "dataset doctor: duplicates, leaks, likely wrong labels, poor photos, balance",
+    "sort": "propose classes for unsorted photos, review the most useful first, move them, undo",
     "models": "list the models you can train",
     "train": "train a classifier on a dataset folder",
     "predict": "classify an image or every image in a folder",

@@ -7,6 +7,10 @@ split, skipped files with reasons, warnings) via :func:`scan_dataset`, and the h
 Two layouts are accepted: ``root/train/<class>/...`` + ``root/val/<class>/...`` (optionally
 ``root/test/<class>/...``), or ``root/<class>/...``, which gets a stratified, seeded train/val
 split. Images in sub-folders of a class folder belong to that class.
+
+Photos to sort: a top-level folder named ``unlabeled`` (any depth, any names; in either layout it is
+never a class), or any other folder given as ``unlabeled=``, holds photos without a class. They are
+listed in :attr:`DatasetReport.unlabeled`, counted apart, and never trained on (:mod:`engine.sorting`).
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ SPLIT_ALIASES: dict[str, tuple[str, ...]] = {
     "val": ("val", "valid", "validation"),
     "test": ("test", "testing"),
 }
+#: The folder (lower-case, at the dataset's top level) that holds photos to sort; never a class.
+UNLABELED_FOLDER = "unlabeled"
 IMBALANCE_WARN_RATIO = 3.0
 TINY_CLASS_TRAIN_IMAGES = 10
 _VERIFY_THREADS = 4
@@ -78,6 +84,8 @@ class DatasetReport:
     val_fraction: float = 0.2  # the settings of the automatic split (used only when auto_split)
     seed: int = 0
     excluded: list[Path] = field(default_factory=list)  # left out by the user's exclusion list
+    unlabeled: list[Path] = field(default_factory=list)  # photos to sort (never trained on)
+    unlabeled_root: Path | None = None  # the folder they came from
 
     def relative(self, path: Path) -> str:
         """``path`` relative to the dataset folder (forward slashes), or in full when outside it."""
@@ -118,6 +126,7 @@ class DatasetReport:
             "excluded": [str(p) for p in self.excluded],
             "warnings": list(self.warnings),
             "imbalance": round(ratio, 3) if ratio != float("inf") else None,
+            "unlabeled": len(self.unlabeled),
         }
 
 
@@ -211,16 +220,21 @@ def _find_split_folders(root: Path, dirs: list[Path]) -> dict[str, Path]:
     return found
 
 
-def _collect(folder: Path, skipped: list[SkippedFile]) -> dict[str, list[Path]]:
+def _collect(
+    folder: Path, skipped: list[SkippedFile], leave_out: Path | None = None
+) -> dict[str, list[Path]]:
     """Map class name -> candidate files for one split folder (or the root in the flat layout).
 
     Image files lying directly in ``folder`` (not in a class folder) are reported as skipped;
-    other loose files (READMEs, licences) are ignored.
+    other loose files (READMEs, licences) are ignored. ``leave_out``: a folder that is no class (the
+    photos to sort).
     """
     per_class: dict[str, list[Path]] = {}
     for entry in _visible_entries(folder):
         path = Path(entry.path)
         kind, reason = _kind(path)
+        if kind == "dir" and leave_out is not None and path == leave_out:
+            continue
         if kind == "dir":
             per_class[entry.name] = list(_walk_files(path, skipped))
         elif path.suffix.lower() in IMAGE_EXTENSIONS:
@@ -279,6 +293,8 @@ def scan_dataset(
     verify: bool = True,
     on_progress: Callable[[int, int], None] | None = None,
     exclusions: Iterable[str | Path] | None = None,
+    unlabeled: str | Path | None = None,
+    list_unlabeled: bool = False,
 ) -> DatasetReport:
     """Scan a dataset folder into a :class:`DatasetReport`; raise DatasetError if it is unusable.
 
@@ -290,7 +306,10 @@ def scan_dataset(
     photo the same split. ``on_progress(done, total)`` is called as files are verified (it may
     raise, e.g. to cancel, and the exception propagates). ``exclusions`` (default: the dataset's
     stored list, :mod:`engine.data.exclusions`) are left out after the split and listed in
-    ``report.excluded``.
+    ``report.excluded``. The dataset's top-level ``unlabeled/`` folder is never a class. With
+    ``list_unlabeled`` (``scan``, the Data tab, sorting), its photos, or those of the folder
+    ``unlabeled``, are listed in ``report.unlabeled`` (checked as the labelled ones, unreadable ones
+    skipped); they never join a split, and training does not list them.
     """
     if not 0.0 < val_fraction < 1.0:
         raise DatasetError(f"Validation fraction must be between 0 and 1, got {val_fraction}")
@@ -304,13 +323,15 @@ def scan_dataset(
     warnings: list[str] = []
 
     top_dirs = [Path(e.path) for e in _visible_entries(root) if _is_dir(e)]
+    own_unlabeled = next((d for d in top_dirs if d.name.lower() == UNLABELED_FOLDER), None)
+    unlabeled_root = own_unlabeled if unlabeled is None else _unlabeled_folder(root, Path(unlabeled))
     split_dirs = _find_split_folders(root, top_dirs)
     raw: dict[str, dict[str, list[Path]]] = {}
     if "train" in split_dirs:
         for split, folder in split_dirs.items():
             raw[split] = _collect(folder, skipped)
         for top in top_dirs:
-            if top not in split_dirs.values():
+            if top not in split_dirs.values() and top != own_unlabeled:
                 warnings.append(f"Folder '{top.name}' next to train/ is not a split; ignored")
         for f in (Path(e.path) for e in _visible_entries(root) if not _is_dir(e)):
             if f.suffix.lower() in IMAGE_EXTENSIONS:
@@ -319,12 +340,16 @@ def scan_dataset(
         names = ", ".join(f"'{d.name}'" for d in split_dirs.values())
         raise DatasetError(f"{root.name} has {names} but no 'train' folder")
     else:
-        raw["train"] = _collect(root, skipped)
+        raw["train"] = _collect(root, skipped, leave_out=own_unlabeled)
+    if not (list_unlabeled or unlabeled is not None):
+        unlabeled_root = None
+    to_sort = {"unlabeled": {"": list(_walk_files(unlabeled_root, skipped))}} if unlabeled_root else {}
 
     # The cheap checks, always; then the automatic split, made before any decoding so that a verifying
     # scan (`scan`, the Data tab, training) and a quick one (evaluate, report) give every good photo
     # the same split; then, when verifying, the decode check.
     usable = _keep(raw, _cheap_reason, skipped)
+    to_sort = _keep(to_sort, _cheap_reason, skipped)
     _drop_empty_classes(usable, split_dirs, warnings)
     if "val" in usable and not usable["val"]:
         del usable["val"]
@@ -351,10 +376,14 @@ def scan_dataset(
                 by_class[name] = [p for p in paths if p not in excluded_set]
         _drop_empty_classes(usable, split_dirs, warnings)
     if verify:
-        usable = _keep(usable, _decode_reason, skipped, on_progress=on_progress, threads=_VERIFY_THREADS)
+        both = _keep(
+            {**usable, **to_sort}, _decode_reason, skipped, on_progress=on_progress, threads=_VERIFY_THREADS
+        )
+        to_sort = {k: v for k, v in both.items() if k in to_sort}
+        usable = {k: v for k, v in both.items() if k not in to_sort}
         _drop_empty_classes(usable, split_dirs, warnings)
     elif on_progress is not None:
-        total = sum(len(ps) for found in usable.values() for ps in found.values())
+        total = sum(len(ps) for found in (*usable.values(), *to_sort.values()) for ps in found.values())
         on_progress(total, total)
 
     # Every class must appear in train and val (test may miss classes but not add new ones).
@@ -381,10 +410,31 @@ def scan_dataset(
         if split in usable
     }
     report = DatasetReport(root, classes, splits, auto_split, skipped, warnings, val_fraction, seed, excluded)
+    report.unlabeled = to_sort["unlabeled"][""] if to_sort else []
+    report.unlabeled_root = unlabeled_root
     _add_data_warnings(report)
     for w in report.warnings:
         logger.info("Dataset %s: %s", root, w)
     return report
+
+
+def _unlabeled_folder(root: Path, folder: Path) -> Path:
+    """``folder`` checked as a folder of photos to sort for the dataset at ``root``: it must exist, and
+    hold no labelled photo (it may be the dataset's own ``unlabeled/`` or lie outside the dataset)."""
+    folder = folder.expanduser()
+    if not folder.is_dir():
+        raise DatasetError(f"Photos to sort: {folder} is not a folder")
+    folder = folder.resolve()
+    if folder == root or root.is_relative_to(folder):
+        raise DatasetError(
+            f"Photos to sort: {folder} holds the dataset itself; choose a folder of unsorted photos"
+        )
+    if folder.is_relative_to(root) and folder.relative_to(root).parts[0].lower() != UNLABELED_FOLDER:
+        raise DatasetError(
+            f"Photos to sort: {folder} is inside the dataset's class folders; use the dataset's "
+            f"{UNLABELED_FOLDER}/ folder or a folder outside the dataset"
+        )
+    return folder
 
 
 def _keep(
@@ -487,6 +537,11 @@ def format_report(report: DatasetReport) -> str:
     if report.skipped:
         lines.append(f"Skipped files ({len(report.skipped)}):")
         lines.extend(f"  {report.relative(s.path)}: {s.reason}" for s in report.skipped)
+    if report.unlabeled_root is not None:
+        lines.append(
+            f"Photos to sort: {len(report.unlabeled)} in {report.relative(report.unlabeled_root)}/ "
+            "(not trained on; `transfer-studio sort` proposes their classes)"
+        )
     if report.excluded:
         lines.append(
             f"Excluded by you ({len(report.excluded)}; `transfer-studio audit` or the Data tab manage the list):"

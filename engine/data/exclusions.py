@@ -139,8 +139,8 @@ def move_to_class(path: str | Path, given: str, target: str) -> Move:
         raise TransferStudioError(f"{source} no longer exists")
     folder = class_folder_of(source, given).parent / target
     folder.mkdir(exist_ok=True)
-    destination = _free_name(folder / source.name)
-    _move_without_overwriting(source, destination)
+    destination = free_name(folder / source.name)
+    move_without_overwriting(source, destination)
     log.info("moved %s to %s", source, destination)
     return Move(source, destination)
 
@@ -152,11 +152,12 @@ def undo_move(move: Move) -> None:
     if move.source.exists():
         raise TransferStudioError(f"cannot undo: {move.source} exists again")
     move.source.parent.mkdir(parents=True, exist_ok=True)
-    _move_without_overwriting(move.destination, move.source)
+    move_without_overwriting(move.destination, move.source)
     log.info("moved %s back to %s", move.destination, move.source)
 
 
-def _free_name(path: Path) -> Path:
+def free_name(path: Path) -> Path:
+    """``path``, or ``name (2).ext``, ``name (3).ext``… : the first that nothing takes."""
     candidate, n = path, 1
     while candidate.exists() or candidate.is_symlink():
         n += 1
@@ -164,7 +165,9 @@ def _free_name(path: Path) -> Path:
     return candidate
 
 
-def _move_without_overwriting(source: Path, destination: Path) -> None:
+def move_without_overwriting(source: Path, destination: Path) -> None:
+    """Move a file; refuses (one line) when ``destination`` is taken. Across file systems: copy, then
+    remove the original."""
     if destination.exists() or destination.is_symlink():
         raise TransferStudioError(f"{destination} already exists")
     try:
