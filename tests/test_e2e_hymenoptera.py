@@ -75,7 +75,7 @@ def test_bakeoff_ranks_pretrained_strategies_above_scratch(tmp_path, capsys):
     for entry in board:
         code, out, err = _cli(capsys, "predict", entry["bundle"], str(HYMENOPTERA / "val" / "bees"), "--json")
         assert code == 0, err
-        assert len(json.loads(out)) == 83
+        assert len(json.loads(out)["predictions"]) == 83
     code, out, err = _cli(capsys, "runs", "--root", str(out_dir), "--json")
     assert code == 0, err
     listed = json.loads(out)

@@ -175,12 +175,13 @@ def test_cli_predict_threshold_marks_unsure(trained_bundle, synthetic_dataset, t
     folder = synthetic_dataset / "val"
     out = tmp_path / "p.csv"
     assert main(["predict", str(trained_bundle), str(folder), "--json", "--device", "cpu"]) == 0
-    plain = json.loads(capsys.readouterr().out)
+    plain = json.loads(capsys.readouterr().out)["predictions"]
     probs = sorted(p["top"][0][1] for p in plain)
     threshold = (probs[len(probs) // 2 - 1] + probs[len(probs) // 2]) / 2  # half the images fall below
-    args = ["predict", str(trained_bundle), str(folder), "--threshold", str(threshold), "--device", "cpu"]
+    args = ["predict", str(trained_bundle), str(folder), "--threshold", str(threshold), "--device", "cpu",
+            "--no-unknown"]  # fmt: skip
     assert main([*args, "--json"]) == 0
-    rows = json.loads(capsys.readouterr().out)
+    rows = json.loads(capsys.readouterr().out)["predictions"]
     assert sum(r["label"] == "unsure" for r in rows) == len(rows) // 2
     assert all(r["label"] in ("unsure", r["top"][0][0]) for r in rows)
 
@@ -194,6 +195,8 @@ def test_cli_predict_threshold_marks_unsure(trained_bundle, synthetic_dataset, t
         "best_guess",
         "label_2",
         "probability_2",
+        "unknown",
+        "ood_score",
         "error",
     ]
     for row in table:

@@ -43,7 +43,7 @@ def test_cli_predict_loads_no_training_module(tmp_path):
         with contextlib.redirect_stdout(out):
             code = main(["predict", {str(bundle_path)!r}, {str(images)!r}, "--json", "--device", "cpu"])
         loaded = sorted(m for m in sys.modules if m == "engine.training" or m.startswith("engine.training."))
-        print(json.dumps({{"code": code, "rows": len(json.loads(out.getvalue())), "training": loaded}}))
+        print(json.dumps({{"code": code, "rows": len(json.loads(out.getvalue())["predictions"]), "training": loaded}}))
         """
     )
     proc = subprocess.run(

@@ -33,7 +33,14 @@ def add_parser(sub: Any) -> None:
     predict.add_argument("--csv", type=Path, metavar="OUT", help="write one row per image")
     add_force_option(predict, "CSV file")
     add_shared_option(predict, "device", default=TrainConfig.device)
-    predict.add_argument("--json", action="store_true")
+    predict.add_argument(
+        "--json", action="store_true",
+        help='end with one JSON line: {"predictions": [{"path", "top", "unknown", "ood_score", ...}, ...]}',
+    )  # fmt: skip
+    predict.add_argument(
+        "--no-unknown", action="store_true",
+        help='never answer "unknown" (none of these) for a photo unlike the training photos',
+    )  # fmt: skip
     predict.add_argument(
         "--threshold",
         type=float,
@@ -58,6 +65,11 @@ def run(args: argparse.Namespace) -> int:
         check_output_file(args.csv, what="the CSV", datasets=[target, *run_dataset(args.bundle)],
                           force=args.force, replaceable=(".csv", ".txt", ".tsv"))  # fmt: skip
     predictor = Predictor.from_bundle(args.bundle, device=args.device)
+    if args.no_unknown:
+        predictor.unknown_threshold = None
+    if not predictor.calibrated:
+        print(f"{PROG}: this model is uncalibrated (trained before calibration): its probabilities are as "
+              "trained, and it never answers unknown", file=sys.stderr)  # fmt: skip
     paths = list_images(args.target)
     if not paths:
         raise TransferStudioError(f"{args.target} holds no image files")
@@ -67,18 +79,24 @@ def run(args: argparse.Namespace) -> int:
         write_predictions_csv(predictions, args.csv, top_k=args.top_k, threshold=args.threshold)
     if args.json:
         rows = [
-            {"path": str(p.path), "label": p.label_at(args.threshold), "top": [list(t) for t in p.top]}
-            | {"error": p.error}
+            {"path": str(p.path), "top": [list(t) for t in p.top], "unknown": p.unknown, "ood_score": p.ood_score,
+             "label": p.label_at(args.threshold), "error": p.error}
             for p in predictions
-        ]
-        print_json(rows)
+        ]  # fmt: skip
+        print_json({"predictions": rows, "calibrated": predictor.calibrated})
     else:
         for p in predictions:
             if p.error:
                 print(f"{p.path}\tunreadable: {p.error}")
             else:
                 ranked = ", ".join(f"{label} {prob:.3f}" for label, prob in p.top)
-                unsure = f"{p.label_at(args.threshold)}: " if p.label_at(args.threshold) != p.label else ""
+                if p.unknown:
+                    ranked = f"none of these (unlike the training photos, score {p.ood_score:.3f}); best guess {ranked}"
+                unsure = (
+                    f"{p.label_at(args.threshold)}: "
+                    if p.label_at(args.threshold) not in (p.label, "unknown")
+                    else ""
+                )
                 print(f"{p.path}\t{unsure}{ranked}")
     failed = sum(1 for p in predictions if p.error)
     if failed:

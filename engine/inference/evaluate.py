@@ -28,6 +28,7 @@ from engine.core.errors import TransferStudioError, raise_if_stopped
 from engine.data.datasets import DatasetReport, Sample, scan_dataset
 from engine.inference.predict import Predictor
 from engine.models.bundle import Bundle, load_bundle
+from engine.models.calibration import coverage, expected_calibration_error, reliability
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +79,10 @@ class EvaluationReport:
     results: list[ImageResult]
     unreadable: list[tuple[Path, str]] = field(default_factory=list)
     source: dict[str, Any] = field(default_factory=dict)
+    #: How honest the probabilities are (:func:`calibration_summary`): ECE before and after the
+    #: temperature, the reliability diagram's bins, accuracy and coverage at thresholds, and how many
+    #: photos "none of these" would reject.
+    honesty: dict[str, Any] = field(default_factory=dict)
 
     @property
     def n_images(self) -> int:
@@ -133,6 +138,10 @@ class EvaluationReport:
             "unreadable": [{"path": str(p), "reason": reason} for p, reason in self.unreadable],
             **self.source,
         }
+        if self.honesty:
+            payload["ece_before"] = self.honesty["ece_before"]
+            payload["ece_after"] = self.honesty["ece_after"]
+            payload["calibration"] = self.honesty
         if include_images:
             payload["images"] = [self.result_json(r) for r in self.results]
         return payload
@@ -271,6 +280,8 @@ def evaluate(
     y_true: list[int] = []
     probs: list[torch.Tensor] = []
     losses: list[torch.Tensor] = []
+    raw_logits: list[torch.Tensor] = []
+    scores: list[torch.Tensor] = []
     unreadable: list[tuple[Path, str]] = []
     predictor.model.eval()
     with ThreadPoolExecutor(_LOAD_THREADS, thread_name_prefix="evaluate") as pool:
@@ -289,9 +300,12 @@ def evaluate(
             paths += files
             if tensors:
                 labels = torch.tensor(y_true[len(y_true) - len(tensors) :])
-                batch_probs, batch_losses = _forward(predictor, files, torch.stack(tensors), labels)
+                logits, ood = predictor.file_outputs(files, torch.stack(tensors))
+                batch_probs = predictor.probabilities_of(logits)
                 probs.append(batch_probs)
-                losses.append(batch_losses)
+                losses.append(-torch.log(batch_probs[torch.arange(len(labels)), labels].clamp(min=_MIN_PROB)))
+                raw_logits.append(logits)
+                scores.append(ood)
             if on_progress:
                 on_progress(min(start + batch_size, total), total)
     if not paths:
@@ -308,6 +322,9 @@ def evaluate(
         top_k=top_k,
     )
     result.unreadable = unreadable
+    result.honesty = calibration_summary(
+        predictor, torch.cat(raw_logits), torch.tensor(y_true), torch.cat(scores)
+    )
     result.source = {
         "data": str(report.root),
         "split": split_name,
@@ -317,15 +334,28 @@ def evaluate(
     return result
 
 
-@torch.inference_mode()
-def _forward(
-    predictor: Predictor, files: list[Path], batch: torch.Tensor, labels: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Softmax probabilities (as ``Predictor.probabilities`` computes them, test-time augmentation
-    included) and cross-entropy per image."""
-    logits = predictor.file_logits(files, batch)
-    losses = torch.nn.functional.cross_entropy(logits, labels, reduction="none")
-    return torch.softmax(logits, dim=1), losses
+def calibration_summary(
+    predictor: Predictor, logits: torch.Tensor, labels: torch.Tensor, ood: torch.Tensor
+) -> dict[str, Any]:
+    """How honest the model's probabilities are on these photos: the expected calibration error of
+    the plain softmax (before) and of the calibrated probabilities (after; the same for a model made
+    before calibration), both reliability diagrams, accuracy and coverage at thresholds, and how many
+    photos "none of these" rejects at the model's threshold."""
+    raw = torch.softmax(logits.float(), dim=1)
+    calibrated = predictor.probabilities_of(logits)
+    rejected = [bool(predictor.is_unknown(float(v))) for v in ood]
+    return {
+        "calibrated": predictor.calibrated,
+        "temperature": predictor.calibration.temperature if predictor.calibration else None,
+        "ece_before": expected_calibration_error(raw, labels),
+        "ece_after": expected_calibration_error(calibrated, labels),
+        "reliability_before": reliability(raw, labels),
+        "reliability_after": reliability(calibrated, labels),
+        "coverage": coverage(calibrated, labels),
+        "unknown_threshold": predictor.unknown_threshold,
+        "rejected": sum(rejected),
+        "rejected_share": sum(rejected) / max(1, len(rejected)),
+    }
 
 
 def format_evaluation(report: EvaluationReport, max_errors: int = 10) -> str:
@@ -365,6 +395,26 @@ def format_evaluation(report: EvaluationReport, max_errors: int = 10) -> str:
             )
         if len(wrong) > max_errors:
             lines.append(f"  ... and {len(wrong) - max_errors} more (see --json)")
+    honesty = report.honesty
+    if honesty:
+        lines += [""]
+        if honesty["calibrated"]:
+            lines.append(
+                f"Calibration: expected calibration error {honesty['ece_before']:.3f} before, "
+                f"{honesty['ece_after']:.3f} after (temperature {honesty['temperature']:.2f})"
+            )
+        else:
+            lines.append(
+                f"Uncalibrated model (made before calibration): expected calibration error {honesty['ece_before']:.3f}"
+            )
+        lines.append("If only answers at or above p are accepted: " + ", ".join(
+            f"p {c['threshold']:g}: {c['coverage']:.0%} kept, " + ("none" if c["accuracy"] is None else f"{c['accuracy']:.1%} right")
+            for c in honesty["coverage"]
+        ))  # fmt: skip
+        if honesty["unknown_threshold"] is not None:
+            lines.append(
+                f"None of these: {honesty['rejected']} of {report.n_images} photos would be answered unknown"
+            )
     if report.unreadable:
         lines += ["", f"Unreadable images skipped: {len(report.unreadable)}"]
     return "\n".join(lines)

@@ -8,8 +8,12 @@ for TorchScript) and through the in-app :class:`~engine.inference.predict.Predic
 tensors, and reports top-1 agreement and the largest probability difference.
 
 The exported model takes a float32 ``[batch, 3, crop, crop]`` tensor, preprocessed exactly as
-``engine.models.preprocessing.eval_transform`` does, and returns raw logits ``[batch, classes]``; the batch size
-is free. Both exports trace the model, so the image size is fixed to the bundle's crop size.
+``engine.models.preprocessing.eval_transform`` does. A calibrated bundle's export returns the calibrated
+probabilities ``[batch, classes]`` (``probabilities``) and, where the model can tell, each photo's
+out-of-distribution score ``[batch]`` (``ood_score``: above the sidecar's threshold means "none of
+these"), both computed inside the graph; a bundle made before calibration returns raw logits
+(``logits``). The batch size is free. Both exports trace the model, so the image size is fixed to the
+bundle's crop size.
 """
 
 from __future__ import annotations
@@ -51,7 +55,9 @@ EXPORT_VERSION = 1
 EXTRA_FILE = "transfer_studio.json"  # TorchScript extra file / ONNX metadata key ("transfer_studio")
 ONNX_METADATA_KEY = "transfer_studio"
 INPUT_NAME = "input"
-OUTPUT_NAME = "logits"
+OUTPUT_NAME = "logits"  # a bundle made before calibration
+PROBABILITIES_NAME = "probabilities"
+OOD_NAME = "ood_score"
 PARITY_TOLERANCE = 1e-3
 _LOAD_THREADS = 4
 
@@ -97,14 +103,17 @@ class ParityReport:
     reason: str | None = None
     disagreements: tuple[Path, ...] = ()
     unreadable: int = 0
+    max_ood_diff: float | None = None  # the out-of-distribution score's, when the file computes it
 
     def passed(self, tolerance: float = PARITY_TOLERANCE) -> bool:
-        """Same top-1 on every image and every probability within ``tolerance``."""
+        """Same top-1 on every image, every (calibrated) probability and out-of-distribution score
+        within ``tolerance``."""
         return (
             self.available
             and self.label_agreement == 1.0
             and self.max_prob_diff is not None
             and self.max_prob_diff < tolerance
+            and (self.max_ood_diff is None or self.max_ood_diff < tolerance)
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -115,6 +124,7 @@ class ParityReport:
             "n_images": self.n_images,
             "label_agreement": self.label_agreement,
             "max_prob_diff": self.max_prob_diff,
+            "max_ood_diff": self.max_ood_diff,
             "passed": self.passed(),
             "disagreements": [str(p) for p in self.disagreements],
             "unreadable": self.unreadable,
@@ -141,15 +151,105 @@ def export_metadata(bundle: Bundle, fmt: str) -> dict[str, Any]:
                 f"{pre.crop_size}, scaled to [0, 1], minus mean, divided by std (per channel)"
             ),
         },
-        "output": {
-            "name": OUTPUT_NAME,
-            "shape": ["batch", len(bundle.class_names)],
-            "description": "logits, in class_names order; softmax gives probabilities"
-            + (" (averaged with the mirrored input's: test-time augmentation)" if pre.tta == "flip" else ""),
-        },
+        **_output_metadata(bundle),
         "metrics": {k: v for k, v in bundle.metrics.items() if k != "history"},
         "exported_by": f"transfer-studio {__version__}, torch {torch.__version__}",
     }
+
+
+def _output_metadata(bundle: Bundle) -> dict[str, Any]:
+    pre, cal = bundle.preprocessing, bundle.calibration
+    averaged = " (averaged with the mirrored input's: test-time augmentation)" if pre.tta == "flip" else ""
+    classes = len(bundle.class_names)
+    if cal is None:
+        return {"output": {"name": OUTPUT_NAME, "shape": ["batch", classes],
+                           "description": "logits, in class_names order; softmax gives probabilities" + averaged},
+                "calibration": None}  # fmt: skip
+    outputs = [{"name": PROBABILITIES_NAME, "shape": ["batch", classes],
+                "description": f"calibrated probabilities, in class_names order: softmax(logits / {cal.temperature:.6g})"
+                + averaged}]  # fmt: skip
+    if cal.class_means is not None:
+        outputs.append({"name": OOD_NAME, "shape": ["batch"], "description": (
+            "how unlike the training photos the input is: 1 - the largest cosine similarity of the head's "
+            "input features (plain view) to the class means of the training photos' features; above "
+            "calibration.ood_threshold the app answers 'unknown' (none of these)")})  # fmt: skip
+    return {
+        "output": outputs[0],
+        "outputs": outputs,
+        "calibration": {"temperature": cal.temperature, "ood_method": cal.ood_method if cal.class_means is not None
+                        else "none", "ood_threshold": cal.ood_threshold, "ece_before": cal.ece_before,
+                        "ece_after": cal.ece_after},
+    }  # fmt: skip
+
+
+class _Tap(nn.Module):
+    """A head that keeps what it was given (the features), for :class:`_Honest` to score."""
+
+    def __init__(self, head: nn.Module) -> None:
+        super().__init__()
+        self.head = head
+        self.seen: list[torch.Tensor] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen.append(x)
+        out: torch.Tensor = self.head(x)
+        return out
+
+
+class _Honest(nn.Module):
+    """A logits model turned into calibrated probabilities and, with a tapped head and class means, the
+    out-of-distribution score of the plain view's features: what the app's Predictor answers."""
+
+    def __init__(
+        self, model: nn.Module, temperature: float, tap: _Tap | None, class_means: torch.Tensor | None
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.temperature = float(temperature)
+        self.tap = tap
+        means = None if class_means is None else torch.nn.functional.normalize(class_means.float(), dim=1)
+        self.register_buffer("class_means", means)
+
+    def forward(self, x: torch.Tensor) -> Any:
+        if self.tap is not None:
+            self.tap.seen.clear()
+        probabilities = torch.softmax(self.model(x) / self.temperature, dim=1)
+        if self.tap is None or self.class_means is None:
+            return probabilities
+        features = self.tap.seen[0]  # the first call: the plain view
+        self.tap.seen.clear()
+        features = features.mean(dim=(2, 3)) if features.dim() == 4 else features.flatten(1)
+        means: torch.Tensor = self.class_means  # type: ignore[assignment]  # a registered buffer
+        similarity = torch.nn.functional.normalize(features, dim=1) @ means.T
+        return probabilities, 1.0 - similarity.max(dim=1).values
+
+
+def exportable(bundle: Bundle) -> nn.Module:
+    """The module an export traces: logits for a bundle made before calibration, else calibrated
+    probabilities (and the out-of-distribution score where the model can tell)."""
+    built, feature_head = bundle.build()
+    net = prepare_for_export(built)
+    tap = None
+    cal = bundle.calibration
+    if cal is not None and cal.class_means is not None and feature_head is not None:
+        parent_name, _, attr = feature_head.rpartition(".")
+        parent = net.get_submodule(parent_name) if parent_name else net
+        tap = _Tap(getattr(parent, attr))
+        setattr(parent, attr, tap)
+    model: nn.Module = _Logits(net).eval()
+    if bundle.preprocessing.tta == "flip":  # the file averages like the app: parity holds
+        model = FlipAveraged(model).eval()
+    if cal is None:
+        return model
+    return _Honest(model, cal.temperature, tap, cal.class_means if tap is not None else None).eval()
+
+
+def output_names(bundle: Bundle) -> list[str]:
+    """The exported file's output names, in order."""
+    if bundle.calibration is None:
+        return [OUTPUT_NAME]
+    has_ood = bundle.calibration.class_means is not None and bundle.build()[1] is not None
+    return [PROBABILITIES_NAME, OOD_NAME] if has_ood else [PROBABILITIES_NAME]
 
 
 class _Logits(nn.Module):
@@ -223,9 +323,8 @@ def export_bundle(
         bundle = load_bundle(bundle)
     out.parent.mkdir(parents=True, exist_ok=True)
     metadata = export_metadata(bundle, fmt)
-    model: nn.Module = _Logits(prepare_for_export(bundle.build_model())).eval()
-    if bundle.preprocessing.tta == "flip":  # the file averages like the app: parity holds
-        model = FlipAveraged(model).eval()
+    model = exportable(bundle)
+    names = [o["name"] for o in metadata.get("outputs", [metadata["output"]])]
     crop = bundle.preprocessing.crop_size
     example = torch.randn(2, 3, crop, crop, generator=torch.Generator().manual_seed(0))
     started = time.perf_counter()
@@ -236,7 +335,7 @@ def export_bundle(
             # export is checked by running it (parity_check), not by these heuristics.
             warnings.simplefilter("ignore")
             if fmt == "onnx":
-                exporter = _export_onnx(model, example, tmp, opset)
+                exporter = _export_onnx(model, example, tmp, opset, names)
                 _embed_onnx_metadata(tmp, metadata)
             else:
                 exporter = _export_torchscript(model, example, tmp, metadata)
@@ -255,7 +354,9 @@ def _first_line(exc: BaseException) -> str:
     return (text.splitlines()[0] if text else type(exc).__name__)[:200]
 
 
-def _export_onnx(model: nn.Module, example: torch.Tensor, path: Path, opset: int) -> str:
+def _export_onnx(
+    model: nn.Module, example: torch.Tensor, path: Path, opset: int, names: Sequence[str] = (OUTPUT_NAME,)
+) -> str:
     """The TorchScript-based exporter first (mature, no extra packages), then the dynamo one."""
     try:
         torch.onnx.export(
@@ -263,8 +364,8 @@ def _export_onnx(model: nn.Module, example: torch.Tensor, path: Path, opset: int
             (example,),
             str(path),
             input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
-            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+            output_names=list(names),
+            dynamic_axes={INPUT_NAME: {0: "batch"}} | {name: {0: "batch"} for name in names},
             opset_version=opset,
             dynamo=False,
         )
@@ -280,7 +381,7 @@ def _export_onnx(model: nn.Module, example: torch.Tensor, path: Path, opset: int
                     (example,),
                     str(path),
                     input_names=[INPUT_NAME],
-                    output_names=[OUTPUT_NAME],
+                    output_names=list(names),
                     dynamic_shapes=({0: torch.export.Dim("batch")},),
                     opset_version=max(opset, 18),
                     dynamo=True,
@@ -345,8 +446,9 @@ def _format_of(path: Path, fmt: str | None) -> str:
     return "onnx" if path.suffix.lower() == ".onnx" else "torchscript"
 
 
-def _runner(path: Path, fmt: str) -> Callable[[np.ndarray], np.ndarray] | str:
-    """A function batch -> logits running the exported file, or why it cannot run here."""
+def _runner(path: Path, fmt: str) -> Callable[[np.ndarray], list[np.ndarray]] | str:
+    """A function batch -> the exported file's outputs (logits; or probabilities and maybe
+    out-of-distribution scores), or why it cannot run here."""
     if fmt == "onnx":
         try:
             import onnxruntime as ort
@@ -357,7 +459,7 @@ def _runner(path: Path, fmt: str) -> Callable[[np.ndarray], np.ndarray] | str:
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
             raise ExportError(f"onnxruntime cannot load {path.name}: {_first_line(exc)}") from None
         name = session.get_inputs()[0].name
-        return lambda batch: session.run(None, {name: batch})[0]
+        return lambda batch: list(session.run(None, {name: batch}))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter(
@@ -367,9 +469,10 @@ def _runner(path: Path, fmt: str) -> Callable[[np.ndarray], np.ndarray] | str:
     except Exception as exc:  # noqa: BLE001
         raise ExportError(f"{path.name} is not a loadable TorchScript file: {_first_line(exc)}") from None
 
-    def run(batch: np.ndarray) -> np.ndarray:
+    def run(batch: np.ndarray) -> list[np.ndarray]:
         with torch.inference_mode():
-            return module(torch.from_numpy(batch)).numpy()
+            out = module(torch.from_numpy(batch))
+        return [t.numpy() for t in out] if isinstance(out, (tuple, list)) else [out.numpy()]
 
     return run
 
@@ -403,6 +506,7 @@ def parity_check(
     paths = [Path(p) for p in images]
     total = len(paths)
     agree, seen, unreadable, max_diff = 0, 0, 0, 0.0
+    max_ood: float | None = None
     disagreements: list[Path] = []
     if on_progress:
         on_progress(0, total)
@@ -419,8 +523,14 @@ def parity_check(
             if kept:
                 batch = torch.stack([t for _, t in kept])
                 with torch.inference_mode():
-                    app = torch.softmax(predictor.file_logits([p for p, _ in kept], batch), dim=1)
-                other = torch.softmax(torch.from_numpy(np.asarray(runner(batch.numpy()))).float(), dim=1)
+                    logits, app_ood = predictor.file_outputs([p for p, _ in kept], batch)
+                app = predictor.probabilities_of(logits)
+                outputs = [torch.from_numpy(np.asarray(o)).float() for o in runner(batch.numpy())]
+                # a calibrated export gives probabilities (and scores); an older one logits
+                other = outputs[0] if predictor.calibrated else torch.softmax(outputs[0], dim=1)
+                if len(outputs) > 1 and other.shape == app.shape:
+                    gap = float((outputs[1] - app_ood).abs().max())
+                    max_ood = gap if max_ood is None else max(max_ood, gap)
                 if other.shape != app.shape:
                     raise ExportError(
                         f"{exported.name} returns {list(other.shape)} for {list(app.shape)} expected"
@@ -435,7 +545,13 @@ def parity_check(
     if seen == 0:
         raise TransferStudioError("no readable image for the parity check")
     return ParityReport(
-        fmt, seen, agree / seen, max_diff, disagreements=tuple(disagreements), unreadable=unreadable
+        fmt,
+        seen,
+        agree / seen,
+        max_diff,
+        disagreements=tuple(disagreements),
+        unreadable=unreadable,
+        max_ood_diff=max_ood,
     )
 
 

@@ -6,6 +6,7 @@ import logging
 import re
 from typing import Any
 
+import torch
 import torchvision
 from torch import nn
 
@@ -102,3 +103,21 @@ def _build_scratch(info: ModelInfo) -> nn.Module:
             if not match or match.group(1) not in optional:
                 raise
             del optional[match.group(1)]
+
+
+def head_is_last(model: nn.Module, head_name: str, input_size: int) -> bool:
+    """Whether, in eval mode, the head's output is returned unchanged as the model's output."""
+    head = dict(model.named_modules())[head_name]
+    seen: list[torch.Tensor] = []
+    handle = head.register_forward_hook(lambda _m, _a, out: seen.append(out))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            param = next(model.parameters())
+            out = model(torch.zeros(1, 3, input_size, input_size, device=param.device))
+    finally:
+        handle.remove()
+        model.train(was_training)
+    main = out if isinstance(out, torch.Tensor) else out[0]
+    return len(seen) == 1 and seen[0] is main

@@ -6,6 +6,10 @@ reads it without ever executing code from the file::
     {"format": "transfer-studio-bundle", "version": 1, "architecture": "resnet18", "head": {"kind": "replace"},
      "class_names": [...], "state_dict": {...}, "preprocessing": {...}, "metrics": {...}, "config": {...}}
 
+``calibration`` (absent in bundles made before it) is the run's
+:class:`~engine.models.calibration.Calibration`: the temperature every probability the app shows is
+divided by, and what says "none of these".
+
 ``head`` is the head variant (:class:`~engine.models.heads.HeadSpec`) the weights were trained with; a
 bundle without it (made before head variants) has the plain ``replace`` head. A bundle with another
 head is written as version 2, so an earlier Transfer Studio, which would rebuild the wrong network,
@@ -24,8 +28,9 @@ from torch import nn
 
 from engine.core.errors import BundleError, ModelError, TransferStudioError
 from engine.core.files import atomic_torch_save
-from engine.models.build import build_model
+from engine.models.build import build_model, head_is_last
 from engine.models.bundle_file import bundle_file
+from engine.models.calibration import Calibration
 from engine.models.heads import HeadSpec
 from engine.models.preprocessing import Preprocessing
 
@@ -44,9 +49,11 @@ class Bundle:
     metrics: dict[str, Any] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
     head: HeadSpec = field(default_factory=HeadSpec)
+    calibration: Calibration | None = None  # None: made before calibration (probabilities as trained)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        extra = {"calibration": self.calibration.to_dict()} if self.calibration is not None else {}
+        return extra | {
             "format": BUNDLE_FORMAT,
             "version": 1 if self.head.kind == "replace" else BUNDLE_VERSION,
             "architecture": self.architecture,
@@ -60,8 +67,15 @@ class Bundle:
 
     def build_model(self) -> nn.Module:
         """The network with this bundle's weights, in eval mode, on the CPU."""
+        return self.build()[0]
+
+    def build(self) -> tuple[nn.Module, str | None]:
+        """:meth:`build_model`, and the name of the head whose input is the features "none of these"
+        scores (the head whose output is the model's; None when no head is last, e.g. squeezenet)."""
         try:
-            model, _ = build_model(self.architecture, len(self.class_names), pretrained=False, head=self.head)
+            model, head_names = build_model(
+                self.architecture, len(self.class_names), pretrained=False, head=self.head
+            )
             model.load_state_dict(self.state_dict)
         except TransferStudioError:
             raise
@@ -72,7 +86,9 @@ class Bundle:
                 f"the bundle's weights do not fit a {self.architecture} with "
                 f"{len(self.class_names)} classes{head}: {first_line}"
             ) from None
-        return model.eval()
+        model.eval()
+        last = next((h for h in head_names if head_is_last(model, h, self.preprocessing.crop_size)), None)
+        return model, last
 
 
 def save_bundle(path: str | Path, bundle: Bundle) -> Path:
@@ -103,6 +119,7 @@ def load_bundle(path: str | Path) -> Bundle:
             metrics=dict(raw.get("metrics", {})),
             config=dict(raw.get("config", {})),
             head=HeadSpec.from_dict(raw.get("head")),
+            calibration=Calibration.from_dict(raw.get("calibration"), len(raw["class_names"])),
         )
     except ModelError as exc:
         raise BundleError(f"{path.name} has a head this version cannot build ({exc})") from None

@@ -177,9 +177,9 @@ def bundle_proposals(
 ) -> Proposals:
     """Proposals from an opened model (a bundle) for ``report.unlabeled``.
 
-    Its probabilities are calibrated with a temperature fitted on the dataset's validation photos of
-    the model's classes (photos it did not train on, when it was trained on this dataset), and its
-    accuracy there is the estimate. The review order's diversity is measured between the photos'
+    Its probabilities are calibrated with the model's own temperature (one made before calibration:
+    a temperature fitted on the dataset's validation photos of its classes), and its accuracy on those
+    photos is the estimate. The review order's diversity is measured between the photos'
     logits (the bundle carries no feature store).
     """
     from engine.inference.predict import Predictor
@@ -189,7 +189,10 @@ def bundle_proposals(
     val = [s for s in report.splits.get("val", []) if report.classes[s.label] in names]
     val_logits, val_kept, _ = _file_logits(predictor, [s.path for s in val], on_progress, should_stop, 0)
     y = torch.tensor([names.index(report.classes[val[i].label]) for i in val_kept], dtype=torch.long)
-    temperature = fit_temperature(val_logits, y) if len(y) else 1.0
+    if predictor.calibration is not None:  # the run's own calibration
+        temperature = predictor.calibration.temperature
+    else:  # a model made before calibration: fitted here, on the validation photos
+        temperature = fit_temperature(val_logits, y) if len(y) else 1.0
     accuracy = float((val_logits.argmax(dim=1) == y).float().mean()) if len(y) else None
     logits, kept, failed = _file_logits(predictor, report.unlabeled, on_progress, should_stop, len(val))
     probabilities = torch.softmax(logits / temperature, dim=1)

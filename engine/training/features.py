@@ -31,6 +31,7 @@ from engine.core.errors import Cancelled
 from engine.core.files import atomic_torch_save
 from engine.core.locations import cache_root
 from engine.data.datasets import Sample
+from engine.models.build import head_is_last
 from engine.models.preprocessing import Preprocessing
 from engine.models.registry import ModelInfo
 from engine.training.image_cache import DecodedImageCache
@@ -42,6 +43,15 @@ from engine.training.pipeline import (
     center_crop,
     crop_boxes,
 )
+
+__all__ = [
+    "FeatureExtractor",
+    "FeatureStore",
+    "compute_features",
+    "feature_labels",
+    "head_is_last",
+    "view_draw",
+]
 
 log = logging.getLogger(__name__)
 
@@ -82,24 +92,6 @@ class FeatureExtractor:
         if captured is None:
             raise RuntimeError("the model's head was never reached")
         return captured.float()
-
-
-def head_is_last(model: nn.Module, head_name: str, input_size: int) -> bool:
-    """Whether, in eval mode, the head's output is returned unchanged as the model's output."""
-    head = dict(model.named_modules())[head_name]
-    seen: list[torch.Tensor] = []
-    handle = head.register_forward_hook(lambda _m, _a, out: seen.append(out))
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            param = next(model.parameters())
-            out = model(torch.zeros(1, 3, input_size, input_size, device=param.device))
-    finally:
-        handle.remove()
-        model.train(was_training)
-    main = out if isinstance(out, torch.Tensor) else out[0]
-    return len(seen) == 1 and seen[0] is main
 
 
 class FeatureStore:

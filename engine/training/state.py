@@ -20,6 +20,7 @@ from torch import nn
 from engine.core.config import TrainConfig
 from engine.core.errors import Cancelled, StopCheck
 from engine.core.rundir import RunDir
+from engine.models.calibration import Calibration
 from engine.models.preprocessing import Preprocessing
 from engine.training import events as ev
 from engine.training.distributed import Dist, agree_to_stop
@@ -52,6 +53,7 @@ class TrainingState:
     best_val_acc: float = -1.0
     best_epoch: int = 0
     best_state: dict[str, torch.Tensor] | None = None  # the best epoch's weights snapshot
+    calibration: Calibration | None = None  # fitted at the end of the run (engine.training.calibrate)
     failed_images: int = 0  # images that could not be decoded so far
 
     @property

@@ -34,6 +34,7 @@ from engine.models.bundle import Bundle, save_bundle
 from engine.models.heads import HeadSpec, head_spec_of
 from engine.training import events as ev
 from engine.training import run_folder
+from engine.training.calibrate import calibrate_run
 from engine.training.checkpoints import CheckpointWriter, load_weights_snapshot
 from engine.training.data_path import open_data_path
 from engine.training.distributed import Dist, run_on_main, sync, sync_batchnorm, train_steps, wrap_ddp
@@ -264,11 +265,18 @@ def _run(
                 if start_epoch == 1 and head_first_applies(state):
                     fit_head_first(state, data, caller, lambda: halve_batch(state, caller, training=False))
                 data.forward = wrap_ddp(data.forward, caller.dist)  # several processes: gradients averaged
-                for epoch in range(start_epoch, config.epochs + 1):
-                    run_epoch(state, data, epoch, caller, checkpoints)
-                    if stopper.update(epoch, state.history[-1]):
-                        caller.info(stopper.describe_stop(config.epochs))
-                        break
+                stopped = False
+                try:
+                    for epoch in range(start_epoch, config.epochs + 1):
+                        run_epoch(state, data, epoch, caller, checkpoints)
+                        if stopper.update(epoch, state.history[-1]):
+                            caller.info(stopper.describe_stop(config.epochs))
+                            break
+                except Cancelled:
+                    stopped = True
+                state.calibration = calibrate_run(state, data, caller, stopped=stopped)
+                if stopped:
+                    raise Cancelled("training stopped")
         except Cancelled:
             return _finish(config, run, state, caller, cancelled=True)
         stopped_early = stopper is not None and stopper.stopped_at is not None
@@ -400,6 +408,7 @@ def _finish(
             },
             config=config.to_dict(),
             head=head_spec_of(state.model),
+            calibration=state.calibration,
         )
         bundle_path = save_bundle(run.bundle_path, bundle) if run.writes else run.bundle_path
     sync(caller.dist, "saving the model")  # the other processes return once rank 0 saved it
