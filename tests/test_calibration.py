@@ -9,8 +9,8 @@ import math
 
 import pytest
 import torch
-from PIL import Image
 from helpers_images import SMALL_INPUT
+from PIL import Image
 
 from engine.cli import main
 from engine.core.config import TrainConfig
