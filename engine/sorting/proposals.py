@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -95,10 +96,28 @@ def shown_path(path: Path, root: Path) -> str:
         return str(path)
 
 
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Torch on one thread meanwhile: the head's many tiny L-BFGS steps run 10 to 50 times faster than
+    on two (a fit on 24 labelled photos: 0.014 s instead of 0.4 s on a 2-core CPU), where waking the
+    second thread costs more than the step. The setting is the process's, and comes back after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def fit_proposals(
     features: PhotoFeatures, *, seed: int = 0, weight_decay: float = DEFAULT_WEIGHT_DECAY
 ) -> Proposals:
     """Proposals for ``features.unlabeled`` from a head fitted on ``features.labeled`` (see the module)."""
+    with one_thread():
+        return _fit_proposals(features, seed, weight_decay)
+
+
+def _fit_proposals(features: PhotoFeatures, seed: int, weight_decay: float) -> Proposals:
     counts = torch.bincount(torch.tensor(features.labels, dtype=torch.long), minlength=len(features.classes))
     present = [c for c in range(len(features.classes)) if counts[c] > 0]
     if len(present) < 2:

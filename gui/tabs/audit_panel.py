@@ -113,6 +113,7 @@ class AuditPanel(QWidget):
     """Run the audit, browse its findings with thumbnails, and act on them."""
 
     datasetEdited = Signal()  # the exclusion list or a class folder changed: scan again
+    suspectsFound = Signal(list)  # the photos (absolute paths) whose label looks wrong, after an audit
 
     def __init__(self, runner: ThreadRunner, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -311,6 +312,7 @@ class AuditPanel(QWidget):
         self.audit = audit
         self.moves.clear()
         self._fill_tree()
+        self.suspectsFound.emit([audit.root / issue.path for issue in audit.label_issues])
         tops = (self.tree.topLevelItem(i) for i in range(self.tree.topLevelItemCount()))
         found = sum(top.childCount() for top in tops if top is not None)
         reused = " (features from the cache)" if audit.features_computed == 0 else ""

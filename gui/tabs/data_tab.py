@@ -38,6 +38,7 @@ from engine.core.config import TrainConfig
 from gui.background.jobs import FunctionWorker, Job, ThreadRunner
 from gui.core.settings import Settings
 from gui.tabs.audit_panel import AuditPanel
+from gui.tabs.sort_panel import SortPanel
 from gui.views.prediction_views import ProbabilityBarDelegate, confidence_item
 from gui.views.thumbnails import ThumbnailGrid
 from gui.views.widgets import MessageBanner, dropped_paths, empty_state_pages, heading, hint_label
@@ -56,13 +57,22 @@ EMPTY_HINT = (
     "validation.</p>"
 )
 
+#: Said when a scan the sort view asked for fails (the last report stays).
+FOLDER_REFUSED = "These photos cannot be sorted:"
+SORTED_REFUSED = "After sorting, the folder cannot be used for training yet:"
 
-def _scan(path: str, worker: FunctionWorker) -> DatasetReport:
+
+def _scan(path: str, worker: FunctionWorker, to_sort: str | None = None) -> DatasetReport:
     from engine.data.datasets import scan_dataset  # imports PIL, worker thread only
 
     config = TrainConfig()  # the split a run makes of a folder without val/ (the trainer's defaults)
     return scan_dataset(
-        path, val_fraction=config.val_fraction, seed=config.seed, on_progress=worker.report_progress
+        path,
+        val_fraction=config.val_fraction,
+        seed=config.seed,
+        on_progress=worker.report_progress,
+        unlabeled=to_sort,  # a folder of photos to sort the user added (else the dataset's unlabeled/)
+        list_unlabeled=True,
     )
 
 
@@ -86,6 +96,8 @@ class DataTab(QWidget):
             on_errored=self._on_scan_failed,
         )
         self._scanning_path = ""
+        self._to_sort: tuple[str, str] | None = None  # (dataset, folder of photos to sort) the user added
+        self._keep_on_failure = ""  # a scan for the sort view: if it fails, say this, keep the report
         self.setAcceptDrops(True)
         self._build()
         self._refresh_recent()
@@ -188,6 +200,12 @@ class DataTab(QWidget):
         right.setObjectName("dataViews")
         right.addTab(images, "Images")
         right.addTab(self.audit, "Dataset doctor")
+        self.sort = SortPanel(self.runner)
+        self.sort.datasetEdited.connect(self._rescan_after_sorting)
+        self.sort.unlabeledFolderChosen.connect(self._sort_folder)
+        self.sort.countChanged.connect(self._show_sort_count)
+        self.audit.suspectsFound.connect(self.sort.map_side.set_suspects)  # marked on the photo map
+        right.addTab(self.sort, "&Sort")
         self.views = right
 
         splitter = QSplitter(Qt.Orientation.Horizontal)
@@ -228,6 +246,25 @@ class DataTab(QWidget):
         if self.report is not None or self.path_edit.text():
             self.open_dataset(self.path_edit.text())
 
+    @Slot()
+    def _rescan_after_sorting(self) -> None:
+        """The sort view moved photos: scan again, and keep this report if the new scan fails."""
+        if self.report is not None:
+            self.open_dataset(self.report.root)
+            self._keep_on_failure = SORTED_REFUSED
+
+    @Slot(str)
+    def _sort_folder(self, folder: str) -> None:
+        """Scan the dataset again, listing the photos of ``folder`` as those to sort."""
+        if self.report is not None:
+            self._to_sort = (str(self.report.root), folder)
+            self.open_dataset(self.report.root)
+            self._keep_on_failure = FOLDER_REFUSED
+
+    @Slot(int)
+    def _show_sort_count(self, count: int) -> None:
+        self.views.setTabText(self.views.indexOf(self.sort), f"&Sort ({count})" if count else "&Sort")
+
     def open_dataset(self, folder: str | Path) -> None:
         """Scan ``folder`` in the background; the result arrives in ``datasetChanged``."""
         path = str(Path(folder).expanduser())
@@ -237,7 +274,11 @@ class DataTab(QWidget):
         self.progress.show()
         self.summary.setText(f"Scanning {path}…")
         self._scanning_path = path
-        self.scan.start(lambda w: _scan(path, w), imports_torch=False)  # PIL only: a fast first scan
+        self._keep_on_failure = ""
+        if self._to_sort is not None and Path(self._to_sort[0]) != Path(path).resolve():
+            self._to_sort = None  # another dataset: its own unlabeled/ folder
+        to_sort = self._to_sort[1] if self._to_sort is not None else None
+        self.scan.start(lambda w: _scan(path, w, to_sort), imports_torch=False)  # PIL only: fast
 
     def is_scanning(self) -> bool:
         return self.scan.is_busy()
@@ -254,10 +295,21 @@ class DataTab(QWidget):
         self.rescan_button.setEnabled(True)
         self._show_report(report)
         self.audit.set_dataset(report)
+        self.sort.set_dataset(report)
+        self._show_sort_count(self.sort.to_sort())
         self.datasetChanged.emit(report)
 
     def _on_scan_failed(self, message: str) -> None:
         self.progress.hide()
+        if self._keep_on_failure and self.report is not None:
+            # A folder of photos to sort that cannot be used, or photos just sorted that made the folder
+            # unusable (a new class of one photo, say): keep the last report, so the sort view can go
+            # on or undo, and say why.
+            if self._keep_on_failure == FOLDER_REFUSED:
+                self._to_sort = None
+            self._show_report(self.report)
+            self.error.show_message(f"<b>{self._keep_on_failure}</b>", "warning", detail=message)
+            return
         self.report = None
         self.rescan_button.setEnabled(bool(self.path_edit.text()))
         self.summary.setText("")
@@ -265,6 +317,8 @@ class DataTab(QWidget):
         self.pages.setCurrentIndex(0)
         self.grid.set_paths([])
         self.audit.set_dataset(None)
+        self.sort.set_dataset(None)
+        self._show_sort_count(0)
         self.datasetChanged.emit(None)
 
     # -- showing the report ------------------------------------------------------------------------
@@ -345,6 +399,7 @@ class DataTab(QWidget):
             f"<b>{len(report.classes)} classes</b> · {totals} images"
             + (f" · {len(report.skipped)} files skipped" if report.skipped else "")
             + (f" · {len(report.excluded)} excluded by you" if report.excluded else "")
+            + (f" · {len(report.unlabeled)} photos to sort" if report.unlabeled else "")
         )
         self.pages.setCurrentIndex(1)
         if report.classes:
@@ -403,4 +458,5 @@ class DataTab(QWidget):
 
     def shutdown(self) -> None:
         self.audit.shutdown()
+        self.sort.shutdown()
         self.grid.shutdown()
