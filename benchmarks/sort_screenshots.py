@@ -77,11 +77,12 @@ def main() -> int:
     tab.views.setCurrentWidget(panel)
     wait(lambda: panel.proposals is not None, settle=3.0)
     panel.order_picker.setCurrentIndex(1)  # review order
+    side = panel.map_side
+    panel.map_toggle.setChecked(True)
+    wait(lambda: not side.is_busy() and bool(side.placed_paths()), settle=1.0)
+    side.colour_picker.setCurrentIndex(1)  # coloured by suggestion
     wait(lambda: True, settle=3.0)
     shoot("sort")
-    panel.map_toggle.setChecked(True)
-    side = panel.map_side
-    wait(lambda: not side.is_busy() and side.placed_paths(), settle=1.0)
     side.suggest_groups()
     wait(lambda: not side.is_busy(), settle=2.0)
     shoot("sort-map")

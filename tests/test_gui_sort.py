@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from helpers_images import class_colour, make_image, make_image_folder
 from PySide6.QtCore import QPointF, Qt
-from PySide6.QtWidgets import QFileDialog, QInputDialog, QLabel, QPushButton
+from PySide6.QtWidgets import QComboBox, QFileDialog, QInputDialog, QLabel, QPushButton
 from test_gui_training import open_dataset
 
 from engine.sorting.features import PhotoFeatures
@@ -103,6 +103,11 @@ def test_the_sort_view_shows_one_suggestion_per_photo_to_sort(window, qtbot, mon
     assert "Sorted 0 · 11 left to sort" in status and "estimated accuracy so far" in status
     assert "1 photo(s) to sort cannot be read" in panel.notice.text()  # broken.jpg, a skipped file
     assert any(s.path.name == "broken.jpg" for s in window.data_tab.report.skipped)
+    # In review order the grid starts at the photo to review first.
+    panel.grid.select_paths([grid.photos.path(10)], grid.photos.path(10))
+    window.findChild(QComboBox, "sortOrderPicker").setCurrentIndex(1)
+    first = min(panel.proposals.proposals, key=lambda p: p.review_rank).path
+    assert grid.photos.path(0) == first and panel.grid.selected_paths() == [first]
 
 
 def test_key_1_moves_a_photo_and_undo_puts_it_back(window, qtbot, monkeypatch, tmp_path):

@@ -203,7 +203,7 @@ class SortPanel(QWidget):
         self.order_picker.setObjectName("sortOrderPicker")
         self.order_picker.setAccessibleName("Order of the photos")
         self.order_picker.addItems(ORDERS)
-        self.order_picker.currentIndexChanged.connect(self._fill_grid)
+        self.order_picker.currentIndexChanged.connect(self._reorder)
         self.sure_spin = QDoubleSpinBox()
         self.sure_spin.setObjectName("sortSureSpin")
         self.sure_spin.setAccessibleName("How sure the model must be")
@@ -444,6 +444,15 @@ class SortPanel(QWidget):
         self.grid.set_items(items)
         if not self.grid.currentIndex().isValid() and items:
             self.grid.select_paths([items[0].path], items[0].path)
+
+    @Slot()
+    def _reorder(self) -> None:
+        """Another order: start from its first photo (in review order, the one to review first)."""
+        self._fill_grid()
+        if self.grid.photos.rowCount():
+            top = self.grid.photos.path(0)
+            self.grid.select_paths([top], top)
+            self.grid.scrollToTop()
 
     def _show_classes(self) -> None:
         classes = self.classes()
