@@ -7,7 +7,8 @@ level :func:`evaluate`, and the plain-text summary of the command line (:func:`f
 
 Images go through exactly the preprocessing of training's validation (``eval_transform`` of the
 bundle's ``Preprocessing``, and its test-time augmentation), so for the same weights the accuracy
-equals the run's val accuracy.
+equals the run's val accuracy, and the mean loss (the cross-entropy of the logits, before
+calibration) its val loss. Probabilities are the calibrated ones (:mod:`engine.models.calibration`).
 :func:`evaluate` is plain and blocking; a GUI calls it from a worker thread with ``on_progress`` and
 ``should_stop``.
 """
@@ -303,7 +304,8 @@ def evaluate(
                 logits, ood = predictor.file_outputs(files, torch.stack(tensors))
                 batch_probs = predictor.probabilities_of(logits)
                 probs.append(batch_probs)
-                losses.append(-torch.log(batch_probs[torch.arange(len(labels)), labels].clamp(min=_MIN_PROB)))
+                # the model's own cross-entropy (before calibration): the run's val loss
+                losses.append(torch.nn.functional.cross_entropy(logits, labels, reduction="none"))
                 raw_logits.append(logits)
                 scores.append(ood)
             if on_progress:
