@@ -141,6 +141,11 @@ def test_run_report_is_self_contained_and_complete(run_dir, tmp_path):
     # per-class metrics
     assert page.column("per-class-metrics")[:2] == CLASSES
     assert page.column("per-class-metrics", 4)[:2] == ["7", "9"]  # images per true class (one moved)
+    # how sure the model is (issue 24): the reliability diagram, the calibration error, coverage, rejections
+    assert page.series["reliability"] == ["before calibration", "calibrated"]
+    assert "Expected calibration error" in text and "before calibration" in text
+    assert page.column("coverage") == ["0.5", "0.7", "0.8", "0.9", "0.95", "0.99"]
+    assert "validation photos would be answered unknown" in text
     # the mislabelled image is misclassified: at least one small JPEG thumbnail
     assert jpeg_thumbnails(page)
     # dataset summary, settings and environment

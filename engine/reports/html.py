@@ -319,3 +319,61 @@ def thumbnail_figure(uri: str, caption: str, tooltip: str) -> str:
         f'<figure class="thumb"><img src="{uri}" alt="{esc(caption)}" title="{esc(tooltip)}">'
         f"<figcaption>{esc(caption)}</figcaption></figure>"
     )
+
+
+def reliability_chart(
+    before: Sequence[dict[str, float]],
+    after: Sequence[dict[str, float]] | None,
+    *,
+    chart_id: str = "reliability",
+    size: int = 300,
+) -> str:
+    """An SVG reliability diagram: accuracy against confidence per bin (bins without photos left out),
+    the ideal diagonal dashed; ``before`` grey, ``after`` (the calibrated probabilities) in colour."""
+    left, top, plot = 48, 28, size - 48 - 16
+    height = top + plot + 64
+
+    def x(v: float) -> float:
+        return left + v * plot
+
+    def y(v: float) -> float:
+        return top + (1 - v) * plot
+
+    parts = [
+        f'<svg id="{esc(chart_id)}" class="chart" width="{size}" height="{height}" viewBox="0 0 {size} {height}" '
+        'role="img" aria-label="Reliability diagram: accuracy against confidence">',
+        f'<text x="{left}" y="18" style="font-weight:600;font-size:13px">Reliability: accuracy against confidence</text>',
+    ]
+    for t in (0.0, 0.25, 0.5, 0.75, 1.0):
+        parts.append(f'<line class="grid" x1="{left}" x2="{left + plot}" y1="{y(t):.1f}" y2="{y(t):.1f}"/>')
+        parts.append(f'<text x="{left - 6}" y="{y(t) + 4:.1f}" text-anchor="end">{t:g}</text>')
+        parts.append(f'<text x="{x(t):.1f}" y="{top + plot + 16}" text-anchor="middle">{t:g}</text>')
+    parts.append(
+        f'<line class="axis" x1="{left}" x2="{left + plot}" y1="{top + plot}" y2="{top + plot}"/>'
+        f'<line class="axis" x1="{left}" x2="{left}" y1="{top}" y2="{top + plot}"/>'
+        f'<line x1="{x(0):.1f}" y1="{y(0):.1f}" x2="{x(1):.1f}" y2="{y(1):.1f}" stroke="#8a93a3" stroke-dasharray="5 4"/>'
+        f'<text x="{left + plot / 2:.1f}" y="{top + plot + 32}" text-anchor="middle">confidence</text>'
+    )
+    series = [("before calibration", "#b0b0b0", before)] + (
+        [("calibrated", PALETTE[0], after)] if after else []
+    )
+    for n, (label, colour, bins) in enumerate(series):
+        points = [(b["confidence"], b["accuracy"], int(b["photos"])) for b in bins if b["photos"]]
+        coords = " ".join(f"{x(c):.1f},{y(a):.1f}" for c, a, _ in points)
+        parts.append(f'<g class="series" data-series="{esc(label)}">')
+        if len(points) > 1:
+            parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{coords}"/>')
+        for c, a, photos in points:
+            parts.append(
+                f'<circle cx="{x(c):.1f}" cy="{y(a):.1f}" r="3.5" fill="{colour}"><title>{esc(label)}: '
+                f"confidence {c:.3f}, right {a:.1%} of {photos} photos</title></circle>"
+            )
+        parts.append("</g>")
+        ly = top + plot + 50
+        lx = left + n * (plot / 2)
+        parts.append(
+            f'<line x1="{lx:.1f}" x2="{lx + 20:.1f}" y1="{ly - 4}" y2="{ly - 4}" stroke="{colour}" stroke-width="2"/>'
+            f'<text x="{lx + 26:.1f}" y="{ly}">{esc(label)}</text>'
+        )
+    parts.append("</svg>")
+    return "\n".join(parts)

@@ -336,8 +336,49 @@ def _evaluation_html(report: EvaluationReport, should_stop: StopCheck | None, pr
     )
     return [
         h.section(f"{prefix}Evaluation on the validation images", intro + columns, "evaluation"),
+        h.section(f"{prefix}How sure the model is", _honesty_html(report), "calibration"),
         h.section(f"{prefix}Misclassified images", _thumbnails(report, should_stop), "misclassified"),
     ]
+
+
+def _honesty_html(report: EvaluationReport) -> str:
+    """The reliability diagram, the calibration error before and after, accuracy and coverage at
+    thresholds, and the validation photos "none of these" would reject."""
+    honesty = report.honesty
+    if not honesty:
+        return h.note("No calibration figures.")
+    if honesty["calibrated"]:
+        text = (
+            f"<p>Expected calibration error (15 bins) <b>{honesty['ece_before']:.3f}</b> before calibration, "
+            f"<b>{honesty['ece_after']:.3f}</b> after (temperature {honesty['temperature']:.3g}): every "
+            "probability the app shows is the calibrated one.</p>"
+        )
+        chart = h.reliability_chart(honesty["reliability_before"], honesty["reliability_after"])
+    else:
+        text = (
+            "<p>This model is <b>uncalibrated</b> (trained before calibration): its probabilities are as "
+            f"trained, with an expected calibration error of {honesty['ece_before']:.3f}.</p>"
+        )
+        chart = h.reliability_chart(honesty["reliability_before"], None)
+    rows = [
+        (f"{c['threshold']:g}", str(c["kept"]), h.percent(c["coverage"]),
+         "–" if c["accuracy"] is None else h.percent(c["accuracy"]))
+        for c in honesty["coverage"]
+    ]  # fmt: skip
+    coverage = h.table(("accept at ≥", "photos kept", "coverage", "accuracy"), rows, table_id="coverage",
+                       numeric=(0, 1, 2, 3))  # fmt: skip
+    if honesty["unknown_threshold"] is None:
+        rejected = "<p class='muted'>This model cannot say “none of these”.</p>"
+    else:
+        rejected = (
+            f"<p id='rejected'>“None of these”: <b>{honesty['rejected']}</b> of the {report.n_images} validation "
+            "photos would be answered unknown (the threshold lets 95% of them through).</p>"
+        )
+    return (
+        text
+        + f'<div class="columns"><div>{chart}</div><div><h3>If only answers at or above a confidence are '
+        f"accepted</h3>{coverage}{rejected}</div></div>"
+    )
 
 
 def _thumbnails(report: EvaluationReport, should_stop: StopCheck | None) -> str:

@@ -35,6 +35,7 @@ from PySide6.QtWidgets import (
     QSplitter,
     QTableWidget,
     QTableWidgetItem,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
@@ -44,6 +45,7 @@ from gui.background.inference import GradCamModels, GradCamRender
 from gui.background.jobs import FunctionWorker, Job, ThreadRunner
 from gui.core.settings import Settings
 from gui.views.progress_clock import ProgressClock
+from gui.views.reliability import ReliabilityView
 from gui.views.widgets import MessageBanner, heading, hint_label
 
 if TYPE_CHECKING:
@@ -217,9 +219,15 @@ class EvaluateTab(QWidget):
         right_layout.addWidget(self.detail_title)
         right_layout.addLayout(pictures, 2)
 
+        self.reliability = ReliabilityView()
+        self.left_tabs = QTabWidget()
+        self.left_tabs.setObjectName("evaluateViews")
+        self.left_tabs.addTab(left, "Classes")
+        self.left_tabs.addTab(self.reliability, "How sure")
+
         splitter = QSplitter(Qt.Orientation.Horizontal)
         splitter.setObjectName("evaluateSplitter")
-        splitter.addWidget(left)
+        splitter.addWidget(self.left_tabs)
         splitter.addWidget(right)
         splitter.setStretchFactor(0, 2)
         splitter.setStretchFactor(1, 3)
@@ -374,9 +382,15 @@ class EvaluateTab(QWidget):
         )
         if report.unreadable:
             text += f" · {len(report.unreadable)} unreadable image(s) skipped"
+        honesty = report.honesty
+        if honesty.get("calibrated"):
+            text += f" · calibration error {honesty['ece_before']:.3f} → {honesty['ece_after']:.3f}"
+        elif honesty:
+            text += " · uncalibrated model"
         self.summary.setText(text)
         self._fill_per_class(report)
         self._fill_matrix(report)
+        self.reliability.show_honesty(report.honesty, report.n_images)
         self.show_all()
         self.evaluated.emit(report)
 
@@ -386,6 +400,7 @@ class EvaluateTab(QWidget):
         self.cell = None
         self.summary.setText("")
         self.per_class.setRowCount(0)
+        self.reliability.show_honesty(None)
         self.matrix.clear()
         self.matrix.setRowCount(0)
         self.matrix.setColumnCount(0)

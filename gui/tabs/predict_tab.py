@@ -12,6 +12,7 @@ from __future__ import annotations
 import html
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,6 +21,7 @@ from PySide6.QtGui import QDragEnterEvent, QDropEvent, QImage, QPixmap
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
+    QDoubleSpinBox,
     QFileDialog,
     QHBoxLayout,
     QHeaderView,
@@ -59,6 +61,9 @@ EMPTY_HINT = DROP_HINT + (
     "file in a run folder) with <b>Open model…</b>.</p>"
 )
 COLUMNS = ["File", "Prediction", "Confidence", "Folder's class"]
+#: What the table and the detail say for a photo unlike every class's training photos.
+NONE_OF_THESE = "none of these"
+NONE_OF_THESE_TEXT = "<b>None of these:</b> unlike the photos this model was trained on"
 
 
 def model_name(bundle_path: str | Path) -> str:
@@ -76,6 +81,9 @@ def model_summary(bundle: Bundle, bundle_path: str | Path) -> str:
     parts.append(f"{len(bundle.class_names)} classes ({classes})")
     if isinstance(acc, float):
         parts.append(f"validation accuracy {acc:.1%}")
+    parts.append(
+        "calibrated" if bundle.calibration is not None else "uncalibrated (trained before calibration)"
+    )
     name = html.escape(model_name(bundle_path))
     return f"<b>Model: {name}</b> · " + " · ".join(html.escape(part) for part in parts)
 
@@ -150,6 +158,22 @@ class PredictTab(QWidget):
         self.error = MessageBanner("predictError")
         self.status = QLabel()
         self.status.setObjectName("predictStatus")
+        self.unknown_threshold = QDoubleSpinBox()
+        self.unknown_threshold.setObjectName("unknownThreshold")
+        self.unknown_threshold.setAccessibleName(
+            "None of these: the unlikeness above which a photo is unknown"
+        )
+        self.unknown_threshold.setRange(0.0, 2.0)
+        self.unknown_threshold.setDecimals(3)
+        self.unknown_threshold.setSingleStep(0.01)
+        self.unknown_threshold.setEnabled(False)
+        self.unknown_threshold.valueChanged.connect(self._on_unknown_threshold)
+        unknown_label = QLabel("“None of these” above:")
+        unknown_label.setBuddy(self.unknown_threshold)
+        status_row = QHBoxLayout()
+        status_row.addWidget(self.status, 1)
+        status_row.addWidget(unknown_label)
+        status_row.addWidget(self.unknown_threshold)
 
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setObjectName("predictTable")
@@ -196,7 +220,16 @@ class PredictTab(QWidget):
         gradcam_row.addWidget(self.gradcam_status, 1)
         right_layout.addLayout(gradcam_row)
         right_layout.addWidget(self.preview, 1)
-        right_layout.addWidget(heading("Top classes"))
+        self.none_of_these = QLabel(NONE_OF_THESE_TEXT)
+        self.none_of_these.setObjectName("noneOfTheseLabel")
+        self.none_of_these.setWordWrap(True)
+        self.none_of_these.setStyleSheet(
+            "QLabel { background: #fff4e5; color: #663c00; border: 1px solid #ffb74d; padding: 6px; }"
+        )
+        self.none_of_these.hide()
+        self.results_heading = heading("Top classes")
+        right_layout.addWidget(self.none_of_these)
+        right_layout.addWidget(self.results_heading)
         right_layout.addWidget(self.results)
 
         splitter = QSplitter(Qt.Orientation.Horizontal)
@@ -212,7 +245,7 @@ class PredictTab(QWidget):
         layout = QVBoxLayout(self)
         layout.addLayout(top)
         layout.addWidget(self.error)
-        layout.addWidget(self.status)
+        layout.addLayout(status_row)
         layout.addWidget(self.pages, 1)
 
     def _update_buttons(self) -> None:
@@ -252,6 +285,18 @@ class PredictTab(QWidget):
         summary = model_summary(predictor.bundle, self.model_path)
         self.model_label.setText(summary)
         self.model_label.setToolTip(self.model_path)
+        can = predictor.can_say_unknown and predictor.unknown_threshold is not None
+        self.unknown_threshold.blockSignals(True)
+        self.unknown_threshold.setValue(predictor.unknown_threshold if can else 0.0)  # type: ignore[arg-type]
+        self.unknown_threshold.blockSignals(False)
+        self.unknown_threshold.setEnabled(can)
+        self.unknown_threshold.setToolTip(
+            "A photo less like the training photos than this (1 - cosine similarity of its features to the "
+            "nearest class's average) is answered “none of these”. The model's own threshold lets 95% of its "
+            "validation photos through; raise it to say so less often."
+            if can
+            else "This model cannot say “none of these”: it was trained before calibration."
+        )
         if isinstance(self.empty_hint, QLabel):
             self.empty_hint.setText(DROP_HINT + f"<p>{summary}</p>")
         self.modelLoaded.emit(predictor)
@@ -346,15 +391,40 @@ class PredictTab(QWidget):
                     "right" if truth == prediction.label else f"predicted {prediction.label}"
                 )
             self.table.setItem(row, 3, truth_item)
-            label = prediction.label if prediction.error is None and prediction.label else "unreadable"
-            label_item = QTableWidgetItem(label)
-            if prediction.error:
-                label_item.setToolTip(prediction.error)
-            self.table.setItem(row, 1, label_item)
+            self.table.setItem(row, 1, self._label_item(prediction))
             self.table.setItem(row, 2, confidence_item(prediction.probability))
         self.status.setText(f"Classified {len(self.predictions)} of {self._total} image(s)…")
         if first_row == 0 and self.table.rowCount():
             self.table.selectRow(0)
+
+    def _label_item(self, prediction: Prediction) -> QTableWidgetItem:
+        """The Prediction cell: the class, "none of these" for an unknown photo, or "unreadable"."""
+        if prediction.error is not None or not prediction.label:
+            item = QTableWidgetItem("unreadable")
+            item.setToolTip(prediction.error or "")
+            return item
+        if prediction.unknown:
+            item = QTableWidgetItem(NONE_OF_THESE)
+            item.setToolTip(
+                f"Unlike the photos this model was trained on (score {prediction.ood_score:.3f}); "
+                f"best guess: {prediction.label}"
+            )
+            return item
+        return QTableWidgetItem(prediction.label)
+
+    @Slot(float)
+    def _on_unknown_threshold(self, value: float) -> None:
+        """Another "none of these" threshold: the photos shown are labelled again (no new pass)."""
+        if self.predictor is None or not self.predictor.can_say_unknown:
+            return
+        self.predictor.unknown_threshold = value
+        for row, prediction in enumerate(self.predictions):
+            if prediction.ood_score is None:
+                continue
+            relabelled = replace(prediction, unknown=self.predictor.is_unknown(prediction.ood_score))
+            self.predictions[row] = relabelled
+            self.table.setItem(row, 1, self._label_item(relabelled))
+        self._on_row_selected()
 
     def _shown_name(self, path: Path) -> str:
         """The path below the classified folder (its sub-folders show), or the file name."""
@@ -382,6 +452,9 @@ class PredictTab(QWidget):
         prediction = self.predictions[rows[0].row()]
         self.preview_title.setText(prediction.path.name)
         self.results.show_prediction(prediction)
+        self.none_of_these.setVisible(prediction.unknown)
+        self.results_heading.setText("Best guesses (none is likely)" if prediction.unknown else "Top classes")
+        self.results.setEnabled(not prediction.unknown)  # greyed: a guess, not an answer
         self._preview_path = str(prediction.path)
         self.previews.clear()
         self.previews.request(self._preview_path, self._preview_path)
