@@ -170,10 +170,8 @@ class PredictTab(QWidget):
         self.unknown_threshold.valueChanged.connect(self._on_unknown_threshold)
         unknown_label = QLabel("“None of these” above:")
         unknown_label.setBuddy(self.unknown_threshold)
-        status_row = QHBoxLayout()
-        status_row.addWidget(self.status, 1)
-        status_row.addWidget(unknown_label)
-        status_row.addWidget(self.unknown_threshold)
+        top.insertWidget(1, unknown_label)  # beside the model it belongs to (the status row stays one line)
+        top.insertWidget(2, self.unknown_threshold)
 
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setObjectName("predictTable")
@@ -245,7 +243,7 @@ class PredictTab(QWidget):
         layout = QVBoxLayout(self)
         layout.addLayout(top)
         layout.addWidget(self.error)
-        layout.addLayout(status_row)
+        layout.addWidget(self.status)
         layout.addWidget(self.pages, 1)
 
     def _update_buttons(self) -> None:

@@ -81,7 +81,9 @@ class ReliabilityView(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.summary)
         layout.addWidget(self.plot, 2)
-        layout.addWidget(QLabel("If only answers at or above a confidence are accepted:"))
+        accepted = QLabel("If only answers at or above a confidence are accepted:")
+        accepted.setWordWrap(True)  # the tab must not widen the window
+        layout.addWidget(accepted)
         layout.addWidget(self.coverage, 1)
         layout.addWidget(self.rejected)
         self.show_honesty(None)
