@@ -244,14 +244,6 @@ def exportable(bundle: Bundle) -> nn.Module:
     return _Honest(model, cal.temperature, tap, cal.class_means if tap is not None else None).eval()
 
 
-def output_names(bundle: Bundle) -> list[str]:
-    """The exported file's output names, in order."""
-    if bundle.calibration is None:
-        return [OUTPUT_NAME]
-    has_ood = bundle.calibration.class_means is not None and bundle.build()[1] is not None
-    return [PROBABILITIES_NAME, OOD_NAME] if has_ood else [PROBABILITIES_NAME]
-
-
 class _Logits(nn.Module):
     """The model with a single tensor output (the main logits), whatever the architecture returns."""
 
