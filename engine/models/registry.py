@@ -1,8 +1,10 @@
 """The model registry: which architectures exist and what each needs, without building any.
 
-Owns ``ModelInfo`` and the listing: every torchvision classification model plus the built-in offline
-``efficientnet_lite0``. Listing never instantiates a model: it reads the weights enums' metadata once
-and caches the result. Building a model is :mod:`engine.models.build`; weights files are
+Owns ``ModelInfo`` and the listing from three sources: the built-in offline ``efficientnet_lite0``,
+every torchvision classification model whose weights may be used commercially, and the curated timm
+models (:mod:`engine.models.timm_models`, named ``timm:...``). Listing never instantiates a model
+(nor imports timm): it reads the weights enums' metadata once and caches the result. Every entry
+says where it comes from, its weights' licence and a published ImageNet figure with its source. Building a model is :mod:`engine.models.build`; weights files are
 :mod:`engine.models.weights`.
 """
 
@@ -17,7 +19,7 @@ from dataclasses import dataclass
 import torchvision
 
 from engine.core.errors import ModelError
-from engine.models import lite0
+from engine.models import lite0, timm_models
 from engine.models.preprocessing import Preprocessing
 
 logger = logging.getLogger(__name__)
@@ -60,6 +62,14 @@ class ModelInfo:
     weights_url: str | None
     offline: bool
     min_input_size: int
+    source: str = "torchvision"  # "built-in", "torchvision" or "timm"
+    licence: str = "bsd-3-clause"
+    published_top1: float | None = None  # ImageNet-1k top-1, %
+    published_source: str | None = None
+    size_multiple: int = 1  # input sizes must be multiples of this (a ViT's patch size)
+    download_bytes: int | None = None  # the weights file's size, about, when it must be downloaded
+    hub_repo: str | None = None  # the Hugging Face Hub repository of the weights (timm models)
+    layer_decay: float | None = None  # fine-tuning's default layer-wise learning-rate decay (ViTs)
 
     @property
     def input_size(self) -> int:
@@ -77,8 +87,20 @@ def _three_floats(values: Iterable[float]) -> tuple[float, float, float]:
     return red, green, blue
 
 
-def _torchvision_info(name: str) -> ModelInfo:
+#: torchvision's SWAG weights (vit_h_14, regnet_y_128gf) are CC-BY-NC-4.0: left out of the catalog.
+_NON_COMMERCIAL_WEIGHTS = "SWAG"
+TORCHVISION_SOURCE = "torchvision weights metadata (ImageNet-1k acc@1)"
+
+
+def _torchvision_info(name: str) -> ModelInfo | None:
     weights = torchvision.models.get_model_weights(name).DEFAULT
+    if _NON_COMMERCIAL_WEIGHTS in str(weights) or _NON_COMMERCIAL_WEIGHTS in str(
+        weights.meta.get("license", "")
+    ):
+        logger.info("Leaving %s out of the model catalog: its weights are for non-commercial use only", name)
+        return None
+    metrics = weights.meta.get("_metrics", {}).get("ImageNet-1K", {})
+    file_mb = weights.meta.get("_file_size")
     transform = weights.transforms()
     resize = transform.resize_size
     crop = transform.crop_size
@@ -98,6 +120,36 @@ def _torchvision_info(name: str) -> ModelInfo:
         weights_url=weights.url,
         offline=False,
         min_input_size=int(max(min_size)) if min_size else DEFAULT_MIN_INPUT_SIZE,
+        published_top1=float(metrics["acc@1"]) if "acc@1" in metrics else None,
+        published_source=TORCHVISION_SOURCE if "acc@1" in metrics else None,
+        download_bytes=int(float(file_mb) * 1024 * 1024) if file_mb else None,
+    )
+
+
+def _timm_info(model: timm_models.TimmEntry) -> ModelInfo:
+    return ModelInfo(
+        name=model.name,
+        family=model.family,
+        num_params=model.num_params,
+        preprocessing=Preprocessing(
+            model.resize_size,
+            model.input_size,
+            timm_models.IMAGENET_MEAN,
+            timm_models.IMAGENET_STD,
+            "bicubic",
+        ),
+        weights_name=f"{model.timm_name} (Hugging Face Hub {model.hub_repo})",
+        weights_url=None,
+        offline=False,
+        min_input_size=max(DEFAULT_MIN_INPUT_SIZE, 2 * model.size_multiple),
+        source="timm",
+        licence=model.licence,
+        published_top1=model.published_top1,
+        published_source=model.published_source,
+        size_multiple=model.size_multiple,
+        download_bytes=model.download_bytes,
+        hub_repo=model.hub_repo,
+        layer_decay=model.layer_decay,
     )
 
 
@@ -113,6 +165,10 @@ def _lite0_info() -> ModelInfo:
         weights_url=None,
         offline=True,
         min_input_size=lite0.MIN_INPUT_SIZE,
+        source="built-in",
+        licence=lite0.LICENCE,
+        published_top1=lite0.PUBLISHED_TOP1,
+        published_source=lite0.PUBLISHED_SOURCE,
     )
 
 
@@ -121,9 +177,17 @@ def _catalog() -> dict[str, ModelInfo]:
     infos = {lite0.NAME: _lite0_info()}
     for name in torchvision.models.list_models(module=torchvision.models):
         try:
-            infos[name] = _torchvision_info(name)
+            info = _torchvision_info(name)
         except Exception:  # a model without usable ImageNet weights metadata cannot be offered
             logger.warning("Leaving %s out of the model catalog", name, exc_info=True)
+            continue
+        if info is not None:
+            infos[name] = info
+    for model in timm_models.CURATED:
+        if timm_models.is_non_commercial(model.licence):  # never offered, whatever the list says
+            logger.warning("Leaving %s out of the model catalog: licence %s", model.name, model.licence)
+            continue
+        infos[model.name] = _timm_info(model)
     return dict(sorted(infos.items()))
 
 

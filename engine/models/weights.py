@@ -42,6 +42,8 @@ StopCallback = Callable[[], bool]
 
 CHUNK_SIZE = 256 * 1024
 PROGRESS_INTERVAL_S = 0.1
+#: The file a timm model's weights are in, in its Hub repository.
+HUB_WEIGHTS_FILE = "model.safetensors"
 IMPORT_HINT = "`transfer-studio weights import FILE` (or Import weights file… in the app)"
 
 
@@ -66,11 +68,32 @@ def weights_cache_dir() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
+def hub_file_name(hub_repo: str, file: str = HUB_WEIGHTS_FILE) -> str:
+    """The cache file name of a Hugging Face Hub file: ``timm/convnext_atto.d2_in1k`` ->
+    ``timm--convnext_atto.d2_in1k--model.safetensors``."""
+    return f"{hub_repo.replace('/', '--')}--{file}"
+
+
+def cached_weights_path(name: str) -> Path | None:
+    """Where a catalog model's downloaded weights are, if they are in the cache (None otherwise,
+    and for the built-in model)."""
+    info = get_model_info(name)
+    if info.hub_repo:
+        path = weights_cache_dir() / hub_file_name(info.hub_repo)
+    elif info.weights_url:
+        path = weights_cache_dir() / file_name_of(info.weights_url)
+    else:
+        return None
+    return path if path.is_file() else None
+
+
 def weights_status(name: str) -> str:
     """ "offline" (built in), "cached" (already downloaded) or "download" (needs the internet)."""
     info = get_model_info(name)
     if info.offline:
         return "offline"
+    if info.hub_repo:
+        return "cached" if cached_weights_path(name) else "download"
     if info.weights_url and (weights_cache_dir() / file_name_of(info.weights_url)).is_file():
         return "cached"
     return "download"
