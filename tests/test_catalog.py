@@ -18,7 +18,7 @@ from torchvision import transforms as T
 from engine.core.config import TrainConfig
 from engine.core.device import cpu_has_native_bf16
 from engine.core.errors import ModelError
-from engine.models import lite0
+from engine.models import lite0, timm_models
 from engine.models import registry as catalog
 from engine.models import weights as weights_files
 from engine.models.build import build_model
@@ -35,9 +35,10 @@ from engine.training.strategies import is_head_parameter, parameter_groups
 HYMENOPTERA = Path(__file__).resolve().parents[2] / "shared/data/hymenoptera"
 IMAGENET_BEE = 309  # ImageNet class "bee"
 
-# The two ~640M-parameter models: regnet_y_128gf takes ~13 s to build, vit_h_14 ~95 s to build and
-# run at its 518 px input (one CPU thread). The other 79 take ~80 s together.
-SLOW_MODELS = {"regnet_y_128gf", "vit_h_14"}
+# The two ~640M-parameter models (regnet_y_128gf, vit_h_14) have only non-commercial SWAG weights
+# and are not in the catalog. The others take ~80 s together.
+SLOW_MODELS: set[str] = set()
+NON_COMMERCIAL_TORCHVISION = {"regnet_y_128gf", "vit_h_14"}
 ALL_NAMES = [info.name for info in list_models()]
 
 
@@ -58,10 +59,45 @@ def one_thread():
 # --- listing -------------------------------------------------------------------------------------
 
 
-def test_catalog_lists_every_torchvision_classifier_and_lite0():
-    expected = set(torchvision.models.list_models(module=torchvision.models)) | {"efficientnet_lite0"}
+def test_catalog_lists_torchvision_lite0_and_the_curated_timm_models():
+    torchvision_names = set(torchvision.models.list_models(module=torchvision.models))
+    expected = (
+        (torchvision_names - NON_COMMERCIAL_TORCHVISION)
+        | {"efficientnet_lite0"}
+        | {e.name for e in timm_models.CURATED}
+    )
     assert set(ALL_NAMES) == expected
     assert sorted(ALL_NAMES) == ALL_NAMES
+    assert {get_model_info(n).source for n in ALL_NAMES} == {"built-in", "torchvision", "timm"}
+
+
+def test_no_catalog_weights_forbid_commercial_use():
+    """torchvision's SWAG weights and ConvNeXt-V2's (CC-BY-NC-4.0) stay out; every entry names its licence."""
+    for info in list_models():
+        assert info.licence and not timm_models.is_non_commercial(info.licence), info.name
+    for name in NON_COMMERCIAL_TORCHVISION:
+        with pytest.raises(ModelError):
+            get_model_info(name)
+    assert timm_models.is_non_commercial("cc-by-nc-4.0")
+
+
+def test_curated_timm_facts_agree_with_timms_own_metadata():
+    """The catalog lists timm models without importing timm; these facts must be timm's."""
+    timm = pytest.importorskip("timm")
+    for entry in timm_models.CURATED:
+        cfg = timm.models.get_pretrained_cfg(entry.timm_name)
+        assert cfg is not None, entry.name
+        assert cfg.license == entry.licence, entry.name
+        assert not timm_models.is_non_commercial(cfg.license), entry.name
+        assert cfg.hf_hub_id.rstrip("/") in (entry.hub_repo, "timm"), entry.name
+        assert tuple(cfg.mean) == timm_models.IMAGENET_MEAN and tuple(cfg.std) == timm_models.IMAGENET_STD
+        model = timm_models.build(entry, None)
+        assert sum(p.numel() for p in model.parameters()) == entry.num_params, entry.name
+        module = getattr(model, "backbone", model)
+        assert sum(p.numel() for p in module.parameters()) == entry.weights_params, entry.name
+        info = get_model_info(entry.name)
+        assert 50 < (info.published_top1 or 0) < 100 and info.published_source, entry.name
+        assert info.input_size % entry.size_multiple == 0 and info.download_bytes
 
 
 def test_every_entry_is_complete():
@@ -75,8 +111,11 @@ def test_every_entry_is_complete():
         assert pre.interpolation in ("bilinear", "bicubic", "nearest"), info.name
         assert 1 <= info.min_input_size <= pre.crop_size, info.name
         assert info.offline == (info.name == "efficientnet_lite0")
-        if not info.offline:
+        if info.source == "torchvision":
             assert info.weights_name and info.weights_url and info.weights_url.endswith(".pth")
+        elif info.source == "timm":
+            assert info.hub_repo and info.weights_url is None and info.name.startswith("timm:")
+        assert info.published_top1 is None or 0 < info.published_top1 < 100, info.name
 
 
 def test_families_and_preprocessing_come_from_torchvision():
@@ -232,6 +271,7 @@ def test_every_model_builds_with_a_new_head_and_runs(name):
         assert (layer.out_features if isinstance(layer, nn.Linear) else layer.out_channels) == 3
     assert find_head_modules(model, catalog.PRETRAINED_NUM_CLASSES) == []
     size = max(info.min_input_size, 64)
+    size -= size % info.size_multiple  # a ViT with 14 px patches: 56
     model.eval()
     # The giants (ViT-H/14 at 518 px: over 20 s in float32 on two cores) run under bfloat16 where the
     # CPU has it natively: the same network, the same shapes, a fraction of the time.

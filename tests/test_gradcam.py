@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 from helpers_images import make_image
+from helpers_timm import put_random_weights
 from PIL import Image
 
 from engine.inference.gradcam import (
@@ -26,9 +27,7 @@ from engine.inference.gradcam import (
 )
 from engine.inference.predict import Predictor
 from engine.models.build import build_model
-from engine.models.bundle import Bundle
 from engine.models.preprocessing import Preprocessing
-from engine.models.registry import get_model_info
 
 SIZE, SQUARE, MARGIN = 96, 36, 6  # the eval centre crop drops 6 px on each side of a 96 px image
 COLOURS = {"blue": (0, 0, 255), "red": (255, 0, 0)}
@@ -83,13 +82,30 @@ def test_target_layer_is_the_last_feature_map_before_the_head(name, target):
     assert heat.shape == (64, 64) and heat.min() >= 0.0 and heat.max() <= 1.0
 
 
-def test_vision_transformers_have_no_grad_cam():
-    model, _ = build_model("vit_b_32", 2, pretrained=False)
-    bundle = Bundle("vit_b_32", ["a", "b"], model.state_dict(), get_model_info("vit_b_32").preprocessing)
-    with pytest.raises(
-        GradCamUnavailable, match="not available for vit_b_32: it has no convolutional feature map"
-    ):
-        grad_cam_for_image(bundle, make_image((200, 30, 30), size=(64, 64)))
+@pytest.mark.parametrize(
+    "name, size, target",
+    [
+        # A class-token head reads nothing from the last block's patch tokens: the input of that
+        # block's attention is the last place they reach the decision.
+        ("vit_b_32", 224, "encoder.layers.encoder_layer_11.ln_1"),
+        # Class token beside the mean of the patch tokens: the final norm's patch tokens count.
+        ("timm:vit_small_patch14_dinov2.lvd142m", 70, "backbone.norm"),
+    ],
+)
+def test_vision_transformers_explain_their_patch_tokens_on_the_patch_grid(name, size, target):
+    torch.manual_seed(0)
+    model, _ = build_model(name, 2, pretrained=False)
+    found = find_target_layer(model.eval(), size, name)
+    patch = 32 if name == "vit_b_32" else 14
+    assert (found.name, found.height, found.width, found.prefix) == (target, size // patch, size // patch, 1)
+    heat = grad_cam(model, torch.randn(3, size, size), target=found)
+    assert heat.shape == (size, size) and heat.min() >= 0.0 and heat.max() == pytest.approx(1.0)
+
+
+def test_a_model_without_maps_or_patch_grid_has_no_grad_cam():
+    mlp = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 2))
+    with pytest.raises(GradCamUnavailable, match="not available for mlp: it has no convolutional"):
+        find_target_layer(mlp, 8, "mlp")
 
 
 def test_heatmap_is_mapped_back_through_resize_and_centre_crop():
@@ -160,14 +176,33 @@ def _inside(point: tuple[int, int], corner: tuple[int, int]) -> bool:
     return x <= px < x + SQUARE and y <= py < y + SQUARE
 
 
-def test_heatmap_peak_falls_inside_the_coloured_square(tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    "model, input_size",
+    [
+        ("efficientnet_lite0", 0),
+        # Random "pretrained" weights (the Hub is out of reach here); 84 px = 6 x 6 patches of 14 px.
+        ("timm:vit_small_patch14_dinov2.lvd142m", 84),
+    ],
+)
+def test_heatmap_peak_falls_inside_the_coloured_square(tmp_path, monkeypatch, model, input_size):
     from engine.core.config import TrainConfig
     from engine.training.trainer import train
 
     monkeypatch.setenv("TRANSFER_STUDIO_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    if model.startswith("timm:"):
+        put_random_weights(model)
     corners = _square_dataset(tmp_path / "squares", {"train": 24, "val": 20}, seed=SEED)
     config = TrainConfig.for_strategy(
-        "feature-extract", epochs=5, lr=1e-2, batch_size=8, device="cpu", augment=False, workers=2
+        "feature-extract",
+        model=model,
+        input_size=input_size,
+        epochs=5,
+        lr=1e-2,
+        batch_size=8,
+        device="cpu",
+        augment=False,
+        workers=2,
     )
     result = train(config, tmp_path / "squares", run_dir=tmp_path / "run")
     assert result.best_val_acc == 1.0

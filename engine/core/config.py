@@ -255,7 +255,8 @@ class TrainConfig:
         1.0,
         label="Learning-rate decay per stage",
         help="Fine-tuning: the backbone is cut into stages, and each stage nearer the input learns at "
-        "this times the rate of the next (1: the whole backbone at one rate).",
+        "this times the rate of the next (1: the whole backbone at one rate). A vision transformer's "
+        "stages are its blocks, at 0.75 each while this is at its default.",
         group="advanced",
         minimum=0.0,
         above_minimum=True,

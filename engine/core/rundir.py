@@ -97,10 +97,17 @@ def _finite(value: Any) -> Any:
     return value
 
 
+def folder_safe(name: str) -> str:
+    """A model name as part of a folder name: ``timm:convnext_atto.d2_in1k`` -> ``timm-convnext_atto.d2_in1k``
+    (a colon is not allowed in Windows file names)."""
+    return name.replace(":", "-").replace("/", "-").replace("\\", "-")
+
+
 def new_run_dir(model: str, strategy: str, root: Path | None = None) -> Path:
     """A fresh, not yet existing run directory named after the time, model and strategy."""
     root = root or default_runs_root()
     stamp = time.strftime("%Y%m%d-%H%M%S")
+    model = folder_safe(model)
     candidate = root / f"{stamp}-{model}-{strategy}"
     n = 1
     while candidate.exists():

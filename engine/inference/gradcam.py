@@ -6,12 +6,16 @@ onto the original photo through the eval preprocessing (:func:`grad_cam_for_imag
 
 The target layer is found by a probe pass with forward hooks on every module: it is the module
 whose output is the last 4-D ``[B, C, H, W]`` tensor with ``H, W > 1`` before the classification
-head is entered -- the last convolutional feature map. A model whose computation after that point
-runs on token sequences (3-D tensors) has no such map: in a vision transformer (``vit_*``) the only
-4-D tensor is the patch embedding, so Grad-CAM there would explain the input patches rather than the
-decision, and :class:`GradCamUnavailable` is raised instead. Swin and MaxViT end in genuine spatial
-``[B, C, 7, 7]`` maps (Swin's last stage is permuted back to channels-first before pooling), so
-Grad-CAM is offered for them, at the coarse resolution of that map.
+head is entered -- the last convolutional feature map. Swin and MaxViT end in such maps (Swin's last
+stage is permuted back to channels-first before pooling), at the coarse resolution of that map.
+
+A vision transformer's only map is its patch embedding; after it, it works on token sequences
+``[B, prefix + H*W, C]`` (a class token, maybe register tokens, then one token per patch of that
+``H x W`` grid). For those the target is the last such token sequence through which the patch tokens
+still reach the decision (a probe backward pass: a class-token-only head reads nothing from the
+patch tokens of the last block's output, so there it is the input of the last block's attention),
+and its patch tokens are reshaped to the grid. A model with neither raises
+:class:`GradCamUnavailable`.
 """
 
 from __future__ import annotations
@@ -56,6 +60,7 @@ class TargetLayer:
     channels: int
     height: int
     width: int
+    prefix: int = -1  # a token sequence: how many tokens come before the patch tokens; -1: a feature map
 
 
 _TARGETS: weakref.WeakKeyDictionary[nn.Module, TargetLayer] = weakref.WeakKeyDictionary()
@@ -132,17 +137,75 @@ def find_target_layer(model: nn.Module, image_size: int = 224, model_name: str |
     if not maps:
         raise GradCamUnavailable(f"Grad-CAM is not available for {name}: it has no convolutional feature map")
     last = maps[-1]
-    tokens_after = [e[0] for e in events[last + 1 : end] if e[2] == "tokens"]
+    tokens_after = [e for e in events[last + 1 : end] if e[2] == "tokens"]
     if tokens_after:
-        raise GradCamUnavailable(
-            f"Grad-CAM is not available for {name}: it has no convolutional feature map "
-            f"(its last one, {events[last][0]}, is followed by transformer layers such as {tokens_after[-1]})"
-        )
-    qname, call, _kind, shape = events[last]
-    target = TargetLayer(qname, call, shape[1], shape[2], shape[3])
+        target = _token_target(model, image_size, events[: last + 1], tokens_after, name)
+    else:
+        qname, call, _kind, shape = events[last]
+        target = TargetLayer(qname, call, shape[1], shape[2], shape[3])
     log.debug("Grad-CAM target of %s: %s", name, target)
     _TARGETS[model] = target
     return target
+
+
+_MAX_PREFIX_TOKENS = 16  # a class token and up to 15 register / distillation tokens
+
+
+def _token_target(
+    model: nn.Module,
+    image_size: int,
+    maps: list[tuple[str, int, str, tuple[int, ...]]],
+    tokens: list[tuple[str, int, str, tuple[int, ...]]],
+    name: str,
+) -> TargetLayer:
+    """The last token sequence (of ``tokens``, in finish order) laid out on a patch grid of one of
+    ``maps`` whose patch tokens the logits depend on; GradCamUnavailable when there is none."""
+    grids = [(e[3][2], e[3][3]) for e in maps if e[2] == "map"]
+    candidates: list[TargetLayer] = []
+    for qname, call, _kind, shape in tokens:
+        count, channels = shape[1], shape[2]
+        for height, width in reversed(grids):
+            if 0 <= count - height * width <= _MAX_PREFIX_TOKENS:
+                candidates.append(TargetLayer(qname, call, channels, height, width, count - height * width))
+                break
+    if not candidates:
+        raise GradCamUnavailable(
+            f"Grad-CAM is not available for {name}: its token sequences do not lie on a patch grid"
+        )
+    captured: dict[tuple[str, int], torch.Tensor] = {}
+    me = threading.get_ident()
+    handles = []
+    for qname in dict.fromkeys(c.name for c in candidates):
+        seen = [0]
+
+        def capture(
+            _m: nn.Module, _a: tuple[Any, ...], out: object, qname: str = qname, seen: list[int] = seen
+        ) -> None:
+            if threading.get_ident() == me and isinstance(out, torch.Tensor):
+                captured[(qname, seen[0])] = out
+            seen[0] += 1
+
+        handles.append(model.get_submodule(qname).register_forward_hook(capture))
+    param = next(model.parameters())
+    generator = torch.Generator().manual_seed(0)
+    probe = torch.randn(1, 3, image_size, image_size, generator=generator).to(param.device, param.dtype)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode(False), torch.enable_grad():
+            logits = split_outputs(model(probe.requires_grad_(True)))[0]
+            keys = [(c.name, c.call) for c in candidates]
+            grads = torch.autograd.grad(
+                logits.sum(), [captured[k] for k in keys], allow_unused=True, retain_graph=False
+            )
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.train(was_training)
+    for candidate, grad in reversed(list(zip(candidates, grads, strict=True))):
+        if grad is not None and bool(grad[:, candidate.prefix :].abs().amax() > 0):
+            return candidate
+    raise GradCamUnavailable(f"Grad-CAM is not available for {name}: no patch tokens reach its decision")
 
 
 def grad_cam(
@@ -189,6 +252,11 @@ def grad_cam(
     finally:
         handle.remove()
         model.train(was_training)
+    if target.prefix >= 0:  # patch tokens [1, prefix + H*W, C] -> a map [1, C, H, W]
+        activation, grads = (
+            t[:, target.prefix :].reshape(1, target.height, target.width, -1).permute(0, 3, 1, 2)
+            for t in (activation, grads)
+        )
     with torch.no_grad():
         weights = grads.float().mean(dim=(2, 3), keepdim=True)
         cam = F.relu((weights * activation.float()).sum(dim=1, keepdim=True))

@@ -141,7 +141,7 @@ def _timm_info(model: timm_models.TimmEntry) -> ModelInfo:
         weights_name=f"{model.timm_name} (Hugging Face Hub {model.hub_repo})",
         weights_url=None,
         offline=False,
-        min_input_size=max(DEFAULT_MIN_INPUT_SIZE, 2 * model.size_multiple),
+        min_input_size=-(-DEFAULT_MIN_INPUT_SIZE // model.size_multiple) * model.size_multiple,
         source="timm",
         licence=model.licence,
         published_top1=model.published_top1,

@@ -142,6 +142,25 @@ class ClassTokenAndMeanPool(nn.Module):
         return self.head(pooled)
 
 
+def vit_depths(model: nn.Module) -> dict[str, int] | None:
+    """For a wrapped vision transformer, each parameter's depth: 0 for the patch embedding and the
+    class, register and position tokens, ``i + 1`` for block ``i``, ``len(blocks) + 1`` for the final
+    norm and the head (timm's own grouping for layer-wise decay). None for any other model."""
+    if not isinstance(model, ClassTokenAndMeanPool):
+        return None
+    blocks = len(model.backbone.blocks)  # type: ignore[arg-type]
+    depths: dict[str, int] = {}
+    for name, _param in model.named_parameters():
+        parts = name.split(".")
+        if parts[0] == "backbone" and len(parts) > 2 and parts[1] == "blocks":
+            depths[name] = int(parts[2]) + 1
+        elif parts[0] == "backbone" and parts[1] in ("cls_token", "reg_token", "pos_embed", "patch_embed"):
+            depths[name] = 0
+        else:
+            depths[name] = blocks + 1
+    return depths
+
+
 def _timm() -> object:
     try:
         import timm

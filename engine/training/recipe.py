@@ -6,6 +6,7 @@ preprocessing at the run's input size. :func:`set_up` gathers them into one
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable
 
@@ -24,6 +25,8 @@ from engine.models.registry import get_model_info
 from engine.training.data_path import auto_input_size
 from engine.training.state import TrainingState
 from engine.training.strategies import parameter_groups
+
+log = logging.getLogger(__name__)
 
 
 def set_up(
@@ -94,6 +97,13 @@ def run_preprocessing(config: TrainConfig, report: DatasetReport | None = None) 
         size = auto_input_size(info.preprocessing, report.splits["train"])[0] if report is not None else 0
     elif size and size < info.min_input_size:
         raise ConfigError(f"{config.model} needs an input size of at least {info.min_input_size} pixels")
+    if size and size % info.size_multiple:
+        rounded = max(info.min_input_size, round(size / info.size_multiple) * info.size_multiple)
+        log.info(
+            "%s takes input sizes in multiples of %d px (its patch size): %d px becomes %d px",
+            config.model, info.size_multiple, size, rounded,
+        )  # fmt: skip
+        size = rounded
     return info.preprocessing.with_input_size(size).with_tta(config.tta)
 
 

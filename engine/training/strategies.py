@@ -26,6 +26,8 @@ from typing import Any
 from torch import nn
 
 from engine.core.config import TrainConfig
+from engine.models.registry import get_model_info
+from engine.models.timm_models import vit_depths
 
 #: How many stages the backbone is cut into for stage-wise learning rates.
 BACKBONE_STAGES = 5
@@ -55,6 +57,12 @@ def parameter_groups(model: nn.Module, head_names: list[str], config: TrainConfi
     groups: list[dict[str, Any]] = [{"params": head, "lr": config.lr, "name": "head"}]
     if not backbone:
         return groups
+    depths = vit_depths(model) if fine_tune else None
+    if depths is not None:
+        decay = config.lr_decay_per_stage
+        if decay == TrainConfig.for_strategy(config.strategy).lr_decay_per_stage:  # not the user's choice
+            decay = get_model_info(config.model).layer_decay or decay
+        return groups + vit_layer_groups(model, head_names, depths, backbone_lr, decay)
     if not fine_tune or config.lr_decay_per_stage == 1.0:
         groups.append({"params": backbone, "lr": backbone_lr, "name": "backbone"})
         return groups
@@ -63,6 +71,22 @@ def parameter_groups(model: nn.Module, head_names: list[str], config: TrainConfi
         lr = backbone_lr * config.lr_decay_per_stage ** (len(stages) - 1 - index)
         groups.append({"params": params, "lr": lr, "name": f"backbone.{index}"})
     return groups
+
+
+def vit_layer_groups(
+    model: nn.Module, head_names: list[str], depths: dict[str, int], backbone_lr: float, decay: float
+) -> list[dict[str, Any]]:
+    """One group per depth of a vision transformer (its head's parameters left out: they are in the
+    head group), each depth at ``decay`` times the rate of the next; the deepest at ``backbone_lr``."""
+    deepest = max(depths.values())
+    by_depth: dict[int, list[nn.Parameter]] = {}
+    for name, param in model.named_parameters():
+        if not is_head_parameter(name, head_names):
+            by_depth.setdefault(depths[name], []).append(param)
+    return [
+        {"params": params, "lr": backbone_lr * decay ** (deepest - depth), "name": f"backbone.{depth}"}
+        for depth, params in sorted(by_depth.items())
+    ]
 
 
 def backbone_stages(params: list[nn.Parameter], stages: int) -> list[list[nn.Parameter]]:
