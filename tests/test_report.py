@@ -7,6 +7,7 @@ folder with one mislabelled validation image, so there is always a misclassified
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from html.parser import HTMLParser
 from pathlib import Path
@@ -19,6 +20,7 @@ from engine.cli import main
 from engine.core.errors import Cancelled, TransferStudioError
 from engine.core.rundir import RunDir
 from engine.core.runs import set_note
+from engine.models.bundle import load_bundle
 from engine.reports.html import Series, line_chart, nice_ticks
 from engine.reports.report import LEADERBOARD_FILE, REPORT_FILE, write_report
 
@@ -143,9 +145,16 @@ def test_run_report_is_self_contained_and_complete(run_dir, tmp_path):
     assert page.column("per-class-metrics", 4)[:2] == ["7", "9"]  # images per true class (one moved)
     # how sure the model is (issue 24): the reliability diagram, the calibration error, coverage, rejections
     assert page.series["reliability"] == ["before calibration", "calibrated"]
-    assert "Expected calibration error" in text and "before calibration" in text
+    ece = re.search(
+        r"Expected calibration error \(15 bins\) <b>([\d.]+)</b> before calibration, <b>([\d.]+)</b> after",
+        text,
+    )
+    assert ece, "no calibration error before and after"
+    calibration = load_bundle(run_dir / "model.pt").calibration  # measured on the same photos by the run
+    assert float(ece[1]) == pytest.approx(calibration.ece_before, abs=2e-3)
+    assert float(ece[2]) == pytest.approx(calibration.ece_after, abs=2e-3)
     assert page.column("coverage") == ["0.5", "0.7", "0.8", "0.9", "0.95", "0.99"]
-    assert "validation photos would be answered unknown" in text
+    assert "validation photos would be answered unknown at the threshold" in text
     # the mislabelled image is misclassified: at least one small JPEG thumbnail
     assert jpeg_thumbnails(page)
     # dataset summary, settings and environment
@@ -217,6 +226,23 @@ def test_a_run_whose_dataset_is_gone_still_gets_a_report(run_dir, tmp_path):
     assert not jpeg_thumbnails(page)
     assert page.series["chart-accuracy"] == ["train accuracy", "val accuracy"]  # curves are still there
     assert "cats, dogs" in text  # the classes, from the model
+
+
+def test_a_model_made_before_calibration_is_reported_uncalibrated(run_dir, tmp_path):
+    """Issue 24: a bundle without a calibration gets one reliability series, as trained, and no rejections."""
+    import torch
+
+    run = _copy_run(run_dir, tmp_path / "run")
+    raw = torch.load(run / "model.pt", weights_only=True)
+    del raw["calibration"]
+    torch.save(raw, run / "model.pt")
+
+    text = write_report(run, device="cpu").read_text(encoding="utf-8")
+    page = assert_self_contained(text)
+    assert "uncalibrated (trained before calibration)" in text
+    assert page.series["reliability"] == ["as trained (uncalibrated)"]
+    assert page.column("coverage") == ["0.5", "0.7", "0.8", "0.9", "0.95", "0.99"]
+    assert "cannot say “none of these” (trained before calibration)" in text and "id='rejected'" not in text
 
 
 def test_should_stop_cancels_the_evaluation(run_dir, tmp_path):

@@ -327,9 +327,11 @@ def reliability_chart(
     *,
     chart_id: str = "reliability",
     size: int = 300,
+    before_label: str = "before calibration",
 ) -> str:
     """An SVG reliability diagram: accuracy against confidence per bin (bins without photos left out),
-    the ideal diagonal dashed; ``before`` grey, ``after`` (the calibrated probabilities) in colour."""
+    the ideal diagonal dashed; ``before`` grey (named ``before_label``), ``after`` (the calibrated
+    probabilities) in colour."""
     left, top, plot = 48, 28, size - 48 - 16
     height = top + plot + 64
 
@@ -354,9 +356,7 @@ def reliability_chart(
         f'<line x1="{x(0):.1f}" y1="{y(0):.1f}" x2="{x(1):.1f}" y2="{y(1):.1f}" stroke="#8a93a3" stroke-dasharray="5 4"/>'
         f'<text x="{left + plot / 2:.1f}" y="{top + plot + 32}" text-anchor="middle">confidence</text>'
     )
-    series = [("before calibration", "#b0b0b0", before)] + (
-        [("calibrated", PALETTE[0], after)] if after else []
-    )
+    series = [(before_label, "#b0b0b0", before)] + ([("calibrated", PALETTE[0], after)] if after else [])
     for n, (label, colour, bins) in enumerate(series):
         points = [(b["confidence"], b["accuracy"], int(b["photos"])) for b in bins if b["photos"]]
         coords = " ".join(f"{x(c):.1f},{y(a):.1f}" for c, a, _ in points)

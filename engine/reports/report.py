@@ -356,10 +356,12 @@ def _honesty_html(report: EvaluationReport) -> str:
         chart = h.reliability_chart(honesty["reliability_before"], honesty["reliability_after"])
     else:
         text = (
-            "<p>This model is <b>uncalibrated</b> (trained before calibration): its probabilities are as "
+            "<p>This model is <b>uncalibrated (trained before calibration)</b>: its probabilities are as "
             f"trained, with an expected calibration error of {honesty['ece_before']:.3f}.</p>"
         )
-        chart = h.reliability_chart(honesty["reliability_before"], None)
+        chart = h.reliability_chart(
+            honesty["reliability_before"], None, before_label="as trained (uncalibrated)"
+        )
     rows = [
         (f"{c['threshold']:g}", str(c["kept"]), h.percent(c["coverage"]),
          "–" if c["accuracy"] is None else h.percent(c["accuracy"]))
@@ -368,11 +370,15 @@ def _honesty_html(report: EvaluationReport) -> str:
     coverage = h.table(("accept at ≥", "photos kept", "coverage", "accuracy"), rows, table_id="coverage",
                        numeric=(0, 1, 2, 3))  # fmt: skip
     if honesty["unknown_threshold"] is None:
-        rejected = "<p class='muted'>This model cannot say “none of these”.</p>"
+        why = "" if honesty["calibrated"] else " (trained before calibration)"
+        rejected = f"<p class='muted'>This model cannot say “none of these”{why}.</p>"
     else:
+        from engine.models.calibration import OOD_PASS_RATE
+
         rejected = (
             f"<p id='rejected'>“None of these”: <b>{honesty['rejected']}</b> of the {report.n_images} validation "
-            "photos would be answered unknown (the threshold lets 95% of them through).</p>"
+            f"photos would be answered unknown at the threshold {honesty['unknown_threshold']:.3f} (set to let "
+            f"{OOD_PASS_RATE:.0%} of the run's validation photos through).</p>"
         )
     return (
         text

@@ -168,9 +168,10 @@ class PredictTab(QWidget):
         self.unknown_threshold.setSingleStep(0.01)
         self.unknown_threshold.setEnabled(False)
         self.unknown_threshold.valueChanged.connect(self._on_unknown_threshold)
-        unknown_label = QLabel("“None of these” above:")
-        unknown_label.setBuddy(self.unknown_threshold)
-        top.insertWidget(1, unknown_label)  # beside the model it belongs to (the status row stays one line)
+        self.unknown_label = QLabel("“None of these” above:")
+        self.unknown_label.setBuddy(self.unknown_threshold)
+        # Beside the model it belongs to (the status row stays one line).
+        top.insertWidget(1, self.unknown_label)
         top.insertWidget(2, self.unknown_threshold)
 
         self.table = QTableWidget(0, len(COLUMNS))
@@ -288,13 +289,16 @@ class PredictTab(QWidget):
         self.unknown_threshold.setValue(predictor.unknown_threshold if can else 0.0)  # type: ignore[arg-type]
         self.unknown_threshold.blockSignals(False)
         self.unknown_threshold.setEnabled(can)
-        self.unknown_threshold.setToolTip(
+        tip = (
             "A photo less like the training photos than this (1 - cosine similarity of its features to the "
             "nearest class's average) is answered “none of these”. The model's own threshold lets 95% of its "
             "validation photos through; raise it to say so less often."
             if can
-            else "This model cannot say “none of these”: it was trained before calibration."
+            else "This model cannot say “none of these”"
+            + ("." if predictor.calibrated else ": it was trained before calibration.")
         )
+        self.unknown_threshold.setToolTip(tip)
+        self.unknown_label.setToolTip(tip)  # a disabled spin box's own tooltip is easy to miss
         if isinstance(self.empty_hint, QLabel):
             self.empty_hint.setText(DROP_HINT + f"<p>{summary}</p>")
         self.modelLoaded.emit(predictor)
@@ -381,19 +385,22 @@ class PredictTab(QWidget):
             name = QTableWidgetItem(self._shown_name(prediction.path))
             name.setToolTip(str(prediction.path))
             self.table.setItem(row, 0, name)
-            folder = prediction.path.parent.name
-            truth = folder if self.predictor is not None and folder in self.predictor.class_names else ""
-            truth_item = QTableWidgetItem(truth)
-            if truth and prediction.error is None and prediction.label:
-                truth_item.setToolTip(
-                    "right" if truth == prediction.label else f"predicted {prediction.label}"
-                )
-            self.table.setItem(row, 3, truth_item)
+            self.table.setItem(row, 3, self._truth_item(prediction))
             self.table.setItem(row, 1, self._label_item(prediction))
             self.table.setItem(row, 2, confidence_item(prediction.probability))
         self.status.setText(f"Classified {len(self.predictions)} of {self._total} image(s)…")
         if first_row == 0 and self.table.rowCount():
             self.table.selectRow(0)
+
+    def _truth_item(self, prediction: Prediction) -> QTableWidgetItem:
+        """The Folder's class cell: the photo's folder when it names a class, the answer in its tooltip."""
+        folder = prediction.path.parent.name
+        truth = folder if self.predictor is not None and folder in self.predictor.class_names else ""
+        item = QTableWidgetItem(truth)
+        if truth and prediction.error is None and prediction.label:
+            answer = "right" if truth == prediction.label else f"predicted {prediction.label}"
+            item.setToolTip(f"{NONE_OF_THESE} (best guess {answer})" if prediction.unknown else answer)
+        return item
 
     def _label_item(self, prediction: Prediction) -> QTableWidgetItem:
         """The Prediction cell: the class, "none of these" for an unknown photo, or "unreadable"."""
@@ -422,6 +429,7 @@ class PredictTab(QWidget):
             relabelled = replace(prediction, unknown=self.predictor.is_unknown(prediction.ood_score))
             self.predictions[row] = relabelled
             self.table.setItem(row, 1, self._label_item(relabelled))
+            self.table.setItem(row, 3, self._truth_item(relabelled))
         self._on_row_selected()
 
     def _shown_name(self, path: Path) -> str:

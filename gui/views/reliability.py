@@ -101,7 +101,8 @@ class ReliabilityView(QWidget):
         for curve, key in ((self.before, "reliability_before"), (self.after, "reliability_after")):
             bins = [b for b in honesty[key] if b["photos"]]
             curve.setData([b["confidence"] for b in bins], [b["accuracy"] for b in bins])
-        self.before.setVisible(bool(honesty.get("calibrated")))
+        calibrated = bool(honesty.get("calibrated"))
+        self.after.setVisible(calibrated)  # uncalibrated: one series, the probabilities as trained
         self.coverage.setRowCount(len(honesty["coverage"]))
         for row, c in enumerate(honesty["coverage"]):
             accuracy = "–" if c["accuracy"] is None else f"{c['accuracy']:.1%}"
@@ -109,9 +110,10 @@ class ReliabilityView(QWidget):
             for column, text in enumerate(cells):
                 self.coverage.setItem(row, column, QTableWidgetItem(text))
         if honesty.get("unknown_threshold") is None:
-            self.rejected.setText("This model cannot say “none of these” (trained before calibration).")
+            why = "" if calibrated else " (trained before calibration)"
+            self.rejected.setText(f"This model cannot say “none of these”{why}.")
         else:
             self.rejected.setText(
-                f"None of these: {honesty['rejected']} of {photos} photos would be answered unknown "
-                f"(unlike the photos the model was trained on)."
+                f"None of these: {honesty['rejected']} of {photos} photos would be answered unknown at the "
+                f"threshold {honesty['unknown_threshold']:.3f} (unlike the photos the model was trained on)."
             )
