@@ -22,7 +22,11 @@ def add_parsers(sub: Any) -> None:
     download.add_argument("models", nargs="+", metavar="NAME")
     imports = actions.add_parser("import", help="verify a weights file from elsewhere; put it in the cache")
     imports.add_argument("file", type=Path, metavar="FILE")
-    imports.add_argument("--model", metavar="NAME", help="the model it is for (default: found from the file)")
+    imports.add_argument(
+        "--model",
+        metavar="NAME",
+        help="the model it is for (default: found from the file; needed for a timm model's model.safetensors)",
+    )
 
 
 def run_models(args: argparse.Namespace) -> int:

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-WEIGHTS_FILTER = "PyTorch weights (*.pth *.pt);;All files (*)"
+WEIGHTS_FILTER = "Weights files (*.pth *.pt *.safetensors);;All files (*)"
 
 
 class WeightsWorker(Worker):
@@ -136,7 +136,9 @@ class WeightsDialog(QDialog):
     def _show_import_only(self) -> None:
         self.message.setText(
             "Choose a pretrained weights file (.pth) downloaded on another machine. It is checked "
-            "against the model catalog and copied into the weights cache."
+            "against the model catalog and copied into the weights cache. A timm model's "
+            "model.safetensors is imported from that model's own weights dialog, which the Train tab "
+            "opens before a run."
         )
         self.progress.hide()
         self.bytes_label.hide()
