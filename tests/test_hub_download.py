@@ -375,3 +375,29 @@ def test_cli_weights_download_and_import_of_a_timm_model(hub, payload, state, tm
     assert main(["weights", "list", "--json"]) == 0
     rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
     assert rows[NAME]["status"] == "cached"
+
+
+# --- the app's weights dialog ----------------------------------------------------------------------
+
+
+def test_weights_dialog_downloads_a_timm_model_and_try_again_resumes(hub, payload, qtbot):
+    from gui.background.jobs import ThreadRunner
+    from gui.dialogs.weights_dialog import WeightsDialog
+
+    hub.serve(REPO, payload)
+    hub.drop_after = len(payload) // 2
+    runner = ThreadRunner()
+    dialog = WeightsDialog(NAME, runner)
+    qtbot.addWidget(dialog)
+    ready: list[str] = []
+    dialog.weightsReady.connect(ready.append)
+    dialog.show()
+    dialog.start_download()
+    qtbot.waitUntil(lambda: not dialog.is_busy() and dialog.retry_button.isVisible(), timeout=20_000)
+    assert "resume" in dialog.message.text() and not dialog.offline
+    dialog.retry_button.click()
+    qtbot.waitUntil(lambda: ready != [], timeout=20_000)
+    assert ready == [str(weights_cache_dir() / CACHE_NAME)]
+    assert dialog.result() == dialog.DialogCode.Accepted
+    assert _resolve_requests(hub) == [None, f"bytes={len(payload) // 2}-"]
+    assert runner.wait_all(10)

@@ -3,7 +3,8 @@
 Shown by the Train tab before a run whose model's weights are not on this machine, and by
 File → Import weights file…. The download (``engine.models.weights.download_weights``) and the import
 (``engine.models.weights.import_weights``) run on a worker thread; the dialog shows bytes done/total, the
-speed and a progress bar, and Cancel stops the download within a chunk (nothing partial is cached).
+speed and a progress bar, and Cancel stops the download within a chunk (nothing partial is kept). A
+download that fails offers Try again; one that broke off resumes where it stopped.
 When the server cannot be reached the dialog says which file is needed and from which URL, and offers
 Import weights file…. The dialog is accepted once the weights are in the cache, rejected on Cancel.
 """
@@ -109,6 +110,12 @@ class WeightsDialog(QDialog):
         self.import_button.setObjectName("importWeightsButton")
         self.import_button.setAccessibleName("Import weights file")
         self.import_button.clicked.connect(self.choose_file)
+        self.retry_button = QPushButton("Try again")
+        self.retry_button.setObjectName("weightsRetryButton")
+        self.retry_button.setAccessibleName("Try the download again")
+        self.retry_button.setToolTip("Download again; a download that broke off resumes where it stopped")
+        self.retry_button.clicked.connect(self.start_download)
+        self.retry_button.hide()
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setObjectName("weightsCancelButton")
         self.cancel_button.setAccessibleName("Cancel")
@@ -120,6 +127,7 @@ class WeightsDialog(QDialog):
         buttons = QHBoxLayout()
         buttons.addWidget(self.import_button)
         buttons.addStretch(1)
+        buttons.addWidget(self.retry_button)
         buttons.addWidget(self.cancel_button)
         layout = QVBoxLayout(self)
         layout.addWidget(self.message)
@@ -151,6 +159,7 @@ class WeightsDialog(QDialog):
             return
         self.offline = False
         self.import_button.hide()
+        self.retry_button.hide()
         self.progress.show()
         self.progress.setRange(0, 0)  # busy until the server says the size
         self.message.setText(f"Downloading the pretrained weights of <b>{html.escape(self.model)}</b>…")
@@ -171,6 +180,7 @@ class WeightsDialog(QDialog):
         if self.is_busy():
             return
         self.import_button.setEnabled(False)
+        self.retry_button.hide()
         self.progress.show()
         self.progress.setRange(0, 0)
         self.bytes_label.setText(f"Checking and importing {Path(path).name}…")
@@ -218,6 +228,7 @@ class WeightsDialog(QDialog):
         self.bytes_label.setText("")
         self.import_button.setEnabled(True)
         self.import_button.show()
+        self.retry_button.setVisible(self.model is not None)
         text = html.escape(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
         if exc.offline:
             self.offline = True
@@ -238,6 +249,7 @@ class WeightsDialog(QDialog):
         self.progress.hide()
         self.import_button.setEnabled(True)
         self.import_button.show()
+        self.retry_button.setVisible(self.model is not None)
         self.message.setText(f"<b>The weights could not be prepared:</b> {html.escape(message)}")
         self.adjustSize()
 
