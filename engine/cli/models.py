@@ -30,6 +30,7 @@ def add_parsers(sub: Any) -> None:
 
 
 def run_models(args: argparse.Namespace) -> int:
+    from engine.models.costs import model_cost
     from engine.models.registry import list_models
     from engine.models.weights import weights_status
 
@@ -42,6 +43,14 @@ def run_models(args: argparse.Namespace) -> int:
                 "params": info.num_params,
                 "input_size": info.input_size,
                 "weights": weights_status(info.name),
+                "source": info.source,
+                "licence": info.licence,
+                "published_top1": info.published_top1,
+                "published_source": info.published_source,
+                "download_bytes": info.download_bytes,
+                # ms per photo on the machine of engine/models/measured_costs.json (measured, or
+                # priced from the parameter count when "measured" is false)
+                "cost": model_cost(info.name).to_json(),
             }
         )
     if args.json:
@@ -74,10 +83,11 @@ def run_weights(args: argparse.Namespace) -> int:
     if args.json:
         print_json(rows)
         return 0
-    print(f"{'model':<28} {'weights':<19} {'size':>9}  file")
+    width = max([28, *(len(r["name"]) for r in rows)])  # timm names are long
+    print(f"{'model':<{width}} {'weights':<19} {'size':>9}  file")
     for r in rows:
         size = format_size(r["size"]) if r["size"] is not None else ""
         status = _WEIGHTS_TEXT.get(r["status"], r["status"])
-        print(f"{r['name']:<28} {status:<19} {size:>9}  {r['file'] or ''}")
+        print(f"{r['name']:<{width}} {status:<19} {size:>9}  {r['file'] or ''}")
     print(f"cache folder: {weights.weights_cache_dir()}")
     return 0
