@@ -184,11 +184,15 @@ def test_a_failing_candidate_does_not_end_the_bakeoff(data, tmp_path, monkeypatc
 def test_default_set_is_what_runs_here(monkeypatch):
     from engine.core.config import STRATEGIES
 
-    assert default_candidates("cpu") == [Candidate("efficientnet_lite0", s) for s in STRATEGIES]
+    # Without a budget: the built-in model with every strategy, then downloadable backbones (issue 25:
+    # the bake-off downloads them only when allowed).
+    cands = default_candidates("cpu", speed=1.0)
+    assert cands[:3] == [Candidate("efficientnet_lite0", s) for s in STRATEGIES]
+    assert all(c.model.startswith("timm:") for c in cands[3:])
     monkeypatch.setattr(
         bakeoff, "weights_status", lambda name: "cached" if name in ("resnet18", "vit_h_14") else "download"
     )
-    cands = default_candidates("cpu")
+    cands = default_candidates("cpu", speed=1.0)
     assert Candidate("resnet18", "feature-extract") in cands and Candidate("resnet18", "fine-tune") in cands
     assert all(c.model != "vit_h_14" for c in cands)  # too big for a CPU bake-off
     assert all(c.strategy != "scratch" for c in cands if c.model == "resnet18")

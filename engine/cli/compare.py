@@ -38,7 +38,12 @@ def add_parser(sub: Any) -> None:
         "--budget-minutes",
         type=bounded_number(float, 0.0, MAX_BUDGET_MINUTES, above_low=True),
         metavar="M",
-        help="skip what would not fit in M minutes",
+        help="plan the epochs to fit in M minutes; skip what would not fit",
+    )
+    compare.add_argument(
+        "--download",
+        action="store_true",
+        help="download the pretrained weights the candidates need (default: skip those candidates)",
     )
     add_shared_option(compare, "device", default=TrainConfig.device)
     add_shared_option(compare, "seed", default=TrainConfig.seed)
@@ -54,9 +59,8 @@ def run(args: argparse.Namespace) -> int:
     for option, value in (("--models", args.models), ("--strategies", args.strategies)):
         if value is not None and not split_names(value):
             raise TransferStudioError(f"{option} names nothing: give a comma-separated list, or leave it out")
-    if args.models is None and args.strategies is None:
-        candidates = bakeoff.default_candidates(args.device)
-    else:
+    candidates: list[bakeoff.Candidate] | None = None  # the default set, chosen for the dataset
+    if args.models is not None or args.strategies is not None:
         models = split_names(args.models) or sorted(
             {c.model for c in bakeoff.default_candidates(args.device)}
         )
@@ -77,8 +81,14 @@ def run(args: argparse.Namespace) -> int:
             else:
                 line = f"{entry.status}: {entry.reason}"
             progress.say(f"  {entry.model} · {entry.strategy}: {line}")
+        elif isinstance(event, bakeoff.BakeoffStarted):
+            progress.say(f"candidates: {', '.join(c.label for c in event.candidates)}")
+        elif isinstance(event, bakeoff.DownloadStarted):
+            progress.say(f"downloading the weights of {bakeoff.describe_candidate_download(event.model)}")
+        elif isinstance(event, bakeoff.DownloadEnded):
+            progress.say(f"  {event.model}: {event.error or 'downloaded'}")
         elif not isinstance(
-            event, (bakeoff.BakeoffStarted, bakeoff.BakeoffProgress, bakeoff.BakeoffFinished)
+            event, (bakeoff.BakeoffProgress, bakeoff.BakeoffFinished, bakeoff.DownloadProgress)
         ):
             progress(event)
 
@@ -93,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
             out=args.out,
             on_event=on_event,
             should_stop=stop,
+            allow_downloads=args.download,
         )
     if args.json:
         payload = result.to_json()

@@ -6,6 +6,14 @@ best validation accuracy first) is written to ``leaderboard.json`` and reported,
 everything that finished. A time budget skips candidates whose estimated time (from the epochs
 measured so far) would not fit in what is left.
 
+The default set (:func:`default_candidates`) and each candidate's epochs under a budget
+(:func:`plan_epochs`) are priced before anything runs from the measured cost of each model
+(:mod:`engine.models.costs`, :mod:`engine.experiments.estimates`). A candidate whose weights are not on
+this computer is tried only when the caller allows downloads (``allow_downloads``): the bake-off then
+downloads them just before the model's first candidate (progress through events, Stop honoured); a
+failed download skips that model's candidates with the reason. Without it they are skipped with the
+download they need.
+
 Layout::
 
     OUT/bakeoff.json         the dataset, candidates, epochs, seed and budget
@@ -26,16 +34,27 @@ from typing import Any, Literal
 
 from engine.core.config import STRATEGIES, TrainConfig
 from engine.core.device import resolve_device
-from engine.core.errors import StopCheck, TransferStudioError, raise_if_stopped
+from engine.core.errors import Cancelled, StopCheck, TransferStudioError, raise_if_stopped
 from engine.core.files import atomic_write_text
 from engine.core.locations import default_runs_root
 from engine.core.rundir import LEADERBOARD_FILE
+from engine.core.sizes import format_size
 from engine.core.small_files import read_json
 from engine.data.datasets import DatasetReport, scan_dataset
 from engine.data.outputs import check_output_folder
 from engine.experiments.bakeoff_eta import BakeoffEta, CandidateWork, candidate_work
-from engine.models.registry import get_model_info, list_models
-from engine.models.weights import weights_status
+from engine.experiments.estimates import (
+    DatasetSize,
+    dataset_size,
+    describe_download,
+    download_seconds,
+    epoch_seconds,
+    feature_extract_seconds,
+    fine_tune_seconds,
+)
+from engine.models.costs import ModelCost, model_cost, speed_factor
+from engine.models.registry import ModelInfo, get_model_info, list_models
+from engine.models.weights import download_weights, weights_status
 from engine.training import events as ev
 from engine.training.data_path import feature_views
 from engine.training.recipe import run_preprocessing
@@ -49,6 +68,14 @@ BUILT_IN_MODEL = "efficientnet_lite0"
 CPU_DEFAULT_MAX_PARAMS = 30_000_000
 #: Strategies tried for cached torchvision models in the default set (scratch needs far more epochs).
 PRETRAINED_STRATEGIES = ("feature-extract", "fine-tune")
+#: Downloadable backbones in the default set: the strongest that fit, one per family.
+MAX_DOWNLOADABLE = 2
+#: Without a budget, the downloadable backbones chosen are those that fit in this many minutes each.
+UNBUDGETED_MINUTES = 15.0
+#: The dataset the default set is priced for when none is given: a few hundred photos.
+TYPICAL_DATASET = DatasetSize(train=400, val=100)
+#: The skipped reason's advice, when downloads were not allowed (the CLI's; the window words its own).
+CLI_DOWNLOAD_HINT = "run with --download"
 
 
 @dataclass(frozen=True)
@@ -174,26 +201,166 @@ class BakeoffFinished:
     result: BakeoffResult
 
 
-BakeoffEvent = BakeoffStarted | CandidateStarted | CandidateEnded | BakeoffProgress | BakeoffFinished
+@dataclass(frozen=True)
+class DownloadStarted:
+    """The weights of ``model`` are being downloaded (``num_bytes`` about, from the catalog)."""
+
+    model: str
+    num_bytes: int | None
+
+
+@dataclass(frozen=True)
+class DownloadProgress:
+    model: str
+    done: int
+    total: int  # 0 when the server does not say
+    bytes_per_s: float
+
+
+@dataclass(frozen=True)
+class DownloadEnded:
+    """``error`` None: the weights are on disk now; else why not (the model's candidates are skipped)."""
+
+    model: str
+    error: str | None = None
+
+
+BakeoffEvent = (
+    BakeoffStarted
+    | CandidateStarted
+    | CandidateEnded
+    | BakeoffProgress
+    | BakeoffFinished
+    | DownloadStarted
+    | DownloadProgress
+    | DownloadEnded
+)
 EventCallback = Callable[[BakeoffEvent | ev.Event], None]
 
 
 # -- choosing candidates ----------------------------------------------------------------------------
 
 
-def default_candidates(device: str = "auto") -> list[Candidate]:
-    """What this machine can run now: the built-in model with every strategy, plus each torchvision
-    model whose weights are already cached (on a CPU, those up to 30M parameters) with the pretrained
-    strategies."""
-    candidates = [Candidate(BUILT_IN_MODEL, s) for s in STRATEGIES]
+def needs_download(candidate: Candidate) -> bool:
+    """Whether ``candidate`` needs pretrained weights that are not on this computer."""
+    return candidate.strategy != "scratch" and weights_status(candidate.model) == "download"
+
+
+def default_candidates(
+    device: str = "auto",
+    *,
+    data: DatasetSize | None = None,
+    budget_minutes: float | None = None,
+    speed: float | None = None,
+) -> list[Candidate]:
+    """What is worth trying here, priced from each model's measured cost on ``data`` (default: a
+    few hundred photos) on this machine (``speed``: its factor, timed once when None).
+
+    - The built-in model with feature-extract and fine-tune; with scratch too when there is no budget,
+      or when the budget still covers scratch's default epochs after everything else (from scratch
+      needs many epochs to be worth anything).
+    - Each torchvision model already downloaded (on a CPU, those up to 30M parameters) with the
+      pretrained strategies, when its feature-extract run fits the budget.
+    - The strongest downloadable backbones (by published ImageNet top-1; one per family, at most
+      :data:`MAX_DOWNLOADABLE`) whose feature-extract run fits what the budget leaves (without a
+      budget: :data:`UNBUDGETED_MINUTES` each), with fine-tune too when one epoch of it also fits.
+      Whether they are downloaded is the bake-off's caller's decision (``allow_downloads``).
+    """
+    data = data or TYPICAL_DATASET
     on_cpu = resolve_device(device).type == "cpu"
+    factor = speed if speed is not None else speed_factor(resolve_device(device))
+
+    def cost(name: str) -> ModelCost:
+        return model_cost(name).scaled(factor)
+
+    budget = budget_minutes * 60 if budget_minutes is not None else None
+    lite = cost(BUILT_IN_MODEL)
+    candidates = [Candidate(BUILT_IN_MODEL, "feature-extract"), Candidate(BUILT_IN_MODEL, "fine-tune")]
+    fine_tune_epochs = TrainConfig.for_strategy("fine-tune").epochs
+    used = feature_extract_seconds(lite, data) + fine_tune_seconds(lite, data, fine_tune_epochs)
     for info in list_models():
-        if info.name == BUILT_IN_MODEL or weights_status(info.name) != "cached":
+        if info.name == BUILT_IN_MODEL or info.source == "timm" or weights_status(info.name) != "cached":
             continue
         if on_cpu and info.num_params > CPU_DEFAULT_MAX_PARAMS:
             continue
+        seconds = feature_extract_seconds(cost(info.name), data)
+        if budget is not None and used + seconds > budget:
+            continue
+        used += seconds
         candidates.extend(Candidate(info.name, s) for s in PRETRAINED_STRATEGIES)
+    families: set[str] = set()
+    extras: list[Candidate] = []
+    for info in _strongest_first([i for i in list_models() if i.source == "timm"]):
+        if len(families) >= MAX_DOWNLOADABLE or info.family in families:
+            continue
+        model_cost_ = cost(info.name)
+        fe = feature_extract_seconds(model_cost_, data)
+        fetch = download_seconds(info.download_bytes) if weights_status(info.name) == "download" else 0.0
+        room = (budget - used) if budget is not None else UNBUDGETED_MINUTES * 60
+        if fe + fetch > room:
+            continue
+        families.add(info.family)
+        used += fe + fetch
+        extras.append(Candidate(info.name, "feature-extract"))
+        one_epoch = fine_tune_seconds(model_cost_, data, 1)
+        if one_epoch <= room - fe - fetch:
+            used += one_epoch
+            extras.append(Candidate(info.name, "fine-tune"))
+    candidates.extend(c for c in extras if c.strategy == "feature-extract")
+    candidates.extend(c for c in extras if c.strategy == "fine-tune")
+    scratch_epochs = TrainConfig.for_strategy("scratch").epochs
+    if budget is None or used + fine_tune_seconds(lite, data, scratch_epochs, head_first=False) <= budget:
+        candidates.insert(2, Candidate(BUILT_IN_MODEL, "scratch"))
     return candidates
+
+
+def _strongest_first(infos: list[ModelInfo]) -> list[ModelInfo]:
+    return sorted(infos, key=lambda i: (-(i.published_top1 or 0.0), i.num_params))
+
+
+def describe_candidate_download(model: str) -> str:
+    """E.g. ``timm:vit_small_patch14_dinov2.lvd142m: 88.2 MB, about 18 s to download``."""
+    return f"{model}: {describe_download(get_model_info(model).download_bytes)}"
+
+
+def plan_epochs(
+    candidates: Sequence[Candidate],
+    data: DatasetSize,
+    *,
+    budget_minutes: float | None,
+    epochs: int | None = None,
+    speed: float = 1.0,
+    downloads: Sequence[str] = (),
+) -> list[int]:
+    """Each candidate's epochs. Without a budget: ``epochs``, or each strategy's default. With one,
+    what is left after the feature-extract runs and the ``downloads`` (model names) is shared among
+    the candidates that train through the network (fine-tune, scratch), from each one's estimated
+    seconds per epoch: each gets at least 1 epoch and at most ``epochs`` (or its strategy's default);
+    time one cannot use goes to the others."""
+    caps = [epochs or TrainConfig.for_strategy(c.strategy).epochs for c in candidates]
+    if budget_minutes is None:
+        return caps
+    costs = {c.model: model_cost(c.model).scaled(speed) for c in candidates}
+    left = budget_minutes * 60 - sum(
+        download_seconds(get_model_info(m).download_bytes) for m in set(downloads)
+    )
+    tuned: list[int] = []
+    for i, c in enumerate(candidates):
+        if c.strategy == "feature-extract":
+            left -= feature_extract_seconds(costs[c.model], data)
+        else:
+            tuned.append(i)
+    planned = list(caps)
+    # The cheapest to fill first, so the time a capped candidate leaves goes to the others.
+    order = sorted(tuned, key=lambda i: caps[i] * epoch_seconds(costs[candidates[i].model], data))
+    for n, i in enumerate(order):
+        c = candidates[i]
+        share = max(left, 0.0) / (len(order) - n)
+        start = fine_tune_seconds(costs[c.model], data, 0, head_first=c.strategy == "fine-tune")
+        per_epoch = max(epoch_seconds(costs[c.model], data), 1e-6)
+        planned[i] = max(1, min(caps[i], math.floor((share - start) / per_epoch)))
+        left -= start + planned[i] * per_epoch
+    return planned
 
 
 def candidates_from(models: Sequence[str], strategies: Sequence[str]) -> list[Candidate]:
@@ -251,7 +418,7 @@ def new_bakeoff_dir(root: Path | None = None) -> Path:
 
 def run_bakeoff(
     data_root: str | Path,
-    candidates: Sequence[Candidate],
+    candidates: Sequence[Candidate] | None = None,
     *,
     epochs: int | None = None,
     budget_minutes: float | None = None,
@@ -260,13 +427,20 @@ def run_bakeoff(
     out: str | Path | None = None,
     on_event: EventCallback | None = None,
     should_stop: StopCheck | None = None,
+    allow_downloads: bool = False,
+    download_hint: str = CLI_DOWNLOAD_HINT,
 ) -> BakeoffResult:
     """Train each candidate on one frozen split, one after another; returns the ranked result.
 
-    ``epochs`` None uses each strategy's default. A Stop ends the candidate being trained (its best
-    epoch so far is kept in its run folder, but an unfinished candidate is not ranked) and skips the rest.
+    ``candidates`` None is the default set for this dataset and budget (:func:`default_candidates`).
+    ``epochs`` None uses each strategy's default; with ``budget_minutes`` the epochs of candidates that
+    train through the network come from the budget (:func:`plan_epochs`, ``epochs`` their most). A
+    candidate whose weights are not on this computer is downloaded first when ``allow_downloads``,
+    else skipped with the download it needs and ``download_hint``. A Stop ends the candidate being
+    trained (its best epoch so far is kept in its run folder, but an unfinished candidate is not
+    ranked) and skips the rest.
     """
-    if not candidates:
+    if candidates is not None and not candidates:
         raise TransferStudioError("a bake-off needs at least one candidate")
     if budget_minutes is not None and not (math.isfinite(budget_minutes) and budget_minutes > 0):
         raise TransferStudioError(
@@ -276,7 +450,7 @@ def run_bakeoff(
         raise TransferStudioError("epochs must be at least 1")
     emit: EventCallback = on_event or (lambda _event: None)
     stop: StopCheck = should_stop or (lambda: False)
-    resolve_device(device)  # an unusable device fails now, not once per candidate
+    torch_device = resolve_device(device)  # an unusable device fails now, not once per candidate
     data_root = Path(data_root)
     out_dir = Path(out) if out is not None else new_bakeoff_dir()
     check_output_folder(out_dir, what="the bake-off", datasets=[data_root])  # before anything is written
@@ -284,24 +458,40 @@ def run_bakeoff(
     report = scan_dataset(
         data_root, seed=seed, on_progress=lambda _done, _total: raise_if_stopped(stop, "bake-off")
     )
+    size = dataset_size(report)
+    speed = speed_factor(torch_device) if candidates is None or budget_minutes is not None else 1.0
+    if candidates is None:
+        candidates = default_candidates(device, data=size, budget_minutes=budget_minutes, speed=speed)
+    to_fetch = sorted({c.model for c in candidates if needs_download(c)})
+    planned = plan_epochs(
+        candidates,
+        size,
+        budget_minutes=budget_minutes,
+        epochs=epochs,
+        speed=speed,
+        downloads=to_fetch if allow_downloads else (),
+    )
     out_dir.mkdir(parents=True, exist_ok=True)
     settings = {
         "data_root": str(data_root.resolve()),
         "candidates": [[c.model, c.strategy] for c in candidates],
         "epochs": epochs,
+        "epochs_each": planned,
         "budget_minutes": budget_minutes,
         "device": device,
         "seed": seed,
+        "allow_downloads": allow_downloads,
     }
     atomic_write_text(out_dir / BAKEOFF_FILE, json.dumps(settings, indent=2) + "\n")
     result = BakeoffResult(out_dir)
     configs = [
-        TrainConfig.for_strategy(c.strategy, model=c.model, epochs=epochs, device=device, seed=seed)
-        for c in candidates
+        TrainConfig.for_strategy(c.strategy, model=c.model, epochs=n, device=device, seed=seed)
+        for c, n in zip(candidates, planned, strict=True)
     ]
     overall = BakeoffEta([_work(config, report) for config in configs])
     emit(BakeoffStarted(str(out_dir), tuple(candidates), epochs))
     estimator = _Estimator()
+    fetched: dict[str, str | None] = {}  # model -> None (on disk now) or why it is not
     started = time.perf_counter()
     for index, (candidate, config) in enumerate(zip(candidates, configs, strict=True)):
         if result.cancelled or stop():
@@ -309,11 +499,23 @@ def run_bakeoff(
             result.entries.append(Entry(candidate.model, candidate.strategy, "skipped", reason="stopped"))
             continue
         reason = _over_budget(estimator, candidate, config.epochs, budget_minutes, started)
+        if reason is None and candidate.model in to_fetch and candidate.strategy != "scratch":
+            if not allow_downloads:
+                size_text = format_size(get_model_info(candidate.model).download_bytes or 0)
+                reason = f"needs a download of {size_text} ({download_hint})"
+            else:
+                if candidate.model not in fetched:
+                    try:
+                        fetched[candidate.model] = _download(candidate.model, emit, stop)
+                    except Cancelled:
+                        result.cancelled = True
+                        fetched[candidate.model] = "the download was cancelled"
+                reason = fetched[candidate.model]
         if reason is not None:
             entry = Entry(candidate.model, candidate.strategy, "skipped", reason=reason)
             overall.skip(index)
         else:
-            run_dir = out_dir / f"{index + 1:02d}-{candidate.model}-{candidate.strategy}"
+            run_dir = out_dir / f"{index + 1:02d}-{_folder_name(candidate.model)}-{candidate.strategy}"
             emit(CandidateStarted(index, len(candidates), candidate, str(run_dir)))
             entry = _train_candidate(
                 candidate,
@@ -334,6 +536,36 @@ def run_bakeoff(
     _write_leaderboard(result)
     emit(BakeoffFinished(result))
     return result
+
+
+def _folder_name(model: str) -> str:
+    """A model name as part of a folder name (``timm:a.b`` -> ``timm-a.b``)."""
+    return model.replace(":", "-").replace("/", "-")
+
+
+def _download(model: str, emit: EventCallback, stop: StopCheck) -> str | None:
+    """Download ``model``'s weights; None when they are on disk, else why not. Cancelled on Stop."""
+    emit(DownloadStarted(model, get_model_info(model).download_bytes))
+    try:
+        download_weights(
+            model,
+            on_progress=lambda done, total, rate: emit(DownloadProgress(model, done, total, rate)),
+            should_stop=stop,
+        )
+    except Cancelled:
+        emit(DownloadEnded(model, "the download was cancelled"))
+        raise
+    except Exception as exc:  # noqa: BLE001 - offline, a server error, a full disk: skip this model
+        error = f"the download failed: {(str(exc).strip().splitlines() or [type(exc).__name__])[0]}"
+        log.warning("bake-off: %s: %s", model, error)
+        emit(DownloadEnded(model, error))
+        return error
+    if weights_status(model) == "download":  # nothing came down where the model is built from
+        error = "the download failed: its weights are still not on this computer"
+        emit(DownloadEnded(model, error))
+        return error
+    emit(DownloadEnded(model))
+    return None
 
 
 def _work(config: TrainConfig, report: DatasetReport) -> CandidateWork:
