@@ -27,7 +27,7 @@ def bakeoff(monkeypatch, tmp_path):
 def use_candidates(monkeypatch, bakeoff, *strategies: str) -> list:
     """Make the default set these cheap efficientnet_lite0 candidates."""
     chosen = [bakeoff.Candidate(LITE0, s) for s in strategies]
-    monkeypatch.setattr(bakeoff, "default_candidates", lambda device="auto": list(chosen))
+    monkeypatch.setattr(bakeoff, "default_candidates", lambda device="auto", **_kw: list(chosen))
     return chosen
 
 

@@ -256,9 +256,11 @@ class DistributedTrainWorker(TrainingEventsWorker):
 class BakeoffWorker(TrainingEventsWorker):
     """Runs a bake-off on its thread; Stop (``abort``) ends the candidate being trained cleanly.
 
-    ``candidates`` None means the default set for ``device`` (``default_candidates``), chosen on the
-    worker thread. The current candidate's training events arrive as the signals of
-    :class:`gui.background.training.TrainingEventsWorker`.
+    ``candidates`` None means the default set for the dataset, ``device`` and budget
+    (``default_candidates``), chosen on the worker thread. The current candidate's training events
+    arrive as the signals of :class:`gui.background.training.TrainingEventsWorker`. With
+    ``allow_downloads`` the weights candidates need are downloaded first (``download`` signals:
+    DownloadStarted, DownloadProgress throttled, DownloadEnded); without, those candidates are skipped.
     """
 
     bakeoffStarted = Signal(object)  # BakeoffStarted
@@ -266,6 +268,7 @@ class BakeoffWorker(TrainingEventsWorker):
     candidateEnded = Signal(object)  # CandidateEnded
     bakeoffFinished = Signal(object)  # BakeoffFinished (also after a Stop)
     overallProgress = Signal(object)  # BakeoffProgress: the whole bake-off's elapsed and seconds left
+    download = Signal(object)  # DownloadStarted | DownloadProgress | DownloadEnded
 
     def __init__(
         self,
@@ -276,8 +279,11 @@ class BakeoffWorker(TrainingEventsWorker):
         budget_minutes: float | None = None,
         device: str = "auto",
         candidates: list[Candidate] | None = None,
+        allow_downloads: bool = False,
     ) -> None:
         super().__init__()
+        self.allow_downloads = allow_downloads
+        self._last_download = 0.0
         self.data_root = Path(data_root)
         self.runs_root = Path(runs_root)
         self.epochs = epochs
@@ -290,16 +296,17 @@ class BakeoffWorker(TrainingEventsWorker):
         from engine.experiments import bakeoff
 
         with self.training_threads():
-            candidates = self.candidates or bakeoff.default_candidates(self.device)
             return bakeoff.run_bakeoff(
                 self.data_root,
-                candidates,
+                self.candidates or None,
                 epochs=self.epochs,
                 budget_minutes=self.budget_minutes,
                 device=self.device,
                 out=bakeoff.new_bakeoff_dir(self.runs_root),
                 on_event=self._on_event,
                 should_stop=lambda: self.abort_requested,
+                allow_downloads=self.allow_downloads,
+                download_hint="allow the download when the bake-off asks",
             )
 
     def _on_event(self, event: object) -> None:
@@ -322,3 +329,10 @@ class BakeoffWorker(TrainingEventsWorker):
             self.candidateEnded.emit(event)
         elif isinstance(event, bakeoff.BakeoffFinished):
             self.bakeoffFinished.emit(event)
+        elif isinstance(event, bakeoff.DownloadProgress):
+            now = time.monotonic()
+            if now - self._last_download >= PROGRESS_INTERVAL_S:
+                self._last_download = now
+                self.download.emit(event)
+        elif isinstance(event, (bakeoff.DownloadStarted, bakeoff.DownloadEnded)):
+            self.download.emit(event)

@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
     QGroupBox,
     QHBoxLayout,
     QLabel,
+    QMessageBox,
     QProgressBar,
     QPushButton,
     QSpinBox,
@@ -62,15 +63,40 @@ PROGRESS_STEPS = 1000
 MIN_HEIGHT = 1  # adds nothing to the tab's minimum height: below its natural height it scrolls
 PREDICT_LINK = "transfer-studio:bakeoff-predict"
 DEFAULT_SET_TEXT = (
-    "Candidates: the built-in model with every strategy, plus each downloaded model that runs well here."
+    "Candidates: the built-in model's strategies, plus the strongest models that fit the time budget."
 )
 
 
-def default_candidate_list(device: str) -> list[Candidate]:
-    """The default set for ``device`` (runs on a worker thread: it imports the engine and torch)."""
+def default_candidate_list(
+    device: str, report: DatasetReport | None = None, budget_minutes: float | None = None
+) -> tuple[list[Candidate], list[tuple[str, int]]]:
+    """The default set for ``device``, ``report``'s dataset and the budget, and the downloads it
+    needs as (model, bytes) (runs on a worker thread: it imports the engine and torch)."""
     from engine.experiments import bakeoff
+    from engine.experiments.estimates import dataset_size
+    from engine.models.registry import get_model_info
 
-    return bakeoff.default_candidates(device)
+    data = dataset_size(report) if report is not None else None
+    candidates = bakeoff.default_candidates(device, data=data, budget_minutes=budget_minutes)
+    models = dict.fromkeys(c.model for c in candidates if bakeoff.needs_download(c))
+    return candidates, [(m, get_model_info(m).download_bytes or 0) for m in models]
+
+
+def download_question(downloads: list[tuple[str, int]]) -> str:
+    """The question asked once before a bake-off downloads: each model and its size, the total and a
+    rough time."""
+    from engine.core.sizes import format_size
+
+    rate = 5_000_000  # engine.experiments.estimates.DOWNLOAD_BYTES_PER_S, without importing the engine
+    total = sum(size for _model, size in downloads)
+    seconds = total / rate
+    rough = f"{max(1, round(seconds))} s" if seconds < 90 else f"{round(seconds / 60)} min"
+    lines = "\n".join(f"  • {model}: {format_size(size)}" for model, size in downloads)
+    return (
+        f"The bake-off would download the pretrained weights of {len(downloads)} model(s):\n\n{lines}\n\n"
+        f"In all {format_size(total)}, about {rough} at 5 MB/s. Download them?\n\n"
+        "No runs only the models already on this computer; the others are listed as skipped."
+    )
 
 
 def describe_candidates(candidates: list[Candidate]) -> str:
@@ -148,6 +174,9 @@ class BakeoffPanel(QWidget):
         self._training = False  # a single training run is going in the Train tab
         self.preview = Job(runner, "bakeoff-candidates", self, on_returned=self._on_candidates)
         self._preview_text = ""
+        self.planned: list[Candidate] = []  # the previewed default set
+        self.downloads: list[tuple[str, int]] = []  # what it needs downloaded: (model, bytes)
+        self.allow_downloads = False  # the answer of the last question
         self._run_epochs = 0
         self._shown = False
         self._build()
@@ -180,6 +209,7 @@ class BakeoffPanel(QWidget):
         self.budget.setSuffix(" min")
         self.budget.setToolTip("Candidates that would not fit in the time left are skipped")
         self.budget.setValue(self.settings.get_int("bakeoff/budget_minutes", 0, 0, 24 * 60))
+        self.budget.valueChanged.connect(self.refresh_candidates)  # the set depends on the budget
         self.open_button = QPushButton("Open in Predict")
         self.open_button.setObjectName("bakeoffOpenButton")
         self.open_button.setAccessibleName("Open the selected model in Predict")
@@ -317,12 +347,30 @@ class BakeoffPanel(QWidget):
         """Work out the default set in the background and show it under the buttons."""
         if self.is_running():
             return
-        device = self._device()
-        self.preview.start(lambda _worker: default_candidate_list(device))
+        device, report, budget = self._device(), self.report, self.budget.value() or None
+        self.preview.start(lambda _worker: default_candidate_list(device, report, budget))
 
-    def _on_candidates(self, candidates: list[Candidate]) -> None:
-        self._preview_text = f"It will try {len(candidates)}: {describe_candidates(candidates)}."
+    def _on_candidates(self, plan: tuple[list[Candidate], list[tuple[str, int]]]) -> None:
+        candidates, downloads = plan
+        self.planned, self.downloads = list(candidates), list(downloads)
+        text = f"It will try {len(candidates)}: {describe_candidates(candidates)}."
+        if downloads:
+            text += f" {len(downloads)} of the models need a download (it asks first)."
+        self._preview_text = text
         self._update_buttons()
+
+    def ask_downloads(self) -> bool:
+        """Ask once whether to download what the default set needs; True to download."""
+        if not self.downloads:
+            return False
+        answer = QMessageBox.question(
+            self,
+            "Download pretrained weights?",
+            download_question(self.downloads),
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+            QMessageBox.StandardButton.Yes,
+        )
+        return answer == QMessageBox.StandardButton.Yes
 
     # -- start / stop ---------------------------------------------------------------------------------
     @Slot()
@@ -336,6 +384,13 @@ class BakeoffPanel(QWidget):
             return
         epochs = self.epochs.value()
         budget = self.budget.value() or None
+        self.allow_downloads = self.ask_downloads()
+        if self.downloads:
+            self.logged.emit(
+                "Bake-off: downloading "
+                + ", ".join(m for m, _size in self.downloads)
+                + (" first." if self.allow_downloads else " declined: those models are skipped.")
+            )
         self.settings.set("bakeoff/epochs", epochs)
         self.settings.set("bakeoff/budget_minutes", budget or 0)
         self.error.hide()
@@ -353,7 +408,13 @@ class BakeoffPanel(QWidget):
         limit = f", at most {budget} min" if budget else ""
         self.logged.emit(f"Finding the best model: {epochs} epoch(s) per candidate{limit}.")
         worker = BakeoffWorker(
-            self.report.root, runs_root, epochs=epochs, budget_minutes=budget, device=self._device()
+            self.report.root,
+            runs_root,
+            epochs=epochs,
+            budget_minutes=budget,
+            device=self._device(),
+            candidates=self.planned or None,
+            allow_downloads=self.allow_downloads,
         )
         worker.bakeoffStarted.connect(self._on_bakeoff_started)
         worker.candidateStarted.connect(self._on_candidate_started)
@@ -364,6 +425,7 @@ class BakeoffPanel(QWidget):
         worker.overallProgress.connect(self._on_overall)
         worker.epochEnded.connect(self._on_epoch)
         worker.message.connect(self._on_message)
+        worker.download.connect(self._on_download)
         worker.errored.connect(self._on_error)
         worker.done.connect(self._on_done)
         self.worker = worker
@@ -421,6 +483,26 @@ class BakeoffPanel(QWidget):
             phase = "training" if event.phase == "train" else "validation"
             where = f"epoch {event.epoch}/{self._run_epochs} · {phase} batch {event.batch}/{event.batches}"
         self._where = f"{self._which()}: {where}"
+        self._show_status()
+
+    @Slot(object)
+    def _on_download(self, event: object) -> None:
+        """A download's progress in the status line (Stop cancels it)."""
+        from engine.core.sizes import format_size
+        from engine.experiments import bakeoff  # already imported by the worker
+
+        if isinstance(event, bakeoff.DownloadStarted):
+            self._where = f"Downloading the weights of {event.model} ({format_size(event.num_bytes or 0)})…"
+            self.logged.emit(self._where)
+        elif isinstance(event, bakeoff.DownloadProgress):
+            of = f" of {format_size(event.total)}" if event.total else ""
+            self._where = (
+                f"Downloading the weights of {event.model}: {format_size(event.done)}{of} "
+                f"at {format_size(event.bytes_per_s)}/s"
+            )
+        elif isinstance(event, bakeoff.DownloadEnded):
+            self._where = f"{event.model}: {event.error or 'downloaded'}"
+            self.logged.emit(self._where)
         self._show_status()
 
     @Slot(object)

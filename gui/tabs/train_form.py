@@ -32,7 +32,7 @@ from superqt import QCollapsible
 from engine.core.config import BALANCE, STRATEGIES, TrainConfig, resolve_balance
 from engine.core.setting import Declared, check_value
 from gui.core.settings import Settings
-from gui.views.model_picker import DEFAULT_MODEL, ModelPicker
+from gui.views.model_picker import DEFAULT_MODEL, ModelPicker, RecommendedModels
 from gui.views.setting_controls import ChoiceControl, SettingControl, control_for
 from gui.views.widgets import hint_label
 
@@ -77,6 +77,8 @@ class TrainForm(QWidget):
         self.model_picker.setToolTip(self.items["model"].setting.help)
         self.model_details = hint_label("Loading the model catalog…")
         self.model_details.setObjectName("modelDetails")
+        self.recommended = RecommendedModels()
+        self.recommended.chosen.connect(self.model_picker.select_model)
         strategy = ChoiceControl(self.items["strategy"])
         self.strategy_picker: QComboBox = strategy.box
         self.strategy_help = hint_label("")
@@ -120,6 +122,7 @@ class TrainForm(QWidget):
         model_layout = QVBoxLayout(model_box)
         model_layout.addWidget(self.model_picker)
         model_layout.addWidget(self.model_details)
+        model_layout.addWidget(self.recommended)
         model_layout.addWidget(self.strategy_picker)
         model_layout.addWidget(self.strategy_help)
         params_box = QGroupBox("Training")

@@ -36,7 +36,7 @@ from PySide6.QtWidgets import (
 )
 
 from engine.training import events as ev
-from gui.background.jobs import ThreadRunner, friendly_error
+from gui.background.jobs import Job, ThreadRunner, friendly_error
 from gui.background.training import DistributedTrainWorker, TrainWorker
 from gui.core.settings import Settings
 from gui.tabs.bakeoff_panel import BakeoffPanel
@@ -56,6 +56,14 @@ logger = logging.getLogger(__name__)
 SIDE_MAX_WIDTH = 480
 PROGRESS_STEPS = 1000
 PREDICT_LINK = "transfer-studio:predict"
+
+
+def recommendations_for(report: DatasetReport, device: str) -> list[Any]:
+    """engine.experiments.recommend's picks for ``report`` (on a worker thread: it imports torch and
+    times this machine once)."""
+    from engine.experiments.recommend import recommend_for_dataset
+
+    return recommend_for_dataset(report, device)
 
 
 class TrainTab(QWidget):
@@ -81,6 +89,9 @@ class TrainTab(QWidget):
         self._pending_config: TrainConfig | None = None
         self._resume_after_change = ""  # a run to resume again, the user having accepted its changed dataset
         self._build()
+        self.recommend = Job(
+            runner, "recommend-models", self, on_returned=self.form.recommended.set_recommendations
+        )
         self._update_buttons()
         self._show_planned_epochs()
         self.form.control("epochs").changed.connect(self._show_planned_epochs)
@@ -203,6 +214,19 @@ class TrainTab(QWidget):
         self.form.set_imbalance(report.imbalance() if report is not None else None)
         self._update_buttons()
         self.bakeoff.set_dataset(report)
+        self.refresh_recommendations()
+
+    def refresh_recommendations(self) -> None:
+        """Work out "Recommended for your photos" for the open dataset in the background."""
+        report = self.report
+        if report is None:
+            self.form.recommended.clear()
+            return
+        try:
+            device = self.form.config().device
+        except Exception:  # noqa: BLE001 - an unusable form value: the default device
+            device = "auto"
+        self.recommend.start(lambda _worker: recommendations_for(report, device))
 
     def is_running(self) -> bool:
         return self.worker is not None

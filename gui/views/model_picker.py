@@ -3,6 +3,9 @@
 Columns: model name, family, parameter count, input size, and whether the pretrained weights work
 offline (built in), are cached, or need a download. Typing filters by name (a contains-completer).
 The catalog itself is loaded off the GUI thread by the window and handed over with :meth:`set_catalog`.
+
+:class:`RecommendedModels` sits under it: "Recommended for your photos", one button per model that
+``engine.experiments.recommend`` suggests for the open dataset, each with its reason; a click picks it.
 """
 
 from __future__ import annotations
@@ -13,9 +16,19 @@ from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtGui import QBrush, QColor, QStandardItem, QStandardItemModel
-from PySide6.QtWidgets import QAbstractItemView, QComboBox, QCompleter, QTreeView, QWidget
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QCompleter,
+    QLabel,
+    QPushButton,
+    QTreeView,
+    QVBoxLayout,
+    QWidget,
+)
 
 if TYPE_CHECKING:
+    from engine.experiments.recommend import Recommendation
     from engine.models.registry import ModelInfo
 
 logger = logging.getLogger(__name__)
@@ -174,3 +187,47 @@ class ModelPicker(QComboBox):
         text = self.search.text().strip()
         if not self.select_model(text):
             self.search.setText(self.itemText(self.currentIndex()))
+
+
+class RecommendedModels(QWidget):
+    """“Recommended for your photos”: a button per recommended model (its name) with its reason
+    beside it; ``chosen(name)`` when one is clicked. Hidden until there are recommendations."""
+
+    chosen = Signal(str)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("recommendedModels")
+        self.setAccessibleName("Recommended models for your photos")
+        self._layout = QVBoxLayout(self)
+        self._layout.setContentsMargins(0, 0, 0, 0)
+        self.heading = QLabel("<b>Recommended for your photos</b>")
+        self._layout.addWidget(self.heading)
+        self.buttons: list[QPushButton] = []
+        self.reasons: list[QLabel] = []
+        self.recommendations: list[Recommendation] = []
+        self.hide()
+
+    def set_recommendations(self, recommendations: list[Recommendation]) -> None:
+        for widget in (*self.buttons, *self.reasons):
+            self._layout.removeWidget(widget)
+            widget.deleteLater()
+        self.buttons, self.reasons = [], []
+        self.recommendations = list(recommendations)
+        for n, rec in enumerate(self.recommendations):
+            button = QPushButton(f"Use {rec.model}")
+            button.setObjectName(f"recommendedModel{n}")
+            button.setAccessibleName(f"Use the recommended model {rec.model}")
+            button.setToolTip(rec.reason)
+            button.clicked.connect(lambda _checked=False, name=rec.model: self.chosen.emit(name))
+            reason = QLabel(rec.reason)
+            reason.setObjectName(f"recommendedReason{n}")
+            reason.setWordWrap(True)
+            self._layout.addWidget(button)
+            self._layout.addWidget(reason)
+            self.buttons.append(button)
+            self.reasons.append(reason)
+        self.setVisible(bool(self.recommendations))
+
+    def clear(self) -> None:
+        self.set_recommendations([])
