@@ -4,9 +4,12 @@ From the number of photos, their typical size and this machine's speed (the fact
 :mod:`engine.models.costs`), each catalog model that could be tried (the built-in one, the curated timm
 models, torchvision models already downloaded) is priced as a feature-extract run
 (:mod:`engine.experiments.estimates`). Among those that fit in :data:`RECOMMEND_MINUTES`, the first
-recommendation is the strongest by its published ImageNet figure (features that classify ImageNet
-better transfer better, Kornblith et al. 2019); when it needs a download, the second is the strongest
-already on this computer, so there is always one that runs offline. Each comes with its reason in words.
+recommendation is the strongest: self-supervised features first (DINOv2's frozen features, learnt
+without labels, beat a supervised ResNet-50's on Flowers-102, 99.6 vs 94.7, Pets, 95.1 vs 91.5, and
+Food-101, 89.1 vs 72.3, and even a fully fine-tuned ResNet-50 on five of seven such sets: DINOv2 paper,
+Table 8), then by the published ImageNet figure (features that classify ImageNet better transfer
+better, Kornblith et al. 2019); when it needs a download, the second is the strongest already on this
+computer, so there is always one that runs offline. Each comes with its reason in words.
 No Qt here: the window's model picker shows what :func:`recommend_models` returns.
 """
 
@@ -96,7 +99,7 @@ def recommend_models(
         seconds = feature_extract_seconds(model_cost(info.name).scaled(speed), data)
         priced.append((info, status, seconds))
     fits = [p for p in priced if p[2] <= budget and p[0].published_top1 is not None]
-    fits.sort(key=lambda p: (-(p[0].published_top1 or 0.0), p[2]))
+    fits.sort(key=lambda p: (not p[0].self_supervised, -(p[0].published_top1 or 0.0), p[2]))
     chosen: list[tuple[ModelInfo, str, float, str]] = []
     if fits:
         info, status, seconds = fits[0]
@@ -120,12 +123,18 @@ def _recommendation(
     if data.typical_side:
         photos += f" (about {data.typical_side:.0f} px)"
     took = describe_seconds(seconds)
+    budget = describe_seconds(minutes * 60)
     if why == "strongest":
-        head = f"the strongest features that fit in about {describe_seconds(minutes * 60)} for {photos} on this computer (about {took})"
+        kind = (
+            "features learnt without labels, the best for photos of any kind"
+            if info.self_supervised
+            else "the strongest features"
+        )
+        head = f"{kind} whose first run fits in {budget} here: about {took} for {photos}"
     elif why == "offline":
         head = f"the strongest already on this computer: about {took} for {photos}"
     else:
-        head = f"nothing stronger fits in about {describe_seconds(minutes * 60)} here; this one takes about {took} for {photos}"
+        head = f"nothing stronger fits in {budget} here; this one takes about {took} for {photos}"
     size = info.download_bytes if status == "download" else None
     if size:
         tail = f"; a {format_size(size)} download (about {describe_seconds(download_seconds(size))})"

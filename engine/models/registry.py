@@ -70,6 +70,7 @@ class ModelInfo:
     download_bytes: int | None = None  # the weights file's size, about, when it must be downloaded
     hub_repo: str | None = None  # the Hugging Face Hub repository of the weights (timm models)
     layer_decay: float | None = None  # fine-tuning's default layer-wise learning-rate decay (ViTs)
+    self_supervised: bool = False  # features learnt without labels (DINOv2): the best frozen features
 
     @property
     def input_size(self) -> int:
@@ -150,6 +151,7 @@ def _timm_info(model: timm_models.TimmEntry) -> ModelInfo:
         download_bytes=model.download_bytes,
         hub_repo=model.hub_repo,
         layer_decay=model.layer_decay,
+        self_supervised=model.self_supervised,
     )
 
 

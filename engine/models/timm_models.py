@@ -55,6 +55,7 @@ class TimmEntry:
     published_source: str
     vit: bool = False
     size_multiple: int = 1
+    self_supervised: bool = False  # trained without labels: features for any kind of photo
 
     @property
     def timm_name(self) -> str:
@@ -86,9 +87,9 @@ _DINOV2 = "DINOv2 paper (Oquab et al. 2023) Table 4: ImageNet-1k linear probe on
 #: not its 518 px pre-training size: 5x fewer tokens, and what its linear-probe tables use.
 CURATED: tuple[TimmEntry, ...] = (
     TimmEntry("timm:vit_small_patch14_dinov2.lvd142m", "DINOv2", 22_825_192, 22_056_192, 224, 256,
-              "apache-2.0", 81.1, _DINOV2, vit=True, size_multiple=14),
+              "apache-2.0", 81.1, _DINOV2, vit=True, size_multiple=14, self_supervised=True),
     TimmEntry("timm:vit_base_patch14_dinov2.lvd142m", "DINOv2", 88_116_712, 86_579_712, 224, 256,
-              "apache-2.0", 84.5, _DINOV2, vit=True, size_multiple=14),
+              "apache-2.0", 84.5, _DINOV2, vit=True, size_multiple=14, self_supervised=True),
     TimmEntry("timm:convnext_atto.d2_in1k", "ConvNeXt (timm)", 3_695_520, 3_695_520, 224, 256,
               "apache-2.0", 75.672, _TIMM_RESULTS.format(224)),
     TimmEntry("timm:convnext_nano.in12k_ft_in1k", "ConvNeXt (timm)", 15_593_560, 15_593_560, 224, 236,
