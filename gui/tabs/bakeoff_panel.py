@@ -92,10 +92,11 @@ def download_question(downloads: list[tuple[str, int]]) -> str:
     seconds = total / rate
     rough = f"{max(1, round(seconds))} s" if seconds < 90 else f"{round(seconds / 60)} min"
     lines = "\n".join(f"  • {model}: {format_size(size)}" for model, size in downloads)
+    what = "one model" if len(downloads) == 1 else f"{len(downloads)} models"
     return (
-        f"The bake-off would download the pretrained weights of {len(downloads)} model(s):\n\n{lines}\n\n"
-        f"In all {format_size(total)}, about {rough} at 5 MB/s. Download them?\n\n"
-        "No runs only the models already on this computer; the others are listed as skipped."
+        f"The bake-off would download the pretrained weights of {what}:\n\n{lines}\n\n"
+        f"In all {format_size(total)}, about {rough} at 5 MB/s. Download {'it' if len(downloads) == 1 else 'them'}?\n\n"
+        "“No” tries only the models already on this computer; the others are listed as skipped."
     )
 
 
