@@ -13,7 +13,8 @@ import torch
 from safetensors.torch import save_file
 
 from engine.models import timm_models
-from engine.models.weights import hub_file_name, weights_cache_dir
+from engine.models.hub import hub_file_name
+from engine.models.weights import weights_cache_dir
 
 
 def random_hub_state(name: str, seed: int = 0) -> dict[str, torch.Tensor]:

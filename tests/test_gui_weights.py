@@ -41,7 +41,7 @@ def empty_hub(tmp_path: Path) -> Iterator[Path]:
 @pytest.fixture
 def no_network(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """urllib.request.urlopen fails as with no network; returns the URLs it was asked for."""
-    import engine.models.weights
+    import engine.models.downloads
 
     asked: list[str] = []
 
@@ -49,7 +49,7 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         asked.append(getattr(request, "full_url", str(request)))
         raise urllib.error.URLError(ConnectionRefusedError(111, "Connection refused"))
 
-    monkeypatch.setattr(engine.models.weights.urllib.request, "urlopen", refuse)
+    monkeypatch.setattr(engine.models.downloads.urllib.request, "urlopen", refuse)
     return asked
 
 

@@ -28,12 +28,12 @@ from safetensors.torch import load_file, save, save_file
 
 from engine.cli import main
 from engine.core.errors import Cancelled
-from engine.models import weights as weights_mod
+from engine.models import downloads
+from engine.models.downloads import PARTIAL_DIR
+from engine.models.hub import hub_file_name
 from engine.models.weights import (
-    PARTIAL_DIR,
     WeightsError,
     download_weights,
-    hub_file_name,
     import_weights,
     weights_cache_dir,
     weights_status,
@@ -312,7 +312,7 @@ def test_import_of_a_file_fetched_elsewhere_then_the_model_loads_it(hub, state, 
     def no_network(*_args, **_kwargs):
         raise urllib.error.URLError("no network in this test")
 
-    monkeypatch.setattr(weights_mod.urllib.request, "urlopen", no_network)
+    monkeypatch.setattr(downloads.urllib.request, "urlopen", no_network)
     model, _heads = build_model(NAME, 2, pretrained=True)
     assert torch.equal(model.state_dict()["conv_stem.weight"], state["conv_stem.weight"])
     assert torch.equal(model.state_dict()["blocks.1.0.bn1.running_var"], state["blocks.1.0.bn1.running_var"])
