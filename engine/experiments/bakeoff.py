@@ -37,7 +37,7 @@ from engine.core.device import resolve_device
 from engine.core.errors import Cancelled, StopCheck, TransferStudioError, raise_if_stopped
 from engine.core.files import atomic_write_text
 from engine.core.locations import default_runs_root
-from engine.core.rundir import LEADERBOARD_FILE
+from engine.core.rundir import LEADERBOARD_FILE, folder_safe
 from engine.core.sizes import format_size
 from engine.core.small_files import read_json
 from engine.data.datasets import DatasetReport, scan_dataset
@@ -498,24 +498,26 @@ def run_bakeoff(
             result.cancelled = True
             result.entries.append(Entry(candidate.model, candidate.strategy, "skipped", reason="stopped"))
             continue
-        reason = _over_budget(estimator, candidate, config.epochs, budget_minutes, started)
-        if reason is None and candidate.model in to_fetch and candidate.strategy != "scratch":
-            if not allow_downloads:
-                size_text = format_size(get_model_info(candidate.model).download_bytes or 0)
-                reason = f"needs a download of {size_text} ({download_hint})"
-            else:
-                if candidate.model not in fetched:
-                    try:
-                        fetched[candidate.model] = _download(candidate.model, emit, stop)
-                    except Cancelled:
-                        result.cancelled = True
-                        fetched[candidate.model] = "the download was cancelled"
-                reason = fetched[candidate.model]
+        fetch_first = candidate.model in to_fetch and candidate.strategy != "scratch"
+        reason = None
+        if fetch_first and not allow_downloads:  # the first thing in its way, whatever the budget
+            size_text = format_size(get_model_info(candidate.model).download_bytes or 0)
+            reason = f"needs a download of {size_text} ({download_hint})"
+        if reason is None:
+            reason = _over_budget(estimator, candidate, config.epochs, budget_minutes, started)
+        if reason is None and fetch_first:
+            if candidate.model not in fetched:
+                try:
+                    fetched[candidate.model] = _download(candidate.model, emit, stop)
+                except Cancelled:
+                    result.cancelled = True
+                    fetched[candidate.model] = "the download was cancelled"
+            reason = fetched[candidate.model]
         if reason is not None:
             entry = Entry(candidate.model, candidate.strategy, "skipped", reason=reason)
             overall.skip(index)
         else:
-            run_dir = out_dir / f"{index + 1:02d}-{_folder_name(candidate.model)}-{candidate.strategy}"
+            run_dir = out_dir / f"{index + 1:02d}-{folder_safe(candidate.model)}-{candidate.strategy}"
             emit(CandidateStarted(index, len(candidates), candidate, str(run_dir)))
             entry = _train_candidate(
                 candidate,
@@ -536,11 +538,6 @@ def run_bakeoff(
     _write_leaderboard(result)
     emit(BakeoffFinished(result))
     return result
-
-
-def _folder_name(model: str) -> str:
-    """A model name as part of a folder name (``timm:a.b`` -> ``timm-a.b``)."""
-    return model.replace(":", "-").replace("/", "-")
 
 
 def _download(model: str, emit: EventCallback, stop: StopCheck) -> str | None:
