@@ -56,11 +56,23 @@ def run_models(args: argparse.Namespace) -> int:
     if args.json:
         print_json(rows)
         return 0
-    print(f"{'model':<28} {'family':<22} {'params':>9} {'input':>5}  weights")
+    width = max(len(r["name"]) for r in rows)
+    print(
+        f"{'model':<{width}} {'family':<22} {'params':>9} {'input':>5} {'top-1':>6} {'ms/photo':>8}  "
+        f"{'licence':<13} weights"
+    )
     for r in rows:
+        top1 = f"{r['published_top1']:.1f}" if r["published_top1"] is not None else "-"
+        cost = r["cost"]
+        ms = f"{cost['forward_ms_per_photo']:.0f}{'' if cost['measured'] else '~'}"
         print(
-            f"{r['name']:<28} {r['family']:<22} {r['params'] / 1e6:>8.1f}M {r['input_size']:>5}  {r['weights']}"
+            f"{r['name']:<{width}} {r['family']:<22} {r['params'] / 1e6:>8.1f}M {r['input_size']:>5} "
+            f"{top1:>6} {ms:>8}  {r['licence']:<13} {r['weights']}"
         )
+    print(
+        "top-1: published ImageNet-1k accuracy (models --json names each source); ms/photo: the forward "
+        "pass measured on a 2-core CPU (~: priced from the parameter count)"
+    )
     return 0
 
 

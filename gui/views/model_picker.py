@@ -53,10 +53,19 @@ def format_params(n: int) -> str:
 
 
 def describe_model(info: ModelInfo, status: str) -> str:
-    """One line for the label under the picker."""
+    """One line for the label under the picker: size, input, published figure, licence, cost, weights."""
+    from engine.models.costs import model_cost
+
+    published = f" · ImageNet top-1 {info.published_top1:.1f}%" if info.published_top1 is not None else ""
+    cost = model_cost(info.name)
+    about = "" if cost.measured else "about "
+    weights = WEIGHTS_TEXT.get(status, status)
+    if status == "download" and info.download_bytes:
+        weights += f" ({info.download_bytes / 1e6:.0f} MB)"
     return (
         f"{info.family} · {format_params(info.num_params)} parameters · "
-        f"{info.input_size}×{info.input_size} px input · weights {WEIGHTS_TEXT.get(status, status)}"
+        f"{info.input_size}×{info.input_size} px input{published} · {about}{cost.forward_ms:.0f} ms per photo "
+        f"on a 2-core CPU · {info.source}, weights {info.licence} · {weights}"
     )
 
 
