@@ -242,6 +242,69 @@ def test_file_menu_import_weights_reports_a_wrong_file_inline(
     assert not dialog.isVisible()
 
 
+TIMM_MODEL = "timm:mobilenetv4_conv_small.e2400_r224_in1k"
+TIMM_REPO = "timm/mobilenetv4_conv_small.e2400_r224_in1k"
+
+
+def test_file_menu_import_of_a_timm_model_safetensors_asks_which_model(
+    window, qtbot, monkeypatch, empty_hub, tmp_path
+):
+    """A Hub ``model.safetensors`` (not named as the cache names it) asks for the timm model: Cancel
+    imports nothing; choosing the model checks and imports it; a file already named as the cache names
+    it is imported without asking."""
+    from helpers_timm import random_hub_state
+    from PySide6.QtWidgets import QInputDialog
+    from safetensors.torch import save_file
+
+    from engine.models.hub import hub_file_name
+    from engine.models.registry import list_models
+
+    source = tmp_path / "download" / "model.safetensors"
+    source.parent.mkdir()
+    save_file(random_hub_state(TIMM_MODEL, seed=5), str(source))
+    cached = empty_hub / hub_file_name(TIMM_REPO)
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", staticmethod(lambda *a, **k: (str(source), "")))
+    asked: list[list[str]] = []
+    answer: list[tuple[str, bool]] = [("", False)]  # Cancel first
+
+    def get_item(_parent: Any, _title: str, label: str, items: list[str], *_args: Any, **_kwargs: Any) -> Any:
+        assert "model.safetensors" in label
+        asked.append(list(items))
+        return answer[0]
+
+    monkeypatch.setattr(QInputDialog, "getItem", staticmethod(get_item))
+    qtbot.waitUntil(lambda: window.environment is not None, timeout=120_000)
+    window.findChild(type(window.import_weights_action), "importWeightsAction").trigger()
+    dialog = window._weights_dialog
+    assert dialog.isVisible()
+
+    # Cancel of the choice: nothing is imported, nothing runs, the dialog stays as it was.
+    timm_names = [info.name for info in list_models() if info.source == "timm"]
+    assert asked == [timm_names] and TIMM_MODEL in timm_names
+    assert not dialog.is_busy() and "could not be prepared" not in dialog.message.text()
+    assert not cached.exists() and not (empty_hub.exists() and any(empty_hub.iterdir()))
+
+    # The model chosen: imported (its tensors checked) under the model's cache name.
+    answer[0] = (TIMM_MODEL, True)
+    qtbot.mouseClick(dialog.import_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: "Imported" in dialog.message.text(), timeout=60_000)
+    assert len(asked) == 2
+    assert cached.read_bytes() == source.read_bytes()
+    assert cached.name in dialog.message.text()
+
+    # A file already named as the cache names it needs no question.
+    cached.unlink()
+    named = tmp_path / "download" / hub_file_name(TIMM_REPO)
+    source.rename(named)
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", staticmethod(lambda *a, **k: (str(named), "")))
+    dialog.message.setText("")
+    qtbot.mouseClick(dialog.import_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: "Imported" in dialog.message.text(), timeout=60_000)
+    assert len(asked) == 2 and cached.read_bytes() == named.read_bytes()
+    qtbot.mouseClick(dialog.cancel_button, Qt.MouseButton.LeftButton)
+    assert not dialog.isVisible()
+
+
 def test_help_environment_shows_the_doctor_report_and_copies_it(window, qtbot):
     action = window.findChild(type(window.environment_action), "environmentAction")
     action.trigger()

@@ -243,7 +243,7 @@ def import_weights(file: str | os.PathLike[str], name: str | None = None) -> Pat
             raise WeightsError(
                 f"{source.name} cannot be matched to a model offline (the Hub's files carry no hash in "
                 f"their name): name the model it is for (--model NAME, e.g. --model {example}), or "
-                "import it from that model's weights dialog in the app"
+                "import it with Import weights file… in the app, which asks for the model"
             )
         else:
             expected = {file_name_of(i.weights_url): i.name for i in models if i.weights_url}

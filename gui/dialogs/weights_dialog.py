@@ -7,6 +7,9 @@ speed and a progress bar, and Cancel stops the download within a chunk (nothing 
 download that fails offers Try again; one that broke off resumes where it stopped.
 When the server cannot be reached the dialog says which file is needed and from which URL, and offers
 Import weights file…. The dialog is accepted once the weights are in the cache, rejected on Cancel.
+A ``.safetensors`` file chosen from File → Import weights file… whose name is not a timm model's cache
+name (``timm--<model>--model.safetensors``: a Hub ``model.safetensors`` as downloaded) cannot be matched
+offline, so the dialog asks which curated timm model it holds; Cancel there imports nothing.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from PySide6.QtWidgets import (
     QDialog,
     QFileDialog,
     QHBoxLayout,
+    QInputDialog,
     QLabel,
     QProgressBar,
     QPushButton,
@@ -37,6 +41,18 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 WEIGHTS_FILTER = "Weights files (*.pth *.pt *.safetensors);;All files (*)"
+
+
+def timm_weights_files() -> dict[str, str]:
+    """Each curated timm model in the catalog -> the cache name of its weights file, in catalog order."""
+    from engine.models.hub import hub_file_name
+    from engine.models.registry import list_models
+
+    return {
+        info.name: hub_file_name(info.hub_repo)
+        for info in list_models()
+        if info.source == "timm" and info.hub_repo
+    }
 
 
 class WeightsWorker(Worker):
@@ -143,10 +159,9 @@ class WeightsDialog(QDialog):
     # -- modes ----------------------------------------------------------------------------------------
     def _show_import_only(self) -> None:
         self.message.setText(
-            "Choose a pretrained weights file (.pth) downloaded on another machine. It is checked "
-            "against the model catalog and copied into the weights cache. A timm model's "
-            "model.safetensors is imported from that model's own weights dialog, which the Train tab "
-            "opens before a run."
+            "Choose a pretrained weights file (.pth, or a timm model's model.safetensors) downloaded on "
+            "another machine. It is checked against the model catalog and copied into the weights "
+            "cache. For a model.safetensors you are asked which timm model it is for."
         )
         self.progress.hide()
         self.bytes_label.hide()
@@ -169,23 +184,50 @@ class WeightsDialog(QDialog):
 
     @Slot()
     def choose_file(self) -> None:
-        """Ask for a weights file and import it (for ``model`` when given)."""
+        """Ask for a weights file and import it (for ``model`` when given).
+
+        Without ``model``, a ``.safetensors`` file not named as a timm model's cache file asks which
+        timm model it is for (:meth:`ask_timm_model`); Cancel there imports nothing."""
         if self.is_busy():
             return
         path, _ = QFileDialog.getOpenFileName(self, "Import weights file", str(Path.home()), WEIGHTS_FILTER)
-        if path:
-            self.import_file(path)
+        if not path:
+            return
+        model = self.model
+        if model is None and Path(path).suffix.lower() == ".safetensors":
+            files = timm_weights_files()
+            if files and Path(path).name not in files.values():
+                model = self.ask_timm_model(Path(path).name, list(files))
+                if model is None:
+                    return
+        self.import_file(path, model)
 
-    def import_file(self, path: str) -> None:
+    def ask_timm_model(self, file_name: str, models: list[str]) -> str | None:
+        """Which of the timm ``models`` the safetensors file ``file_name`` holds; None on Cancel."""
+        choice, ok = QInputDialog.getItem(
+            self,
+            "Which model are these weights for?",
+            f"{file_name} does not say which model it is for. Choose the timm model whose "
+            "model.safetensors it is (its tensors are checked against that model):",
+            models,
+            0,
+            False,
+        )
+        return choice if ok and choice in models else None
+
+    def import_file(self, path: str, model: str | None = None) -> None:
+        """Import the weights file ``path`` on the worker thread, for ``model`` (default: the
+        dialog's own model; None: matched to the catalog by the file's name or hash)."""
         if self.is_busy():
             return
+        model = model if model is not None else self.model
         self.import_button.setEnabled(False)
         self.retry_button.hide()
         self.progress.show()
         self.progress.setRange(0, 0)
         self.bytes_label.setText(f"Checking and importing {Path(path).name}…")
         self.speed_label.setText("")
-        self._run(WeightsWorker(self.model, path), "import-weights")
+        self._run(WeightsWorker(model, path), "import-weights")
 
     def _run(self, worker: WeightsWorker, name: str) -> None:
         self.job.name = name
