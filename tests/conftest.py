@@ -47,6 +47,10 @@ SESSION_CACHE = os.environ.setdefault(
     "TRANSFER_STUDIO_CACHE", tempfile.mkdtemp(prefix="transfer-studio-test-cache-")
 )
 
+# And torch's hub folder, where weights are downloaded and imported: never the user's, so that no test
+# can leave a file there (random weights in the user's cache would pass for pretrained ones).
+os.environ["TORCH_HOME"] = SESSION_TORCH_HOME = tempfile.mkdtemp(prefix="transfer-studio-test-torch-")
+
 THREAD_GRACE_MS = 10_000
 
 pytest_plugins = ["pytester"]  # tests/test_conftest_guards.py runs inner sessions with this conftest
@@ -61,6 +65,24 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
     if now != SESSION_CACHE:
         os.environ["TRANSFER_STUDIO_CACHE"] = SESSION_CACHE
         raise RuntimeError(f"{item.nodeid} left TRANSFER_STUDIO_CACHE={now!r}: use monkeypatch.setenv")
+    _check_torch_hub_left_alone(item)
+
+
+def _check_torch_hub_left_alone(item: pytest.Item) -> None:
+    """A test that left ``torch.hub.set_dir`` pinned (the tests after it would write weights there
+    whatever their TORCH_HOME) or TORCH_HOME changed errors, and both are put back."""
+    torch = sys.modules.get("torch")
+    pinned = getattr(getattr(torch, "hub", None), "_hub_dir", None)
+    home = os.environ.get("TORCH_HOME")
+    if pinned is not None:
+        torch.hub._hub_dir = None  # type: ignore[union-attr]
+    if home != SESSION_TORCH_HOME:
+        os.environ["TORCH_HOME"] = SESSION_TORCH_HOME
+    if pinned is not None or home != SESSION_TORCH_HOME:
+        raise RuntimeError(
+            f"{item.nodeid} left torch's hub folder changed (set_dir {pinned!r}, TORCH_HOME {home!r}): "
+            "use monkeypatch"
+        )
 
 
 @pytest.fixture(autouse=True)

@@ -7,6 +7,7 @@ the Hub's (a vision transformer's without a classifier), so that building a mode
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import torch
@@ -33,6 +34,8 @@ def put_random_weights(name: str, seed: int = 0) -> Path:
     entry = timm_models.entry(name)
     assert entry is not None, name
     path = weights_cache_dir() / hub_file_name(entry.hub_repo)
+    # Never the user's cache: random weights there would pass for the real ones.
+    assert path.resolve().is_relative_to(Path(tempfile.gettempdir()).resolve()), path
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(random_hub_state(name, seed), str(path))
     return path

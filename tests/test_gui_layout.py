@@ -25,7 +25,10 @@ def assert_train_tab_fits(window, qtbot) -> None:
     qtbot.wait(100)
     tab = window.train_tab
     scroll = window.findChild(QScrollArea, "trainSettingsScroll")
-    assert not scroll.verticalScrollBar().isVisible(), scroll.widget().sizeHint()
+    assert not scroll.verticalScrollBar().isVisible(), (
+        scroll.widget().sizeHint(),
+        scroll.viewport().height(),
+    )
     for widget in (tab.result, tab.plots, window.findChild(QPushButton, "startButton")):
         assert _visible_in_window(widget, window), widget.objectName()
 

@@ -98,9 +98,10 @@ def test_recommended_for_your_photos_picks_the_model(window, qtbot, monkeypatch,
     qtbot.waitUntil(lambda: bool(window.train_tab.form.recommended.recommendations), timeout=120_000)
     recs = window.train_tab.form.recommended.recommendations
     button = window.findChild(QPushButton, "recommendedModel0")
-    reason = window.findChild(QLabel, "recommendedReason0")
-    assert button is not None and recs[0].model in button.text()
-    assert reason.text() == recs[0].reason and "32 photos" in reason.text()
-    assert "Recommended for your photos" in box.findChild(QLabel).text()
+    assert button is not None and recs[0].model.removeprefix("timm:").split(".", 1)[0] == button.text()
+    assert recs[0].reason in button.toolTip() and "32 photos" in button.toolTip()
+    assert "here, a " in button.toolTip() or "on this computer" in button.toolTip()
+    assert "Recommended" in box.findChild(QLabel).text()
+    assert "Recommended for your photos" in box.findChild(QLabel).toolTip()
     qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
     assert window.train_tab.form.model_picker.current_model() == recs[0].model

@@ -25,17 +25,15 @@ MODEL = "resnet18"
 
 
 @pytest.fixture
-def empty_hub(tmp_path: Path) -> Iterator[Path]:
-    """torch hub (where torchvision caches weights) in an empty temp folder; restored afterwards."""
+def empty_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """torch hub (where torchvision caches weights) in an empty temp folder; restored afterwards (as
+    it was: unset, so TORCH_HOME decides again, not pinned to the folder TORCH_HOME named then)."""
     import torch
 
-    before = torch.hub.get_dir()
+    monkeypatch.setattr(torch.hub, "_hub_dir", torch.hub._hub_dir)  # restored at teardown
     hub = tmp_path / "hub"
     torch.hub.set_dir(str(hub))
-    try:
-        yield hub / "checkpoints"
-    finally:
-        torch.hub.set_dir(before)
+    yield hub / "checkpoints"
 
 
 @pytest.fixture

@@ -120,10 +120,12 @@ class TrainForm(QWidget):
     def _build(self) -> None:
         model_box = QGroupBox("Model and strategy")
         model_layout = QVBoxLayout(model_box)
-        model_layout.addWidget(self.model_picker)
+        pickers = QHBoxLayout()  # one row for both, so the form still fits a 1280x800 screen
+        pickers.addWidget(self.model_picker, 2)
+        pickers.addWidget(self.strategy_picker, 1)
+        model_layout.addLayout(pickers)
         model_layout.addWidget(self.model_details)
         model_layout.addWidget(self.recommended)
-        model_layout.addWidget(self.strategy_picker)
         model_layout.addWidget(self.strategy_help)
         params_box = QGroupBox("Training")
         # Two columns of label + field (the form fits a 1280x800 screen without scrolling); check

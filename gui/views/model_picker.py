@@ -5,7 +5,9 @@ offline (built in), are cached, or need a download. Typing filters by name (a co
 The catalog itself is loaded off the GUI thread by the window and handed over with :meth:`set_catalog`.
 
 :class:`RecommendedModels` sits under it: "Recommended for your photos", one button per model that
-``engine.experiments.recommend`` suggests for the open dataset, each with its reason; a click picks it.
+``engine.experiments.recommend`` suggests for the open dataset, on one row (the Train tab must still fit
+a 1280 x 800 screen), each with its reason in words, its time here and its download as its tooltip; a
+click picks it.
 """
 
 from __future__ import annotations
@@ -20,10 +22,10 @@ from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
     QCompleter,
+    QHBoxLayout,
     QLabel,
     QPushButton,
     QTreeView,
-    QVBoxLayout,
     QWidget,
 )
 
@@ -53,19 +55,17 @@ def format_params(n: int) -> str:
 
 
 def describe_model(info: ModelInfo, status: str) -> str:
-    """One line for the label under the picker: size, input, published figure, licence, cost, weights."""
+    """One line for the label under the picker: size, input, published figure, cost, licence, weights."""
     from engine.models.costs import model_cost
 
-    published = f" · ImageNet top-1 {info.published_top1:.1f}%" if info.published_top1 is not None else ""
+    published = f" · ImageNet {info.published_top1:.1f}%" if info.published_top1 is not None else ""
     cost = model_cost(info.name)
-    about = "" if cost.measured else "about "
     weights = WEIGHTS_TEXT.get(status, status)
     if status == "download" and info.download_bytes:
         weights += f" ({info.download_bytes / 1e6:.0f} MB)"
     return (
-        f"{info.family} · {format_params(info.num_params)} parameters · "
-        f"{info.input_size}×{info.input_size} px input{published} · {about}{cost.forward_ms:.0f} ms per photo "
-        f"on a 2-core CPU · {info.source}, weights {info.licence} · {weights}"
+        f"{info.family} · {format_params(info.num_params)} · {info.input_size} px{published} · "
+        f"{'~' if not cost.measured else ''}{cost.forward_ms:.0f} ms/photo · {info.licence} · {weights}"
     )
 
 
@@ -199,8 +199,9 @@ class ModelPicker(QComboBox):
 
 
 class RecommendedModels(QWidget):
-    """“Recommended for your photos”: a button per recommended model (its name) with its reason
-    beside it; ``chosen(name)`` when one is clicked. Hidden until there are recommendations."""
+    """“Recommended:” and a button per recommended model on one row (so the Train tab still fits a
+    1280 x 800 screen); each button's tooltip is the reason in words, with its time here and its
+    download; ``chosen(name)`` when one is clicked. Hidden until there are recommendations."""
 
     chosen = Signal(str)
 
@@ -208,34 +209,44 @@ class RecommendedModels(QWidget):
         super().__init__(parent)
         self.setObjectName("recommendedModels")
         self.setAccessibleName("Recommended models for your photos")
-        self._layout = QVBoxLayout(self)
+        self._layout = QHBoxLayout(self)
         self._layout.setContentsMargins(0, 0, 0, 0)
-        self.heading = QLabel("<b>Recommended for your photos</b>")
+        self.heading = QLabel("<b>Recommended:</b>")
+        self.heading.setToolTip(
+            "Recommended for your photos: the models most likely to do best on them within a few minutes "
+            "here (hover over a model for why)"
+        )
         self._layout.addWidget(self.heading)
+        self._layout.addStretch(1)
         self.buttons: list[QPushButton] = []
-        self.reasons: list[QLabel] = []
         self.recommendations: list[Recommendation] = []
         self.hide()
 
     def set_recommendations(self, recommendations: list[Recommendation]) -> None:
-        for widget in (*self.buttons, *self.reasons):
+        from engine.core.sizes import format_size
+        from engine.experiments.estimates import describe_seconds
+
+        for widget in self.buttons:
             self._layout.removeWidget(widget)
             widget.deleteLater()
-        self.buttons, self.reasons = [], []
+        self.buttons = []
         self.recommendations = list(recommendations)
         for n, rec in enumerate(self.recommendations):
-            button = QPushButton(f"Use {rec.model}")
+            short = rec.model.removeprefix("timm:").split(".", 1)[0]
+            button = QPushButton(short)
             button.setObjectName(f"recommendedModel{n}")
             button.setAccessibleName(f"Use the recommended model {rec.model}")
-            button.setToolTip(rec.reason)
+            where = (
+                f"a {format_size(rec.download_bytes)} download" if rec.download_bytes else "on this computer"
+            )
+            button.setToolTip(
+                f"Use {rec.model}: about {describe_seconds(rec.seconds)} here, {where}.\n\n{rec.reason}"
+            )
+            button.setAccessibleDescription(rec.reason)
+            button.setStatusTip(rec.reason)  # the window's status bar says why while the pointer is on it
             button.clicked.connect(lambda _checked=False, name=rec.model: self.chosen.emit(name))
-            reason = QLabel(rec.reason)
-            reason.setObjectName(f"recommendedReason{n}")
-            reason.setWordWrap(True)
-            self._layout.addWidget(button)
-            self._layout.addWidget(reason)
+            self._layout.insertWidget(1 + n, button)
             self.buttons.append(button)
-            self.reasons.append(reason)
         self.setVisible(bool(self.recommendations))
 
     def clear(self) -> None:
