@@ -49,7 +49,11 @@ SESSION_CACHE = os.environ.setdefault(
 
 # And torch's hub folder, where weights are downloaded and imported: never the user's, so that no test
 # can leave a file there (random weights in the user's cache would pass for pretrained ones).
-os.environ["TORCH_HOME"] = SESSION_TORCH_HOME = tempfile.mkdtemp(prefix="transfer-studio-test-torch-")
+# (An inner pytester session, run in this process, keeps the outer session's folder.)
+_TORCH_PREFIX = "transfer-studio-test-torch-"
+if _TORCH_PREFIX not in Path(os.environ.get("TORCH_HOME", "")).name:
+    os.environ["TORCH_HOME"] = tempfile.mkdtemp(prefix=_TORCH_PREFIX)
+SESSION_TORCH_HOME = os.environ["TORCH_HOME"]
 
 THREAD_GRACE_MS = 10_000
 

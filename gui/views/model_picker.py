@@ -64,7 +64,7 @@ def describe_model(info: ModelInfo, status: str) -> str:
     if status == "download" and info.download_bytes:
         weights += f" ({info.download_bytes / 1e6:.0f} MB)"
     return (
-        f"{info.family} · {format_params(info.num_params)} · {info.input_size} px{published} · "
+        f"{info.family} · {format_params(info.num_params)} parameters · {info.input_size} px{published} · "
         f"{'~' if not cost.measured else ''}{cost.forward_ms:.0f} ms/photo · {info.licence} · {weights}"
     )
 
