@@ -16,13 +16,13 @@ import dataclasses
 import hashlib
 import http.server
 import random
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers_http import QuietHandler, local_server
 from PySide6.QtCore import Qt, QThread
 
 from engine.core.config import TrainConfig
@@ -234,7 +234,7 @@ SEND_CHUNK = 64 * 1024
 def _slow_handler(path: str, payload: bytes, requests: list[str]) -> type[http.server.BaseHTTPRequestHandler]:
     """A handler serving ``payload`` at ``path`` at about 6 MB/s (so a download takes over a second)."""
 
-    class Handler(http.server.BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_GET(self) -> None:
             requests.append(self.path)
             if self.path != path:
@@ -253,17 +253,7 @@ def _slow_handler(path: str, payload: bytes, requests: list[str]) -> type[http.s
                 pass
             self.close_connection = True
 
-        def log_message(self, *args: object) -> None:
-            pass
-
     return Handler
-
-
-class _Server(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request: object, client_address: object) -> None:
-        pass
 
 
 @pytest.fixture
@@ -273,13 +263,8 @@ def slow_weights() -> Iterator[tuple[str, list[str]]]:
     payload = random.Random(7).randbytes(PAYLOAD_SIZE)
     path = f"/models/abortnet-{hashlib.sha256(payload).hexdigest()[:8]}.pth"
     requests: list[str] = []
-    srv = _Server(("127.0.0.1", 0), _slow_handler(path, payload, requests))
-    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{srv.server_address[1]}{path}", requests
-    srv.shutdown()
-    srv.server_close()
-    thread.join(5)
+    with local_server(_slow_handler(path, payload, requests)) as (_srv, base_url):
+        yield f"{base_url}{path}", requests
 
 
 def test_weights_download_stopped_by_the_weights_dialog_worker(

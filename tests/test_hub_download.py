@@ -12,7 +12,6 @@ folder, so nothing touches the real cache.
 from __future__ import annotations
 
 import hashlib
-import http.server
 import json
 import socket
 import threading
@@ -23,6 +22,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers_http import QuietHandler, local_server
 from helpers_timm import random_hub_state
 from safetensors.torch import load_file, save, save_file
 
@@ -71,7 +71,7 @@ class Hub:
         self.files[repo] = data
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
+class _Handler(QuietHandler):
     def do_GET(self) -> None:
         hub: Hub = self.server.hub  # type: ignore[attr-defined]
         hub.requests.append((self.path, self.headers.get("Range")))
@@ -127,31 +127,16 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             pass
         self.close_connection = True
 
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-class _Server(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request: object, client_address: object) -> None:
-        pass
-
 
 @pytest.fixture
 def hub(monkeypatch, tmp_path) -> Iterator[Hub]:
     """A local Hub at HF_ENDPOINT, and an empty torch hub cache under TORCH_HOME."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.setattr(torch.hub, "_hub_dir", None)
-    srv = _Server(("127.0.0.1", 0), _Handler)
-    srv.hub = Hub(f"http://127.0.0.1:{srv.server_address[1]}")  # type: ignore[attr-defined]
-    monkeypatch.setenv("HF_ENDPOINT", srv.hub.base_url)  # type: ignore[attr-defined]
-    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield srv.hub  # type: ignore[attr-defined]
-    srv.shutdown()
-    srv.server_close()
-    thread.join(5)
+    with local_server(_Handler) as (srv, base_url):
+        srv.hub = Hub(base_url)  # type: ignore[attr-defined]
+        monkeypatch.setenv("HF_ENDPOINT", base_url)
+        yield srv.hub  # type: ignore[attr-defined]
 
 
 def _everything_in(folder: Path) -> list[str]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import http.server
 import io
 import json
 import random
@@ -23,6 +22,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers_http import QuietHandler, QuietServer, local_server
 
 from engine.cli import main
 from engine.core.errors import Cancelled
@@ -46,7 +46,7 @@ def _make_weights(seed: int, stem: str = "testnet", size: int = PAYLOAD_SIZE) ->
     return f"{stem}-{hashlib.sha256(payload).hexdigest()[:8]}.pth", payload
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
+class _Handler(QuietHandler):
     """Serves ``server.routes[path] = (behaviour, payload)``; 404 for anything else."""
 
     def do_GET(self) -> None:
@@ -71,31 +71,16 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             pass
         self.close_connection = True
 
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-class _Server(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request: object, client_address: object) -> None:
-        pass
-
 
 @pytest.fixture
-def server() -> Iterator[_Server]:
-    srv = _Server(("127.0.0.1", 0), _Handler)
-    srv.routes = {}  # type: ignore[attr-defined]
-    srv.base_url = f"http://127.0.0.1:{srv.server_address[1]}"  # type: ignore[attr-defined]
-    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield srv
-    srv.shutdown()
-    srv.server_close()
-    thread.join(5)
+def server() -> Iterator[QuietServer]:
+    with local_server(_Handler) as (srv, base_url):
+        srv.routes = {}  # type: ignore[attr-defined]
+        srv.base_url = base_url  # type: ignore[attr-defined]
+        yield srv
 
 
-def _serve(server: _Server, file_name: str, payload: bytes, behaviour: str = "ok") -> str:
+def _serve(server: QuietServer, file_name: str, payload: bytes, behaviour: str = "ok") -> str:
     server.routes[f"/models/{file_name}"] = (behaviour, payload)  # type: ignore[attr-defined]
     return f"{server.base_url}/models/{file_name}"  # type: ignore[attr-defined]
 
