@@ -84,9 +84,7 @@ def _build_timm(info: ModelInfo, pretrained: bool) -> nn.Module:
     if entry is None:  # the registry lists only curated entries
         raise ModelError(f"{info.name} is not among the curated timm models")
     # The cached file, or a verified atomic download from the Hub (WeightsError, one line, if neither).
-    path = None
-    if pretrained:
-        path = weights_files.cached_weights_path(info.name) or weights_files.download_weights(info.name)
+    path = weights_files.download_weights(info.name) if pretrained else None
     return timm_models.build(entry, path)
 
 
