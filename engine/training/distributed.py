@@ -206,10 +206,22 @@ def init_from_env(device_type: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> Dis
     return found
 
 
-def shutdown(d: Dist) -> None:
-    """Leave the process group (nothing for a single process)."""
-    if d.distributed and tdist.is_initialized():
-        tdist.destroy_process_group()
+def shutdown(d: Dist, *, finished: bool = True) -> None:
+    """Leave the process group (nothing for a single process).
+
+    ``finished``: every process got here the normal way, so they first meet at a barrier. Without it,
+    one process could tear its group down while another's last collective is still in flight, and
+    gloo then occasionally aborts that process ("terminate called without an active exception", about
+    one launch in 70 here). After a failure (``finished=False``) no process waits for the others.
+    """
+    if not (d.distributed and tdist.is_initialized()):
+        return
+    if finished:
+        try:
+            tdist.barrier(group=d.control)
+        except Exception as exc:  # noqa: BLE001 - a peer that is gone: leave all the same
+            log.warning("the processes did not meet before leaving the process group: %s", exc)
+    tdist.destroy_process_group()
 
 
 @contextmanager
@@ -218,8 +230,10 @@ def process_group(device_type: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> Ite
     d = init_from_env(device_type, timeout_s)
     try:
         yield d
-    finally:
-        shutdown(d)
+    except BaseException:
+        shutdown(d, finished=False)
+        raise
+    shutdown(d)
 
 
 @contextmanager

@@ -144,9 +144,8 @@ def ddp(d: D.Dist) -> dict[str, object]:
 
 def main() -> int:
     out = Path(sys.argv[1])
-    d = D.init_from_env("cpu", timeout_s=20)
-    print(f"rank {d.rank} of {d.world_size}", flush=True)
-    try:
+    with D.process_group("cpu", timeout_s=20) as d:  # the ranks meet before they leave the group
+        print(f"rank {d.rank} of {d.world_size}", flush=True)
         result = {
             "rank": d.rank,
             "world_size": d.world_size,
@@ -159,8 +158,6 @@ def main() -> int:
             "ddp": ddp(d),
         }
         (out / f"rank{d.rank}.json").write_text(json.dumps(result))
-    finally:
-        D.shutdown(d)
     return 0
 
 

@@ -24,6 +24,7 @@ def main() -> int:
     stop = D.StopRequest()
     stop.install_sigint()
     stopped_at = -1
+    finished = False
     try:
         for step in range(3000):
             if D.agree_to_stop(stop() and not ignore, d):
@@ -33,8 +34,9 @@ def main() -> int:
                 (out / "running").touch()
             time.sleep(0.01 * (1 + d.rank))  # ranks at different speeds: the agreement must still line up
         (out / f"rank{d.rank}.json").write_text(json.dumps({"stopped_at": stopped_at, "own": stop.requested}))
+        finished = True
     finally:
-        D.shutdown(d)
+        D.shutdown(d, finished=finished)
     return 0
 
 
