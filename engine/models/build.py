@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 import re
+import weakref
 from typing import Any
 
 import torch
-import torchvision
 from torch import nn
 
 from engine.core.errors import ModelError
@@ -64,6 +64,8 @@ def build_model(
 
 
 def _build_pretrained(info: ModelInfo) -> nn.Module:
+    import torchvision  # here, not on import: it imports torch._dynamo (about 1 s), and only its models need it
+
     weights = torchvision.models.get_model_weights(info.name).DEFAULT
     # The cached file, or a verified atomic download (WeightsError, one line, if neither); torchvision
     # then loads it from the cache without downloading again.
@@ -104,6 +106,8 @@ _AS_PRETRAINED: dict[str, dict[str, Any]] = {
 
 
 def _build_scratch(info: ModelInfo) -> nn.Module:
+    import torchvision
+
     optional: dict[str, Any] = {"init_weights": True, "image_size": info.input_size}
     required = _AS_PRETRAINED.get(info.name, {})
     while True:
@@ -116,8 +120,46 @@ def _build_scratch(info: ModelInfo) -> nn.Module:
             del optional[match.group(1)]
 
 
+#: A model's modules by name, held weakly (the model itself left out).
+_Modules = tuple[tuple[str, "weakref.ReferenceType[nn.Module]"], ...]
+#: head_is_last's answers per model (held weakly): for each (head, input size), the model's modules
+#: when it was asked, and the answer.
+_LAST_HEAD_ANSWERS: weakref.WeakKeyDictionary[nn.Module, dict[tuple[str, int], tuple[_Modules, bool]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 def head_is_last(model: nn.Module, head_name: str, input_size: int) -> bool:
-    """Whether, in eval mode, the head's output is returned unchanged as the model's output."""
+    """Whether, in eval mode, the head's output is returned unchanged as the model's output.
+
+    It runs the model once on a blank image; the answer is remembered for as long as the model has the
+    very same modules under the same names (a training run asks twice, for its ETA and its data path,
+    and on a busy 2-core CPU one pass of a single image can take a second).
+    """
+    modules: _Modules = tuple(
+        (name, weakref.ref(module)) for name, module in model.named_modules() if module is not model
+    )
+    answers = _LAST_HEAD_ANSWERS.setdefault(model, {})
+    known = answers.get((head_name, input_size))
+    if known is not None and _same_modules(known[0], modules):
+        return known[1]
+    answer = _probe_head_is_last(model, head_name, input_size)
+    answers[(head_name, input_size)] = (modules, answer)
+    return answer
+
+
+def _same_modules(before: _Modules, now: _Modules) -> bool:
+    """Whether two snapshots name the very same module objects, in the same order."""
+    if len(before) != len(now):
+        return False
+    for (name, ref), (now_name, now_ref) in zip(before, now):
+        module = ref()
+        if name != now_name or module is None or module is not now_ref():
+            return False
+    return True
+
+
+def _probe_head_is_last(model: nn.Module, head_name: str, input_size: int) -> bool:
     head = dict(model.named_modules())[head_name]
     seen: list[torch.Tensor] = []
     handle = head.register_forward_hook(lambda _m, _a, out: seen.append(out))

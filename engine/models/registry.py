@@ -3,7 +3,9 @@
 Owns ``ModelInfo`` and the listing from three sources: the built-in offline ``efficientnet_lite0``,
 every torchvision classification model whose weights may be used commercially, and the curated timm
 models (:mod:`engine.models.timm_models`, named ``timm:...``). Listing never instantiates a model
-(nor imports timm): it reads the weights enums' metadata once and caches the result. Every entry
+(nor imports timm): it reads the weights enums' metadata once and caches the result. The built-in and
+timm entries are known without torchvision, so :func:`get_model_info` of one of them never imports it
+(torchvision imports torch._dynamo: about 1 s of a command's start). Every entry
 says where it comes from, its weights' licence and a published ImageNet figure with its source. Building a model is :mod:`engine.models.build`; weights files are
 :mod:`engine.models.weights`.
 """
@@ -15,8 +17,6 @@ import functools
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
-
-import torchvision
 
 from engine.core.errors import ModelError
 from engine.models import lite0, timm_models
@@ -94,6 +94,8 @@ TORCHVISION_SOURCE = "torchvision weights metadata (ImageNet-1k acc@1)"
 
 
 def _torchvision_info(name: str) -> ModelInfo | None:
+    import torchvision
+
     weights = torchvision.models.get_model_weights(name).DEFAULT
     if _NON_COMMERCIAL_WEIGHTS in str(weights) or _NON_COMMERCIAL_WEIGHTS in str(
         weights.meta.get("license", "")
@@ -175,8 +177,22 @@ def _lite0_info() -> ModelInfo:
 
 
 @functools.cache
-def _catalog() -> dict[str, ModelInfo]:
+def _known_without_torchvision() -> dict[str, ModelInfo]:
+    """The built-in model and the curated timm models: every entry that torchvision has no part in."""
     infos = {lite0.NAME: _lite0_info()}
+    for model in timm_models.CURATED:
+        if timm_models.is_non_commercial(model.licence):  # never offered, whatever the list says
+            logger.warning("Leaving %s out of the model catalog: licence %s", model.name, model.licence)
+            continue
+        infos[model.name] = _timm_info(model)
+    return infos
+
+
+@functools.cache
+def _catalog() -> dict[str, ModelInfo]:
+    import torchvision
+
+    infos = dict(_known_without_torchvision())
     for name in torchvision.models.list_models(module=torchvision.models):
         try:
             info = _torchvision_info(name)
@@ -185,11 +201,6 @@ def _catalog() -> dict[str, ModelInfo]:
             continue
         if info is not None:
             infos[name] = info
-    for model in timm_models.CURATED:
-        if timm_models.is_non_commercial(model.licence):  # never offered, whatever the list says
-            logger.warning("Leaving %s out of the model catalog: licence %s", model.name, model.licence)
-            continue
-        infos[model.name] = _timm_info(model)
     return dict(sorted(infos.items()))
 
 
@@ -200,6 +211,9 @@ def list_models() -> list[ModelInfo]:
 
 def get_model_info(name: str) -> ModelInfo:
     """The catalog entry for ``name``; ModelError with a close-match suggestion when unknown."""
+    known = _known_without_torchvision().get(name) if isinstance(name, str) else None
+    if known is not None:
+        return known
     catalog = _catalog()
     if name in catalog:
         return catalog[name]
