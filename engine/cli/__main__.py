@@ -2,7 +2,9 @@
 
 import sys
 
-from engine.cli import main
+from engine.cli import main, skip_final_collection
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    skip_final_collection()
+    sys.exit(code)
