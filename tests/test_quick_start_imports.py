@@ -188,3 +188,19 @@ def test_head_is_last_forgets_a_model_that_is_gone():
     del model
     gc.collect()
     assert len(build._LAST_HEAD_ANSWERS) == before - 1
+
+
+# -- the exit ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("rank", [False, True])
+def test_a_command_leaves_without_the_final_collection_except_in_a_torchrun_rank(rank, monkeypatch):
+    if rank:
+        monkeypatch.setenv("WORLD_SIZE", "1")
+    proc = subprocess.run(
+        [sys.executable, "-c", "import gc, engine.cli\nengine.cli.skip_final_collection()\nprint(gc.get_freeze_count())"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert (int(proc.stdout) == 0) == rank
