@@ -56,6 +56,7 @@ def environment_report() -> dict[str, Any]:
         "cpu": _probe(_cpu_report),
         "device": _probe(_device_in_use),
         "devices": _probe(_devices_report),
+        "precision": _probe(_precision_report),
         "weights_cache": _probe(_weights_cache_report),
         "feature_cache": _probe(_feature_cache_report),
         "runs": _probe(_runs_report),
@@ -222,6 +223,25 @@ def _devices_report() -> dict[str, Any]:
     return {kind: {"usable": reason is None, "reason": reason} for kind, reason in usable_devices().items()}
 
 
+def _precision_report() -> dict[str, Any]:
+    """What ``--precision auto`` computes in on the automatic device, and why (a CPU's bfloat16 timing is
+    measured once per machine and cached: :mod:`engine.core.machine`)."""
+    from engine.core import machine
+    from engine.core.device import resolve_device
+    from engine.core.precision import resolve_precision
+
+    device = resolve_device("auto")
+    chosen = resolve_precision("auto", device)
+    return {
+        "device": device.type,
+        "auto": chosen.name,
+        "reason": chosen.reason,
+        "cpu_native_bf16": machine.cpu_has_native_bf16(),
+        "cpu_bf16_timing": machine.measured("bf16"),
+        "cpu_sweep": machine.cpu_inference_choice(),
+    }
+
+
 def _device_in_use() -> str:
     from engine.core.device import describe_device, resolve_device
 
@@ -382,6 +402,25 @@ def format_environment(report: dict[str, Any]) -> str:
             if kind != "cpu":
                 usable = "usable" if state.get("usable") else f"not usable: {state.get('reason')}"
                 lines.append((f"--device {kind}", usable))
+
+    precision = report.get("precision", {})
+    if "error" in precision:
+        lines.append(("Precision", f"could not be checked: {precision['error']}"))
+    elif precision:
+        lines.append(("Precision (auto)", f"{precision.get('auto')}: {precision.get('reason')}"))
+        sweep = precision.get("cpu_sweep") or {}
+        if sweep.get("batch"):
+            by_batch = ", ".join(f"{b}: {ms} ms" for b, ms in sweep.get("ms_per_photo_by_batch", {}).items())
+            by_threads = ", ".join(
+                f"{t}: {ms} ms" for t, ms in sweep.get("ms_per_photo_by_threads", {}).items()
+            )
+            lines.append(
+                (
+                    "CPU batch and threads",
+                    f"batch {sweep['batch']}, {sweep['threads']} threads, measured once (per photo by batch "
+                    f"{by_batch}; by threads {by_threads})",
+                )
+            )
 
     for key, label in (("weights_cache", "Weights cache"), ("feature_cache", "Feature cache")):
         folder = report.get(key, {})

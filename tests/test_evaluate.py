@@ -210,14 +210,19 @@ def test_cli_predict_threshold_marks_unsure(trained_bundle, synthetic_dataset, t
 
 @pytest.mark.slow
 @pytest.mark.skipif(not HYMENOPTERA.is_dir(), reason="hymenoptera dataset not present")
-def test_evaluate_json_equals_the_runs_val_accuracy(tmp_path, monkeypatch, capsys, feature_cache):
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_evaluate_json_equals_the_runs_val_accuracy(tmp_path, monkeypatch, capsys, feature_cache, precision):
+    """In float32 and in bfloat16 (emulated where the CPU lacks it): the bundle records the run's
+    precision and evaluate computes in it, so it reproduces the validation exactly."""
     from engine.core.config import TrainConfig
+    from engine.models.bundle import load_bundle
     from engine.training.trainer import train
 
     monkeypatch.setenv("TRANSFER_STUDIO_CACHE", str(feature_cache))  # the acceptance runs' shared features
-    config = TrainConfig.for_strategy("feature-extract", epochs=3, device="cpu")
+    config = TrainConfig.for_strategy("feature-extract", epochs=3, device="cpu", precision=precision)
     result = train(config, HYMENOPTERA, run_dir=tmp_path / "run")
     best = result.history[result.best_epoch - 1]
+    assert load_bundle(result.bundle_path).precision == {"fp32": "float32", "bf16": "bfloat16"}[precision]
 
     assert main(["evaluate", str(result.bundle_path), str(HYMENOPTERA), "--json", "--device", "cpu"]) == 0
     payload = json.loads(capsys.readouterr().out)

@@ -102,6 +102,7 @@ from engine.audit.labels import (
 from engine.core.config import TrainConfig
 from engine.core.device import resolve_device
 from engine.core.errors import Cancelled, StopCheck, TransferStudioError, UnreadableImageError
+from engine.core.precision import resolve_precision
 from engine.data.datasets import DatasetReport, Sample, scan_dataset
 from engine.models.build import build_model
 from engine.models.heads import HeadSpec
@@ -116,7 +117,7 @@ from engine.training.features import (
     head_is_last,
 )
 from engine.training.linear_head import DEFAULT_WEIGHT_DECAY
-from engine.training.recipe import autocast_dtype, inference_batch_size, run_preprocessing
+from engine.training.recipe import inference_batch_size, run_preprocessing
 
 __all__ = [
     "AuditReport",
@@ -322,8 +323,8 @@ def _feature_pass(
         raise TransferStudioError(
             f"{config.model} cannot be audited: its head is followed by more layers; choose another model"
         )
-    amp = autocast_dtype(dev)
-    precision = str(amp or torch.float32).removeprefix("torch.")
+    compute = resolve_precision(config.precision, dev)
+    precision = compute.name
     store = FeatureStore(
         info, config.seed, cache_dir, precision=precision, head_input=spec.head_input, preprocessing=pre
     )
@@ -348,7 +349,7 @@ def _feature_pass(
         try:
             while True:
                 try:
-                    with torch.autocast(dev.type, dtype=amp or torch.float32, enabled=amp is not None):
+                    with compute.autocast(dev):
                         feats, kept = compute_features(
                             extractor, cache, store, views, config.seed, dev, batch, on_batch, stop,
                             flipped=flipped,

@@ -52,3 +52,21 @@ def tune_allocator() -> bool:
     _tuned = ok
     log.debug("glibc allocator thresholds raised: %s", ok)
     return ok
+
+
+def release_memory() -> bool:
+    """Give the heap's free memory back to the system (after a feature pass: its batches' buffers), as
+    glibc's ``malloc_trim`` does; True when it ran. Without it, the raised trim threshold above keeps up
+    to 2 GB of freed buffers in the process for the rest of the run. Never raises."""
+    import gc
+
+    gc.collect()
+    if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.malloc_trim(0)
+    except (OSError, AttributeError) as exc:
+        log.debug("could not trim the heap: %s", exc)
+        return False
+    return True

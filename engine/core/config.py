@@ -35,6 +35,9 @@ EarlyStoppingMetric = Literal["loss", "accuracy"]
 #: evaluated or predicted (engine.models.tta): the photo alone (``none``), or also its mirror image
 #: (``flip``). A bundle records it with its preprocessing.
 TtaMode = Literal["none", "flip"]
+#: What the network computes in (engine.core.precision): ``auto`` (bfloat16 where the device does it
+#: natively and faster), ``fp32`` or ``bf16``.
+PrecisionSetting = Literal["auto", "fp32", "bf16"]
 #: Class-imbalance handling (:meth:`TrainConfig.resolved_balance`).
 Balance = Literal["auto", "none", "weights", "sampler"]
 
@@ -51,8 +54,11 @@ DEVICES: tuple[str, ...] = get_args(Device)
 HEADS: tuple[str, ...] = get_args(Head)
 EARLY_STOPPING_METRICS: tuple[str, ...] = get_args(EarlyStoppingMetric)
 TTA_MODES: tuple[str, ...] = get_args(TtaMode)
+PRECISION_SETTINGS: tuple[str, ...] = get_args(PrecisionSetting)
 #: The smallest and largest ``input_size`` a run may ask for (0: the model's own).
 INPUT_SIZE_RANGE = (32, 1024)
+#: ``image_cache_mb`` sized from the memory free when the run starts (engine.core.memory.image_cache_bytes).
+IMAGE_CACHE_AUTO = -1
 #: ``input_size`` chosen from the training photos (engine.training.data_path.auto_input_size): the
 #: model's own, or larger when the photos have the pixels for it.
 INPUT_SIZE_AUTO = -1
@@ -360,6 +366,14 @@ class TrainConfig:
             "xpu": "Intel GPU",
         },
     )
+    precision: PrecisionSetting = setting(
+        "auto",
+        label="Precision",
+        help="What the network computes in: automatic (bfloat16 where this device does it natively and "
+        "faster, else float32), float32, or bfloat16. Weights stay float32; the model records its precision.",
+        group="advanced",
+        choices={"auto": "automatic", "fp32": "float32", "bf16": "bfloat16"},
+    )
     workers: int = setting(
         0,
         label="Decoding threads",
@@ -371,13 +385,17 @@ class TrainConfig:
         words={"auto": 0},
     )
     image_cache_mb: int = setting(
-        2048,
+        IMAGE_CACHE_AUTO,
         label="Decoded-image cache",
-        help="Memory for decoded photos kept between epochs when whole images train (0: none).",
+        help="Memory for decoded photos kept between epochs when whole images train (0: none; automatic: "
+        "a share of the memory free when the run starts). Feature extraction keeps none: it decodes each "
+        "photo once.",
         group="advanced",
         minimum=0,
         maximum=1_048_576,
         unit="MB",
+        special={IMAGE_CACHE_AUTO: "automatic"},
+        words={"auto": IMAGE_CACHE_AUTO},
     )
     sync_batchnorm: bool = setting(
         False,

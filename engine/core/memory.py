@@ -4,13 +4,13 @@ system killing the process.
 
 The estimate is deliberately rough and on the safe side: activations of a convolutional network are
 about :data:`ACTIVATION_FLOATS_PER_PIXEL` floats per input pixel for inference, three times that while
-training (gradients and the optimizer's copies). Standard library only.
+training (gradients and the optimizer's copies). The decoded-image cache of a fine-tuning run is sized
+from the same free memory (:func:`image_cache_bytes`). Free memory comes from psutil (every system).
 """
 
 from __future__ import annotations
 
 import logging
-import sys
 from collections.abc import Callable
 
 from engine.core.errors import TransferStudioError
@@ -22,20 +22,27 @@ ACTIVATION_FLOATS_PER_PIXEL = 150
 TRAINING_FACTOR = 3
 #: The share of the free memory a batch may take (the rest: the model, the cache, the window, the system).
 USABLE_SHARE = 0.5
+#: The share of the free memory the automatic decoded-image cache may take.
+IMAGE_CACHE_SHARE = 0.25
 
 
 def available_bytes() -> int | None:
-    """Memory the system can give this process now (Linux: MemAvailable); None where it is not known."""
-    if not sys.platform.startswith("linux"):
-        return None
+    """Memory the system can give this process now (psutil's ``available``); None where it is not known."""
     try:
-        with open("/proc/meminfo", encoding="ascii") as info:
-            for line in info:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
+        import psutil
+
+        return int(psutil.virtual_memory().available)
+    except (ImportError, OSError, RuntimeError, AttributeError):
         return None
-    return None
+
+
+def image_cache_bytes(needed: int) -> int:
+    """The automatic decoded-image cache: ``needed`` (every photo of the run), at most
+    :data:`IMAGE_CACHE_SHARE` of the memory free now; nothing where free memory is not known."""
+    free = available_bytes()
+    if free is None:
+        return 0
+    return max(0, min(needed, int(free * IMAGE_CACHE_SHARE)))
 
 
 def bytes_per_image(crop_size: int, training: bool) -> int:

@@ -27,6 +27,7 @@ from engine.core.device import resolve_device
 from engine.core.errors import TransferStudioError, UnreadableImageError
 from engine.core.files import atomic_write_text
 from engine.core.memory import fit_batch
+from engine.core.precision import for_bundle
 from engine.data.images import IMAGE_EXTENSIONS, open_image
 from engine.models.bundle import Bundle, load_bundle
 from engine.models.preprocessing import eval_transform
@@ -93,9 +94,13 @@ REMEMBERED_FILES = 100_000
 class Predictor:
     """A bundle's model ready for inference."""
 
-    def __init__(self, bundle: Bundle, device: str = "auto") -> None:
+    def __init__(self, bundle: Bundle, device: str = "auto", *, precision: str | None = None) -> None:
         self.bundle = bundle
         self.device = resolve_device(device)
+        #: The bundle's own precision where this device computes it (engine.core.precision.for_bundle):
+        #: its answers are then exactly those of the run's validation. ``precision`` (a recorded name,
+        #: e.g. ``float32``) computes in another: an export's parity check compares float32 with float32.
+        self.precision = for_bundle(precision or bundle.precision, self.device)
         # channels_last, as training ran it: faster convolutions on CPUs and GPUs alike, and the same
         # float sums as the run's validation (BENCHMARKS.md, "CPU floor").
         model, feature_head = bundle.build()
@@ -153,7 +158,8 @@ class Predictor:
         if self.can_say_unknown and self._feature_head is not None:
             handle = self._feature_head.register_forward_pre_hook(lambda _m, args: seen.append(args[0]))
         try:
-            logits = tta_logits(self.model, batch, self.bundle.preprocessing.tta).float().cpu()
+            with self.precision.autocast(self.device):
+                logits = tta_logits(self.model, batch, self.bundle.preprocessing.tta).float().cpu()
         finally:
             if handle is not None:
                 handle.remove()

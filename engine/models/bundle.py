@@ -10,6 +10,9 @@ reads it without ever executing code from the file::
 :class:`~engine.models.calibration.Calibration`: the temperature every probability the app shows is
 divided by, and what says "none of these".
 
+``precision`` (absent in bundles made before it: ``float32``) is what the run computed in
+(:mod:`engine.core.precision`); inference computes in the same, so it answers as the run's validation did.
+
 ``head`` is the head variant (:class:`~engine.models.heads.HeadSpec`) the weights were trained with; a
 bundle without it (made before head variants) has the plain ``replace`` head. A bundle with another
 head is written as version 2, so an earlier Transfer Studio, which would rebuild the wrong network,
@@ -28,6 +31,7 @@ from torch import nn
 
 from engine.core.errors import BundleError, ModelError, TransferStudioError
 from engine.core.files import atomic_torch_save
+from engine.core.precision import PRECISION_NAMES
 from engine.models.build import build_model, head_is_last
 from engine.models.bundle_file import bundle_file
 from engine.models.calibration import Calibration
@@ -50,6 +54,7 @@ class Bundle:
     config: dict[str, Any] = field(default_factory=dict)
     head: HeadSpec = field(default_factory=HeadSpec)
     calibration: Calibration | None = None  # None: made before calibration (probabilities as trained)
+    precision: str = "float32"  # what the run computed in: float32, bfloat16 or float16
 
     def to_dict(self) -> dict[str, Any]:
         extra = {"calibration": self.calibration.to_dict()} if self.calibration is not None else {}
@@ -63,6 +68,7 @@ class Bundle:
             "preprocessing": self.preprocessing.to_dict(),
             "metrics": self.metrics,
             "config": self.config,
+            "precision": self.precision,
         }
 
     def build_model(self) -> nn.Module:
@@ -120,6 +126,7 @@ def load_bundle(path: str | Path) -> Bundle:
             config=dict(raw.get("config", {})),
             head=HeadSpec.from_dict(raw.get("head")),
             calibration=Calibration.from_dict(raw.get("calibration"), len(raw["class_names"])),
+            precision=str(raw.get("precision", "float32")),
         )
     except ModelError as exc:
         raise BundleError(f"{path.name} has a head this version cannot build ({exc})") from None
@@ -160,6 +167,11 @@ def check_bundle(bundle: Bundle, name: str) -> None:
         )
     if not all(math.isfinite(v) for v in (*pre.mean, *pre.std)):
         raise BundleError(f"{name} is a damaged bundle: its preprocessing has numbers that are not finite")
+    if bundle.precision not in PRECISION_NAMES:
+        raise BundleError(
+            f"{name} is a damaged bundle: its precision {bundle.precision[:40]!r} is none of "
+            f"{', '.join(PRECISION_NAMES)}"
+        )
     head = bundle.head
     if head.kind not in HEADS or not 1 <= head.hidden <= 8192 or not 0 <= head.dropout < 1:
         raise BundleError(f"{name} is a damaged bundle: its head ({head.kind}) is out of range")

@@ -17,6 +17,7 @@ import torch
 from engine.core.config import TrainConfig
 from engine.core.device import resolve_device
 from engine.core.errors import StopCheck, TransferStudioError
+from engine.core.precision import resolve_precision
 from engine.data.datasets import DatasetReport, Sample, SkippedFile
 from engine.models.build import build_model
 from engine.models.heads import HeadSpec
@@ -24,7 +25,7 @@ from engine.models.registry import get_model_info
 from engine.training.data_path import decode_threads
 from engine.training.features import FeatureExtractor, FeatureStore, compute_features, head_is_last
 from engine.training.image_cache import DecodedImageCache
-from engine.training.recipe import autocast_dtype, inference_batch_size, run_preprocessing
+from engine.training.recipe import inference_batch_size, run_preprocessing
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +78,8 @@ def photo_features(
     head = next((h for h in head_names if head_is_last(net, h, pre.crop_size)), None)
     if head is None:
         raise TransferStudioError(f"{backbone} cannot propose classes: its head is followed by more layers")
-    amp = autocast_dtype(dev)
-    precision = str(amp or torch.float32).removeprefix("torch.")
+    compute = resolve_precision(config.precision, dev)
+    precision = compute.name
     store = FeatureStore(
         info, config.seed, cache_dir, precision=precision, head_input=spec.head_input, preprocessing=pre
     )
@@ -98,7 +99,7 @@ def photo_features(
                 on_progress(start + round(size * done / max(1, chunks)), total)
 
         try:
-            with torch.autocast(dev.type, dtype=amp or torch.float32, enabled=amp is not None):
+            with compute.autocast(dev):
                 feats, kept = compute_features(
                     extractor, cache, store, 1, config.seed, dev, batch, on_batch, should_stop
                 )

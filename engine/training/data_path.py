@@ -15,6 +15,7 @@ eval mode; it never checks which path it has.
 
 from __future__ import annotations
 
+import logging
 import os
 import statistics
 from collections.abc import Callable, Sequence
@@ -26,8 +27,11 @@ import torch
 from PIL import Image
 from torch import nn
 
+from engine.core.allocator import release_memory
+from engine.core.config import IMAGE_CACHE_AUTO
 from engine.core.device import is_accelerator
 from engine.core.errors import Cancelled, TransferStudioError
+from engine.core.memory import image_cache_bytes
 from engine.data.datasets import DatasetReport, Sample
 from engine.models.heads import HeadSpec
 from engine.models.preprocessing import CROP_FRACTION, Preprocessing
@@ -45,6 +49,8 @@ from engine.training.image_cache import DecodedImageCache
 from engine.training.pipeline import FeatureBatches, ImageBatches
 from engine.training.state import Caller, TrainingState
 from engine.training.strategies import set_mode
+
+log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val")
 #: Automatic input sizes, largest first, as multiples of the model's own crop (224: 288, then 256).
@@ -256,16 +262,17 @@ def open_data_path(
     computed so far are kept and the pass goes on with the smaller batch.
     """
     config = state.config
-    budget = config.image_cache_mb * 1024 * 1024 // len(SPLITS)
+    head_name = cacheable_head(state)
+    # The feature path decodes each photo once, in the batch in flight: nothing to keep decoded.
+    budget = 0 if head_name is not None else image_cache_budget(config.image_cache_mb, report, state)
     threads = decode_threads(config.workers)
     splits = {
         name: _Split(
-            DecodedImageCache(report.splits[name], state.preprocessing, budget, threads),
+            DecodedImageCache(report.splits[name], state.preprocessing, budget // len(SPLITS), threads),
             [s.label for s in report.splits[name]],
         )
         for name in SPLITS
     }
-    head_name = cacheable_head(state)
     if head_name is None:
         return ImagePath(splits, state)
     try:
@@ -274,8 +281,22 @@ def open_data_path(
         for split in splits.values():
             split.cache.close()
         raise
+    finally:
+        release_memory()  # the feature pass's batch buffers go back to the system
     head = state.model.get_submodule(head_name)
     return FeaturePath(splits, features, head, state.device)
+
+
+def image_cache_budget(image_cache_mb: int, report: DatasetReport, state: TrainingState) -> int:
+    """Bytes of decoded photos a run that trains whole images keeps: the setting, or (automatic) every
+    photo of the run where a share of the free memory holds them (:func:`engine.core.memory.image_cache_bytes`)."""
+    if image_cache_mb != IMAGE_CACHE_AUTO:
+        return image_cache_mb * 1024 * 1024
+    side = state.preprocessing.resize_size
+    needed = 3 * side * side * sum(len(report.splits[name]) for name in SPLITS)
+    budget = image_cache_bytes(needed)
+    log.info("decoded-image cache: %d MB of the %d MB the photos take", budget // 2**20, needed // 2**20)
+    return budget
 
 
 def _compute_split_features(

@@ -237,6 +237,7 @@ def save_checkpoint(state: TrainingState, epoch: int, checkpoints: CheckpointWri
             "classes": state.classes,
             "failed_images": state.failed_images,
             "config": state.config.to_dict(),
+            "precision": state.precision,  # what a resume computes in
         }
     )
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -16,6 +17,7 @@ from torch import nn
 from engine.core.config import INPUT_SIZE_AUTO, ConfigError, TrainConfig
 from engine.core.device import is_accelerator
 from engine.core.memory import fit_batch
+from engine.core.precision import PRECISION_NAMES, Precision, for_bundle, resolve_precision
 from engine.core.rundir import RunDir
 from engine.data.datasets import DatasetReport
 from engine.models.build import build_model
@@ -35,8 +37,12 @@ def set_up(
     run: RunDir,
     device: torch.device,
     warn: Callable[[str], None] | None = None,
+    precision: Precision | None = None,
 ) -> TrainingState:
     """The model with its new head on ``device``, its optimizer, schedule, precision and loss.
+
+    ``precision``: what the run computes in (:func:`run_precision`); by default the config's setting
+    resolved on ``device``.
 
     On the CPU the batches are fitted to the memory that is free (:func:`engine.core.memory.fit_batch`;
     ``warn`` hears when one is halved); a GPU halves them when it runs out instead.
@@ -53,7 +59,7 @@ def set_up(
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     optimizer = make_optimizer(model, head_names, config)
-    amp_dtype = autocast_dtype(device)
+    amp_dtype = (precision or run_precision(config, device, None)).dtype
     balance = config.resolved_balance(report.imbalance())
     criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
     train_criterion = (
@@ -166,23 +172,33 @@ def lr_factor(config: TrainConfig, epoch: int) -> float:
     return 1.0
 
 
-def autocast_dtype(device: torch.device) -> torch.dtype | None:
-    """Mixed precision where the device supports it: bf16 on CUDA GPUs that have it (else fp16, with a
-    gradient scaler) and on Intel XPUs; None (full precision) on the CPU and on Apple's MPS, where
-    fp16 training without a scaler is not safe and bf16 autocast depends on the macOS version."""
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if device.type == "xpu":
-        return torch.bfloat16
-    return None
+def run_precision(config: TrainConfig, device: torch.device, checkpoint: dict[str, Any] | None) -> Precision:
+    """What a run computes in: a resumed run what its checkpoint records (a run from before precisions
+    were recorded: float32 on a CPU, mixed precision on a GPU, as it began), else its setting on
+    ``device`` (:func:`engine.core.precision.resolve_precision`)."""
+    if checkpoint is None:
+        return resolve_precision(
+            config.precision, device, trains_backbone=config.strategy != "feature-extract"
+        )
+    recorded = checkpoint.get("precision")
+    if isinstance(recorded, str) and recorded in PRECISION_NAMES:
+        return for_bundle(recorded, device)
+    if device.type in ("cuda", "xpu"):
+        return resolve_precision("auto", device)
+    return Precision(None, "the run began before precisions were recorded, in float32")
 
 
 def inference_batch_size(batch_size: int, device: torch.device) -> int:
     """Batch size for passes without gradients (features, validation): larger on a GPU, where it is cheap.
 
-    On a CPU bigger batches barely speed up inference but cost memory (lite0 at 64 images: +1.3 GB).
+    On a CPU, the batch this machine's sweep found fastest (:func:`engine.core.machine.cpu_inference_choice`;
+    bigger batches barely speed up inference there but cost memory: lite0 at 64 images, +1.3 GB).
     """
-    return max(batch_size, 256) if is_accelerator(device) else batch_size
+    if is_accelerator(device):
+        return max(batch_size, 256)
+    from engine.core.machine import cpu_inference_choice
+
+    return int(cpu_inference_choice()["batch"])
 
 
 def _fitted(

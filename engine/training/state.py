@@ -19,6 +19,7 @@ from torch import nn
 
 from engine.core.config import TrainConfig
 from engine.core.errors import Cancelled, StopCheck
+from engine.core.precision import autocast
 from engine.core.rundir import RunDir
 from engine.models.calibration import Calibration
 from engine.models.preprocessing import Preprocessing
@@ -63,14 +64,12 @@ class TrainingState:
 
     @property
     def precision(self) -> str:
-        """The compute dtype's name: ``float32``, or the autocast dtype on a GPU."""
+        """The compute dtype's name (``float32``, ``bfloat16`` or ``float16``): what the run records."""
         return str(self.amp_dtype or torch.float32).removeprefix("torch.")
 
     def autocast(self) -> torch.autocast:
-        """Mixed precision on CUDA (bf16 where supported, else fp16); a no-op elsewhere."""
-        return torch.autocast(
-            self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None
-        )
+        """Autocast to the run's precision (a no-op in float32)."""
+        return autocast(self.device, self.amp_dtype)
 
 
 class Caller:

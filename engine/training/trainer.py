@@ -41,7 +41,7 @@ from engine.training.distributed import Dist, run_on_main, sync, sync_batchnorm,
 from engine.training.early_stopping import EarlyStopping
 from engine.training.head_fit import fit_head_first, head_first_applies
 from engine.training.loop import halve_batch, plan_eta, restore_checkpoint, run_epoch
-from engine.training.recipe import set_up
+from engine.training.recipe import run_precision, set_up
 from engine.training.state import Caller, EventCallback, TrainingState
 
 log = logging.getLogger(__name__)
@@ -213,6 +213,9 @@ def _run(
             device = resolve_device(config.device)  # first: an unusable device is the one error to report
             if caller.dist.distributed:
                 device = caller.dist.device(device.type)  # CUDA: the GPU of this process's LOCAL_RANK
+            precision = run_on_main(
+                lambda: run_precision(config, device, checkpoint), caller.dist, "choosing the precision"
+            )
             if report is None or not report.same_split(config.val_fraction, config.seed):
                 report = scan_for_training(data_root, config, caller)
             if resuming is not None:
@@ -231,7 +234,8 @@ def _run(
             )
             started = True
             _report_dataset_warnings(report, caller)
-            state = set_up(config, report, run, device, caller.warn)
+            state = set_up(config, report, run, device, caller.warn, precision)
+            caller.info(f"computing in {precision.name}: {precision.reason}")
             if config.sync_batchnorm and caller.dist.distributed and not state.head_only:
                 state.model = sync_batchnorm(state.model, caller.dist)
             _check_head(state)
@@ -409,6 +413,7 @@ def _finish(
             config=config.to_dict(),
             head=head_spec_of(state.model),
             calibration=state.calibration,
+            precision=state.precision,
         )
         bundle_path = save_bundle(run.bundle_path, bundle) if run.writes else run.bundle_path
     sync(caller.dist, "saving the model")  # the other processes return once rank 0 saved it
