@@ -26,8 +26,8 @@ CPU = torch.device("cpu")
 
 @pytest.fixture
 def new_machine(tmp_path, monkeypatch):
-    """An empty cache folder (no measurement yet) and no choice remembered in this process."""
-    monkeypatch.setenv("TRANSFER_STUDIO_CACHE", str(tmp_path / "cache"))
+    """An empty data folder (no measurement yet) and no choice remembered in this process."""
+    monkeypatch.setenv("TRANSFER_STUDIO_DATA", str(tmp_path / "data-folder"))
     machine.forget_choices()
     yield
     machine.forget_choices()

@@ -4,7 +4,7 @@ and the batch size and thread count that pass photos through a network fastest h
 The hardware's report (:func:`engine.core.device.cpu_has_native_bf16`) says whether the CPU computes
 bfloat16 natively; a short timing (a few convolution blocks shaped like the built-in model's, under
 autocast and without it, about half a second) confirms that it is also faster here. The result is kept in
-``<cache>/machine.json`` under a key naming the CPU, its core count, PyTorch's version and its thread
+``<data>/machine.json`` (the app's data folder) under a key naming the CPU, its core count, PyTorch's version and its thread
 count, so a new machine, an upgrade or another thread count measures again, and every later process
 reads it at no cost. ``doctor`` shows the measurement and the choice.
 
@@ -31,7 +31,7 @@ from torch import nn
 
 from engine.core.device import cpu_has_native_bf16
 from engine.core.files import atomic_write_text
-from engine.core.locations import cache_root
+from engine.core.locations import app_data_dir
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,9 @@ SWEEP_SLACK = 0.05
 
 
 def machine_file() -> Path:
-    return cache_root() / MACHINE_FILE
+    """Where the measurements are kept: the app's data folder (they describe the machine, not a
+    dataset, so emptying the feature cache does not measure again)."""
+    return app_data_dir() / MACHINE_FILE
 
 
 def machine_key() -> str:
