@@ -12,6 +12,11 @@ Each measurement is a whole process, timed from just before it is spawned:
 - ``python -m engine.cli predict BUNDLE PHOTO --device cpu``: launch to exit, with the bundle of the
   first training run and the dataset's first photo.
 
+The runs, the log and the app's data folder (``TRANSFER_STUDIO_DATA``, where the CPU's one-time
+measurements are kept in ``machine.json``) are a temporary folder shared by all the runs: the first
+``train`` also measures the machine, as the very first launch on a computer does, and the median is a
+launch with a cold feature cache on a machine already measured.
+
 Each is repeated ``--runs`` times (default 3) and the medians make a Markdown table, followed by the
 15 largest cumulative imports of ``python -X importtime -m engine.cli --help``. The commands run in
 ``--root`` (default: this checkout; another copy of the source tree compares two versions on the same
@@ -57,7 +62,8 @@ class TrainTiming:
 
 
 def _environment(workdir: Path, index: int) -> dict[str, str]:
-    """The process's environment: an empty feature cache, and runs, logs and data in ``workdir``."""
+    """The process's environment: an empty feature cache of its own; runs, logs and the app's data folder
+    (the machine's measurements) in ``workdir``, shared by every run."""
     cache = workdir / f"cache-{index}"
     cache.mkdir()
     return {
