@@ -244,3 +244,22 @@ def test_auto_trains_a_whole_network_in_float32_on_a_cpu(new_machine, monkeypatc
     assert "slower" in run_precision(fine_tune, CPU, None).reason
     assert run_precision(TrainConfig.for_strategy("feature-extract"), CPU, None).dtype == torch.bfloat16
     assert run_precision(fine_tune.replace(precision="bf16"), CPU, None).dtype == torch.bfloat16  # asked for
+
+
+def test_a_cpu_train_command_uses_the_measured_thread_count(new_machine, monkeypatch):
+    import argparse
+
+    from engine.cli.train import _threads_as_measured
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(machine, "cpu_inference_choice", lambda: {"batch": 16, "threads": 1})
+    before = torch.get_num_threads()
+    try:
+        _threads_as_measured(argparse.Namespace(device="cpu"))
+        assert torch.get_num_threads() == 1
+        torch.set_num_threads(before)
+        monkeypatch.setenv("OMP_NUM_THREADS", str(before))  # the user's choice wins
+        _threads_as_measured(argparse.Namespace(device="cpu"))
+        assert torch.get_num_threads() == before
+    finally:
+        torch.set_num_threads(before)

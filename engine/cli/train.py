@@ -97,11 +97,26 @@ def run(args: argparse.Namespace) -> int:
         return _run_rank(args)
     if args.nproc_per_node is not None or _has_launch_options(args.argv):
         return _launch(args)
+    _threads_as_measured(args)
     stop = StopFlag()
     with TrainingProgress(sys.stderr, json_output=args.json) as progress:
         result = run_training(args, progress, stop, download=True)
     print_result(result, args.json)
     return EXIT_CANCELLED if result.cancelled else 0
+
+
+def _threads_as_measured(args: argparse.Namespace) -> None:
+    """A run on the CPU uses the thread count this machine's sweep measured fastest
+    (:func:`engine.core.machine.use_measured_threads`); ``OMP_NUM_THREADS`` wins."""
+    device = getattr(args, "device", None)
+    if os.environ.get("OMP_NUM_THREADS") or device not in (None, "auto", "cpu"):
+        return
+    from engine.core.device import resolve_device
+
+    if resolve_device(device or "auto").type == "cpu":
+        from engine.core.machine import use_measured_threads
+
+        use_measured_threads()
 
 
 def run_training(

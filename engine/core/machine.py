@@ -12,7 +12,7 @@ The sweep (:func:`cpu_inference_choice`, about two seconds) times the same block
 the precision ``auto`` picks, at each of :data:`SWEEP_BATCHES` and each candidate thread count (PyTorch's
 default, one per physical core, and every logical core where there are more); passes without gradients
 on a CPU (the feature pass, validation) then use the smallest batch within 5% of the fastest, and
-``train`` the fastest thread count.
+a ``train`` command on the CPU the fastest thread count (``OMP_NUM_THREADS`` wins).
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ __all__ = [
     "remember",
     "sweep_batches_and_threads",
     "time_bf16_against_fp32",
+    "use_measured_threads",
 ]
 
 MACHINE_FILE = "machine.json"
@@ -200,6 +201,15 @@ def _inference_choice_in(_file: str) -> dict[str, Any]:
 def cpu_bf16_choice() -> tuple[bool, str]:
     """Whether ``auto`` computes in bfloat16 on this CPU, and why (in words, for ``doctor`` and the log)."""
     return _bf16_choice_in(str(machine_file()))
+
+
+def use_measured_threads() -> int:
+    """Set PyTorch's thread count to the one this machine's sweep measured fastest; returns it."""
+    threads = int(cpu_inference_choice()["threads"])
+    if threads != torch.get_num_threads():
+        log.info("using %d threads, measured faster than %d on this CPU", threads, torch.get_num_threads())
+        torch.set_num_threads(threads)
+    return threads
 
 
 def forget_choices() -> None:

@@ -16,12 +16,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
-from torchvision.transforms import functional as TF
 
 from engine.core.errors import UnreadableImageError
 from engine.data.datasets import Sample
 from engine.data.images import open_image
-from engine.models.preprocessing import Preprocessing, interpolation_mode
+from engine.models.preprocessing import Preprocessing, center_crop, resize_shorter_side
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +68,8 @@ class DecodedImageCache:
         path = self.samples[index].path
         try:
             img = open_image(path, min_size=self.size)  # the same decode as Predictor.load
-            img = TF.resize(img, self.size, interpolation=interpolation_mode(self.pre), antialias=True)
-            img = TF.center_crop(img, [self.size, self.size])
+            img = resize_shorter_side(img, self.size, self.pre.interpolation)  # as torchvision's resize
+            img = center_crop(img, self.size)
             tensor = torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1)
         except UnreadableImageError as exc:
             with self._lock:

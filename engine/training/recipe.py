@@ -58,7 +58,11 @@ def set_up(
     model.to(memory_format=torch.channels_last)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    optimizer = make_optimizer(model, head_names, config)
+
+    def make_optimizers() -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+        optimizer = make_optimizer(model, head_names, config)
+        return optimizer, make_scheduler(optimizer, config)
+
     amp_dtype = (precision or run_precision(config, device, None)).dtype
     balance = config.resolved_balance(report.imbalance())
     criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
@@ -75,8 +79,7 @@ def set_up(
         model=model,
         head_names=head_names,
         preprocessing=preprocessing,
-        optimizer=optimizer,
-        scheduler=make_scheduler(optimizer, config),
+        make_optimizer=make_optimizers,
         scaler=torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and amp_dtype == torch.float16),
         criterion=criterion,
         train_criterion=train_criterion,

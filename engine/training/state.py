@@ -41,8 +41,9 @@ class TrainingState:
     model: nn.Module
     head_names: list[str]
     preprocessing: Preprocessing
-    optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LRScheduler
+    #: Makes the optimizer and its schedule, at their first use: torch.optim imports torch._dynamo
+    #: (about 1 s) when an optimizer is first made, so a feature-extract run's first batch need not wait.
+    make_optimizer: Callable[[], tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]]
     scaler: torch.amp.GradScaler
     criterion: nn.Module  # validation's loss (every image counts the same)
     train_criterion: nn.Module  # training's loss: class-weighted with balance "weights"
@@ -56,6 +57,24 @@ class TrainingState:
     best_state: dict[str, torch.Tensor] | None = None  # the best epoch's weights snapshot
     calibration: Calibration | None = None  # fitted at the end of the run (engine.training.calibrate)
     failed_images: int = 0  # images that could not be decoded so far
+
+    _optimizers: tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler] | None = field(
+        default=None, init=False, repr=False
+    )
+
+    @property
+    def optimizer(self) -> torch.optim.Optimizer:
+        """The run's optimizer (made at first use: :attr:`make_optimizer`)."""
+        if self._optimizers is None:
+            self._optimizers = self.make_optimizer()
+        return self._optimizers[0]
+
+    @property
+    def scheduler(self) -> torch.optim.lr_scheduler.LRScheduler:
+        """The learning-rate schedule of :attr:`optimizer`."""
+        self.optimizer  # noqa: B018 - made together
+        assert self._optimizers is not None
+        return self._optimizers[1]
 
     @property
     def head_only(self) -> bool:
