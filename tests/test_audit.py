@@ -324,7 +324,7 @@ def test_report_json_and_classification_of_copies(tmp_path, monkeypatch):
     assert features[-1] == (37, 37) and all(a[0] <= b[0] for a, b in zip(features, features[1:]))
     # every view but the broken photo's: train 20 - 1, val 17 (twice with flip test-time augmentation)
     assert report.features_computed == 19 + 17 * _val_views() and report.features_reused == 0
-    again = run_audit(data, training_views=1, on_progress=lambda *a: stages.append(a))
+    again = run_audit(data, training_views=1, on_progress=lambda *a: stages.append(a), config=fp32)
     assert again.features_computed == 0 and again.to_json() == found  # warm: the same findings
     assert ("hashing", 36, 36) in stages  # photos measured apart from the (cached) feature pass
 
@@ -348,9 +348,9 @@ def _backbone_images(monkeypatch) -> list[int]:
     seen: list[int] = []
     original = FeatureExtractor.__call__
 
-    def counting(self, batch):
+    def counting(self, batch, **options):
         seen.append(batch.shape[0])
-        return original(self, batch)
+        return original(self, batch, **options)
 
     monkeypatch.setattr(FeatureExtractor, "__call__", counting)
     return seen

@@ -23,16 +23,16 @@ from engine.training.trainer import train
 PRE = get_model_info("efficientnet_lite0").preprocessing
 
 
-def _counting_lite0_extractor() -> tuple[Callable[[torch.Tensor], torch.Tensor], list[int]]:
+def _counting_lite0_extractor() -> tuple[Callable[..., torch.Tensor], list[int]]:
     """efficientnet_lite0's pretrained feature extractor, wrapped to record each backbone batch's size."""
     model, heads = build_model("efficientnet_lite0", 2, pretrained=True)
     model.eval()
     extractor = FeatureExtractor(model, heads[0])
     seen: list[int] = []
 
-    def counting(batch):
+    def counting(batch, **options):
         seen.append(batch.shape[0])
-        return extractor(batch)
+        return extractor(batch, **options)
 
     return counting, seen
 

@@ -80,7 +80,9 @@ class FeatureExtractor:
         raise _HeadReached
 
     @torch.inference_mode()
-    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+    def __call__(self, batch: torch.Tensor, *, keep_dtype: bool = False) -> torch.Tensor:
+        """The head's input for ``batch``, as float32 (``keep_dtype``: in the dtype the network computed
+        it in, e.g. bfloat16 under autocast, which the feature store keeps at half the memory)."""
         handle = self.head.register_forward_pre_hook(self._grab)
         try:
             self.model(batch)
@@ -91,7 +93,7 @@ class FeatureExtractor:
         captured, self._captured = self._captured, None
         if captured is None:
             raise RuntimeError("the model's head was never reached")
-        return captured.float()
+        return captured if keep_dtype else captured.float()
 
 
 class FeatureStore:
@@ -219,7 +221,8 @@ def compute_features(
                     flips = torch.stack([d[1] for d in draws])
                     pixels = augment(some, cache.pre.crop_size, boxes, flips)
                 batch = normalize(pixels).contiguous(memory_format=torch.channels_last)  # as the model
-                feats = extractor(batch).flatten(1).cpu()
+                # kept as computed (bfloat16 under bf16 autocast: no rounding, half the memory of float32)
+                feats = extractor(batch, keep_dtype=True).flatten(1).cpu()
                 for row, r in enumerate(rows):
                     store.entries[key_of[kept[r]][view]] = feats[row].clone()
                 store.dirty = True
@@ -230,6 +233,13 @@ def compute_features(
     if not ok:
         return torch.empty(len(labels), 0, 0), []
     stacked = torch.stack(
-        [torch.stack([store.entries[key_of[i][v]] for i in ok]) for v in range(len(labels))]
+        [_stacked_float([store.entries[key_of[i][v]] for i in ok]) for v in range(len(labels))]
     )
     return stacked, ok
+
+
+def _stacked_float(rows: list[torch.Tensor]) -> torch.Tensor:
+    """``rows`` stacked as float32 (a store may hold float32 entries beside bfloat16 ones)."""
+    if len({row.dtype for row in rows}) == 1:
+        return torch.stack(rows).float()
+    return torch.stack([row.float() for row in rows])
