@@ -48,3 +48,10 @@ python3 -m engine.cli weights import "$OUT/dinov2-s14.safetensors" --model timm:
   | tee "$OUT/weights-import-dinov2.txt"
 python3 -m engine.cli train "$DATA" --model timm:vit_small_patch14_dinov2.lvd142m --strategy feature-extract \
   --device cuda --json | tee "$OUT/train-cuda-dinov2-feature-extract.txt"
+# Issue 26: precision on CUDA. The default (auto: bf16 autocast) against --precision fp32, fine-tuning 3
+# epochs (speed and val accuracy), and the training step by precision, memory format and torch.compile.
+python3 -m engine.cli train "$DATA" --model efficientnet_lite0 --strategy fine-tune --epochs 3 --device cuda \
+  --json | tee "$OUT/train-cuda-auto-precision.txt"
+python3 -m engine.cli train "$DATA" --model efficientnet_lite0 --strategy fine-tune --epochs 3 --device cuda \
+  --precision fp32 --json | tee "$OUT/train-cuda-fp32.txt"
+python3 benchmarks/gpu_precision.py --device cuda --steps 30 | tee "$OUT/bench-gpu-precision.md"
