@@ -97,7 +97,6 @@ def run(args: argparse.Namespace) -> int:
         return _run_rank(args)
     if args.nproc_per_node is not None or _has_launch_options(args.argv):
         return _launch(args)
-    _threads_as_measured(args)
     stop = StopFlag()
     with TrainingProgress(sys.stderr, json_output=args.json) as progress:
         result = run_training(args, progress, stop, download=True)
@@ -134,6 +133,8 @@ def run_training(
         from engine.data.datasets import scan_dataset
 
         scan_dataset(args.data, verify=False)
+    if dist is None:  # one process: the threads this machine measured fastest (torchrun sets its own)
+        _threads_as_measured(args)
     from engine.training.trainer import resume, train
 
     if args.resume is not None:
