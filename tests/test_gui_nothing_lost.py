@@ -26,9 +26,9 @@ def test_stop_during_a_runaway_feature_pass_answers_within_five_seconds(
     monkeypatch.setenv("TRANSFER_STUDIO_CACHE", str(tmp_path / "cold-cache"))  # every feature to compute
     real_call = features.FeatureExtractor.__call__
 
-    def slow(self, batch):  # a backbone that takes 1.5 s a batch: minutes for the whole pass
+    def slow(self, batch, **options):  # a backbone that takes 1.5 s a batch: minutes for the whole pass
         time.sleep(1.5)
-        return real_call(self, batch)
+        return real_call(self, batch, **options)
 
     monkeypatch.setattr(features.FeatureExtractor, "__call__", slow)
     open_dataset(window, qtbot, monkeypatch, synthetic_dataset)
