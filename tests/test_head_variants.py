@@ -265,7 +265,11 @@ def test_head_variant_trains_predicts_evaluates_exports_and_explains(model, stra
                 assert torch.equal(bundle.state_dict[name], tensor), name
         if kind == "append":  # the cached features are the kept layer's 1000 logits
             store = FeatureStore(
-                get_model_info(model), config.seed, head_input="logits", preprocessing=bundle.preprocessing
+                get_model_info(model),
+                config.seed,
+                head_input="logits",
+                preprocessing=bundle.preprocessing,
+                precision=bundle.precision,  # the run's features are kept under its precision
             )
             assert store.entries and {t.shape for t in store.entries.values()} == {torch.Size([1000])}
 

@@ -288,9 +288,9 @@ def test_tta_run_validates_predicts_and_evaluates_alike(strategy, data, tmp_path
     assert report.mean_loss == pytest.approx(RunDir(tmp_path / "run").read_metrics()[0]["val_loss"], abs=1e-4)
     image = predictor.load(list_images(data / "val")[0])
     batch = predictor.transform(image).unsqueeze(0)
-    with torch.no_grad():
-        plain = predictor.model(batch)
-        mirrored = predictor.model(batch.flip(-1))
+    with torch.no_grad(), predictor.precision.autocast(predictor.device):  # the bundle's precision
+        plain = predictor.model(batch).float()
+        mirrored = predictor.model(batch.flip(-1)).float()
     temperature = bundle.calibration.temperature  # the run's calibration divides the averaged logits
     assert torch.allclose(
         predictor.probabilities([image]), torch.softmax((plain + mirrored) / 2 / temperature, 1), atol=1e-5
