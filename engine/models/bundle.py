@@ -12,6 +12,8 @@ divided by, and what says "none of these".
 
 ``precision`` (absent in bundles made before it: ``float32``) is what the run computed in
 (:mod:`engine.core.precision`); inference computes in the same, so it answers as the run's validation did.
+``fused`` (absent before it: false) says the run's validation scored features of its backbone fused for
+inference (:mod:`engine.models.fusion`); :meth:`Bundle.build` fuses it the same way.
 
 ``head`` is the head variant (:class:`~engine.models.heads.HeadSpec`) the weights were trained with; a
 bundle without it (made before head variants) has the plain ``replace`` head. A bundle with another
@@ -35,6 +37,7 @@ from engine.core.precision import PRECISION_NAMES
 from engine.models.build import build_model, head_is_last
 from engine.models.bundle_file import bundle_file
 from engine.models.calibration import Calibration
+from engine.models.fusion import fuse_for_inference
 from engine.models.heads import HeadSpec
 from engine.models.preprocessing import Preprocessing
 
@@ -55,6 +58,9 @@ class Bundle:
     head: HeadSpec = field(default_factory=HeadSpec)
     calibration: Calibration | None = None  # None: made before calibration (probabilities as trained)
     precision: str = "float32"  # what the run computed in: float32, bfloat16 or float16
+    #: Whether the run's validation scored features of its fused backbone (engine.models.fusion):
+    #: inference and exports then fuse it too, and answer as that validation did.
+    fused: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         extra = {"calibration": self.calibration.to_dict()} if self.calibration is not None else {}
@@ -69,10 +75,12 @@ class Bundle:
             "metrics": self.metrics,
             "config": self.config,
             "precision": self.precision,
+            "fused": self.fused,
         }
 
     def build_model(self) -> nn.Module:
-        """The network with this bundle's weights, in eval mode, on the CPU."""
+        """The network with this bundle's weights, in eval mode, on the CPU (fused for inference where
+        the run's validation was: :attr:`fused`)."""
         return self.build()[0]
 
     def build(self) -> tuple[nn.Module, str | None]:
@@ -93,6 +101,8 @@ class Bundle:
                 f"{len(self.class_names)} classes{head}: {first_line}"
             ) from None
         model.eval()
+        if self.fused:  # as the run's feature pass computed it: the same answers as its validation
+            fuse_for_inference(model)
         last = next((h for h in head_names if head_is_last(model, h, self.preprocessing.crop_size)), None)
         return model, last
 
@@ -127,6 +137,7 @@ def load_bundle(path: str | Path) -> Bundle:
             head=HeadSpec.from_dict(raw.get("head")),
             calibration=Calibration.from_dict(raw.get("calibration"), len(raw["class_names"])),
             precision=str(raw.get("precision", "float32")),
+            fused=raw.get("fused", False) is True,
         )
     except ModelError as exc:
         raise BundleError(f"{path.name} has a head this version cannot build ({exc})") from None

@@ -33,6 +33,7 @@ from engine.core.device import is_accelerator
 from engine.core.errors import Cancelled, TransferStudioError
 from engine.core.memory import image_cache_bytes
 from engine.data.datasets import DatasetReport, Sample
+from engine.models.fusion import fuses
 from engine.models.heads import HeadSpec
 from engine.models.preprocessing import CROP_FRACTION, Preprocessing
 from engine.models.registry import get_model_info
@@ -324,6 +325,8 @@ def _compute_split_features(
         for name in SPLITS
     }
     features_done(caller)
+    # Validation scores these features: the bundle says so, and inference fuses the same way.
+    state.features_fused = fuses(state.model)
     caller.info(
         f"backbone features ready ({views['train']} view(s) per training image); "
         "each epoch now trains only the head"
@@ -366,8 +369,8 @@ def frozen_features(
     of them receive every share; the first process adds the others' features to the store and saves it.
     Puts the whole model in eval mode; a caller that trains it next sets its mode again.
     """
-    extractor = FeatureExtractor(state.model, head_name)
     set_mode(state.model, state.head_names, "feature-extract", training=False)
+    extractor = FeatureExtractor(state.model, head_name)
     weight = views + int(flipped)
     d = caller.dist
     share = shard_for_eval(len(split.cache), d)

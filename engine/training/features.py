@@ -4,7 +4,7 @@ With a frozen backbone in eval mode, the head's input for a given image view nev
 is computed once per image and view (view 0 is the plain eval view; views 1.. are seeded random crops
 and flips; with flip test-time augmentation the validation images also get the mirror image of their
 plain view, view ``flip``) and every epoch then costs only the head. Features also persist on disk, keyed by the
-model, its weights, its preprocessing, every augmentation setting (:data:`AUGMENTATION`), the seed,
+model (fused for inference, :mod:`engine.models.fusion`), its weights, its preprocessing, every augmentation setting (:data:`AUGMENTATION`), the seed,
 the compute precision and each file's path, size and modification time: changing any of those recomputes exactly the entries it affects.
 
 This applies whenever the head's output *is* the model's output (true across the catalog except
@@ -32,6 +32,7 @@ from engine.core.files import atomic_torch_save
 from engine.core.locations import cache_root
 from engine.data.datasets import Sample
 from engine.models.build import head_is_last
+from engine.models.fusion import fused_copy
 from engine.models.preprocessing import Preprocessing
 from engine.models.registry import ModelInfo
 from engine.training.image_cache import DecodedImageCache
@@ -55,7 +56,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-FEATURE_CACHE_VERSION = 1
+FEATURE_CACHE_VERSION = 2  # 2: computed by the fused backbone (engine.models.fusion)
 
 
 def default_cache_dir() -> Path:
@@ -68,11 +69,17 @@ class _HeadReached(Exception):
 
 
 class FeatureExtractor:
-    """Runs a model up to its head and returns what the head would receive."""
+    """Runs a model (in eval mode) up to its head and returns what the head would receive.
+
+    It runs a fused copy of the model where one fuses (:mod:`engine.models.fusion`: the same answers,
+    1.6x to 2x as fast on the built-in model); ``fused`` says whether it does.
+    """
 
     def __init__(self, model: nn.Module, head_name: str) -> None:
-        self.model = model
-        self.head: nn.Module = dict(model.named_modules())[head_name]
+        twin = fused_copy(model)
+        self.fused = twin is not None
+        self.model = twin if twin is not None else model
+        self.head: nn.Module = dict(self.model.named_modules())[head_name]
         self._captured: torch.Tensor | None = None
 
     def _grab(self, _module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:

@@ -57,6 +57,8 @@ class TrainingState:
     best_state: dict[str, torch.Tensor] | None = None  # the best epoch's weights snapshot
     calibration: Calibration | None = None  # fitted at the end of the run (engine.training.calibrate)
     failed_images: int = 0  # images that could not be decoded so far
+    #: Whether validation scores features of the fused backbone (engine.models.fusion): the bundle's ``fused``.
+    features_fused: bool = False
 
     _optimizers: tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler] | None = field(
         default=None, init=False, repr=False

@@ -414,6 +414,7 @@ def _finish(
             head=head_spec_of(state.model),
             calibration=state.calibration,
             precision=state.precision,
+            fused=state.features_fused,
         )
         bundle_path = save_bundle(run.bundle_path, bundle) if run.writes else run.bundle_path
     sync(caller.dist, "saving the model")  # the other processes return once rank 0 saved it
