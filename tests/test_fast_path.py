@@ -52,6 +52,35 @@ def test_image_cache_respects_its_memory_budget(tmp_path):
     cache.close()
 
 
+def test_batches_decode_one_batch_ahead_and_no_further(tmp_path, monkeypatch):
+    """The feature pass's batches: the same as one at a time, the next batch decoding while the caller
+    uses this one; a caller that stops leaves the batches after the next undecoded."""
+    data = make_image_folder(tmp_path / "d", {"a": 3, "b": 3})
+    samples = scan_dataset(data).splits["train"]
+    cache = DecodedImageCache(samples, PRE, budget_bytes=0, threads=1)
+    chunks = [[0, 1], [2, 3], [4, 5]]
+    for (images, kept), chunk in zip(cache.batches(chunks), chunks, strict=True):
+        expected, expected_kept = cache.batch(chunk)
+        assert kept == expected_kept == chunk and torch.equal(images, expected)
+
+    decoded: list[int] = []
+    real_decode = cache.decode
+
+    def slow_decode(index: int) -> torch.Tensor | None:
+        decoded.append(index)
+        time.sleep(0.05)
+        return real_decode(index)
+
+    monkeypatch.setattr(cache, "decode", slow_decode)
+    batches = cache.batches(chunks)
+    next(batches)
+    time.sleep(0.5)  # the caller works on the first batch: the second decodes meanwhile
+    assert decoded == [0, 1, 2, 3]
+    batches.close()
+    cache.close()
+    assert set(decoded) <= {0, 1, 2, 3}  # the third batch never decoded
+
+
 @pytest.mark.parametrize("input_size", [None, 256, 288])
 def test_cached_eval_view_matches_the_eval_transform(tmp_path, input_size):
     """The same pixels, also where resize - crop is odd (288: resize 329) and a centre crop rounds."""

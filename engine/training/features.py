@@ -22,6 +22,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable, Sequence
+from contextlib import closing
 from pathlib import Path
 
 import torch
@@ -204,39 +205,19 @@ def compute_features(
             todo.append(i)
     normalize = Normalizer(cache.pre, device)
     chunks = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
-    for n, chunk in enumerate(chunks, start=1):
-        if should_stop and should_stop():
-            store.save()  # keep what was computed: the next run starts from there
-            raise Cancelled("the feature pass stopped")
-        images, kept = cache.batch(chunk)
-        if kept:
-            images = images.to(device)
-            for view, label in enumerate(labels):
-                # Only the views each photo misses (an audit may have cached view 0 alone); a file
-                # that could not be stat'ed has no key, so nothing of it could be stored.
-                rows = [r for r, i in enumerate(kept) if i in key_of and key_of[i][view] not in store.entries]
-                if not rows:
-                    continue
-                some = images[rows] if len(rows) < len(kept) else images
-                if label == "flip":
-                    pixels = center_crop(some, cache.pre.crop_size).flip(-1)
-                elif view == 0:
-                    pixels = center_crop(some, cache.pre.crop_size)
-                else:
-                    draws = [view_draw(key_of[kept[r]][0], view, seed) for r in rows]
-                    boxes = torch.stack([d[0] for d in draws])
-                    flips = torch.stack([d[1] for d in draws])
-                    pixels = augment(some, cache.pre.crop_size, boxes, flips)
-                batch = normalize(pixels).contiguous(memory_format=torch.channels_last)  # as the model
-                # kept as computed (bfloat16 under bf16 autocast: no rounding, half the memory of float32)
-                # one block per batch, each entry a row of it: tens of thousands of small tensors of their
-                # own fragment the heap between the batches' large buffers (+1 GB at 20,000 photos)
-                block = extractor(batch, keep_dtype=True).flatten(1).cpu().clone()
-                for row, r in enumerate(rows):
-                    store.entries[key_of[kept[r]][view]] = block[row]
-                store.dirty = True
-        if on_batch:
-            on_batch(n, len(chunks))
+    # The next batch decodes while this one runs through the network.
+    with closing(cache.batches(chunks)) as decoded:
+        for n, (images, kept) in enumerate(decoded, start=1):
+            if should_stop and should_stop():
+                store.save()  # keep what was computed: the next run starts from there
+                raise Cancelled("the feature pass stopped")
+            if kept:
+                pixels = images.to(device)
+                _store_views(
+                    extractor, store, pixels, kept, key_of, labels, normalize, cache.pre.crop_size, seed
+                )
+            if on_batch:
+                on_batch(n, len(chunks))
     store.save()
     ok = [i for i in wanted if i in key_of and i not in cache.failed and key_of[i][0] in store.entries]
     if not ok:
@@ -245,6 +226,44 @@ def compute_features(
         [_stacked_float([store.entries[key_of[i][v]] for i in ok]) for v in range(len(labels))]
     )
     return stacked, ok
+
+
+def _store_views(
+    extractor: FeatureExtractor,
+    store: FeatureStore,
+    images: torch.Tensor,
+    kept: list[int],
+    key_of: dict[int, list[str]],
+    labels: list[int | str],
+    normalize: Normalizer,
+    crop_size: int,
+    seed: int,
+) -> None:
+    """Compute the views of one decoded batch that ``store`` misses, and add them to it."""
+    for view, label in enumerate(labels):
+        # Only the views each photo misses (an audit may have cached view 0 alone); a file that could
+        # not be stat'ed has no key, so nothing of it could be stored.
+        rows = [r for r, i in enumerate(kept) if i in key_of and key_of[i][view] not in store.entries]
+        if not rows:
+            continue
+        some = images[rows] if len(rows) < len(kept) else images
+        if label == "flip":
+            pixels = center_crop(some, crop_size).flip(-1)
+        elif view == 0:
+            pixels = center_crop(some, crop_size)
+        else:
+            draws = [view_draw(key_of[kept[r]][0], view, seed) for r in rows]
+            boxes = torch.stack([d[0] for d in draws])
+            flips = torch.stack([d[1] for d in draws])
+            pixels = augment(some, crop_size, boxes, flips)
+        batch = normalize(pixels).contiguous(memory_format=torch.channels_last)  # as the model
+        # Kept as computed (bfloat16 under bf16 autocast: no rounding, half the memory of float32), one
+        # block per batch with each entry a row of it: tens of thousands of small tensors of their own
+        # fragment the heap between the batches' large buffers (+1 GB at 20,000 photos).
+        block = extractor(batch, keep_dtype=True).flatten(1).cpu().clone()
+        for row, r in enumerate(rows):
+            store.entries[key_of[kept[r]][view]] = block[row]
+        store.dirty = True
 
 
 def _stacked_float(rows: list[torch.Tensor]) -> torch.Tensor:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -84,8 +84,29 @@ class DecodedImageCache:
 
     def batch(self, indices: Sequence[int]) -> tuple[torch.Tensor, list[int]]:
         """Stack the decodable images among ``indices``; returns (uint8 [B,3,S,S], the indices kept)."""
-        images = list(self._pool.map(self.decode, indices))
-        kept = [i for i, img in zip(indices, images) if img is not None]
+        return self._stacked(indices, list(self._pool.map(self.decode, indices)))
+
+    def batches(
+        self, chunks: Sequence[Sequence[int]]
+    ) -> Generator[tuple[torch.Tensor, list[int]], None, None]:
+        """:meth:`batch` of each chunk in turn; the next chunk decodes while the caller uses this one
+        (so at most two batches of photos are decoded at a time)."""
+        ahead = [self._pool.submit(self.decode, i) for i in chunks[0]] if chunks else []
+        try:
+            for n, chunk in enumerate(chunks):
+                current = ahead
+                ahead = (
+                    [self._pool.submit(self.decode, i) for i in chunks[n + 1]] if n + 1 < len(chunks) else []
+                )
+                yield self._stacked(chunk, [future.result() for future in current])
+        finally:  # stopped early (or failed): what was not started yet is not decoded
+            for future in ahead:
+                future.cancel()
+
+    def _stacked(
+        self, indices: Sequence[int], images: Sequence[torch.Tensor | None]
+    ) -> tuple[torch.Tensor, list[int]]:
+        kept = [i for i, img in zip(indices, images, strict=True) if img is not None]
         stacked = [img for img in images if img is not None]
         if not stacked:
             return torch.empty(0, 3, self.size, self.size, dtype=torch.uint8), []
