@@ -28,6 +28,8 @@ import io
 import json
 import logging
 import os
+import shutil
+import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
@@ -46,6 +48,7 @@ from engine.core.files import atomic_write_text
 from engine.core.small_files import decode_json, read_json
 from engine.data.datasets import DatasetReport, scan_dataset
 from engine.data.outputs import check_output_file, run_dataset
+from engine.inference import formats
 from engine.inference.predict import Predictor, list_images
 from engine.models.bundle import Bundle, load_bundle
 from engine.models.heads import split_outputs
@@ -53,7 +56,7 @@ from engine.models.tta import FlipAveraged
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("onnx", "torchscript")
+FORMATS = formats.FORMAT_NAMES  # onnx, torchscript, onnx-int8, openvino, coreml
 ONNX_OPSET = 17
 EXPORT_FORMAT = "transfer-studio-export"
 EXPORT_VERSION = 1
@@ -279,7 +282,7 @@ def prepare_for_export(model: nn.Module) -> nn.Module:
 
 
 #: The suffixes an existing export may have to be replaced by a new one (with ``force``).
-EXPORT_SUFFIXES = (".onnx", ".pt", ".pth", ".ts", ".torchscript", ".ptl")
+EXPORT_SUFFIXES = (".onnx", ".pt", ".pth", ".ts", ".torchscript", ".ptl", ".xml")
 
 
 def sidecar_path(out: str | Path) -> Path:
@@ -296,54 +299,124 @@ def export_bundle(
     opset: int = ONNX_OPSET,
     force: bool = False,
     protect: Iterable[str | Path] = (),
+    calibration_photos: Sequence[Path] = (),
 ) -> ExportResult:
-    """Export a bundle to ``out`` as ``"onnx"`` or ``"torchscript"`` and write the JSON sidecar.
+    """Export a bundle to ``out`` in ``fmt`` (:data:`FORMATS`) and write the JSON sidecar.
 
     ``out`` and its sidecar are checked first (:func:`engine.data.outputs.check_output_file`): never a
     bundle, a photo, a run's file or anything inside ``protect`` (the datasets in use; a bundle given by
-    path adds its run's dataset); an existing export is replaced only with ``force``.
+    path adds its run's dataset); an existing export is replaced only with ``force``. A format whose
+    converter is missing says which package to install before anything is written. Every format is
+    made in a scratch folder beside ``out`` and moved into place complete, so a failure leaves nothing
+    behind. ``calibration_photos``: the training photos an ``onnx-int8`` export is calibrated on.
     """
     if fmt not in FORMATS:
-        raise ExportError(f"unknown export format {fmt!r}; choose {' or '.join(FORMATS)}")
+        raise ExportError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    formats.require(fmt)
     datasets = [*protect]
     if isinstance(bundle, (str, Path)):
         datasets += run_dataset(bundle)
     out = Path(out).expanduser()
-    if out.is_dir():
-        raise ExportError(f"{out} is a folder; give a file name for the exported model")
-    check_output_file(
-        out, what="the exported model", datasets=datasets, force=force, replaceable=EXPORT_SUFFIXES
-    )
-    check_output_file(sidecar_path(out), what="the export's metadata", datasets=datasets, force=force,
-                      replaceable=(".json",))  # fmt: skip
+    _check_export_paths(out, fmt, datasets, force)
     if isinstance(bundle, (str, Path)):
         bundle = load_bundle(bundle)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ExportError(f"cannot create {out.parent}: {exc.strerror or exc}") from None
     metadata = export_metadata(bundle, fmt)
     model = exportable(bundle)
     names = [o["name"] for o in metadata.get("outputs", [metadata["output"]])]
     crop = bundle.preprocessing.crop_size
     example = torch.randn(2, 3, crop, crop, generator=torch.Generator().manual_seed(0))
     started = time.perf_counter()
-    tmp = out.with_name(f".{out.name}.tmp")
     try:
+        scratch_folder = tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.")
+    except OSError as exc:
+        raise ExportError(f"cannot write in {out.parent}: {exc.strerror or exc}") from None
+    with scratch_folder as scratch_name:
+        scratch = Path(scratch_name)
+        made = scratch / out.name
         with warnings.catch_warnings():
             # Tracer, deprecation and "trace might not generalise" warnings are expected here: the
             # export is checked by running it (parity_check), not by these heuristics.
             warnings.simplefilter("ignore")
-            if fmt == "onnx":
-                exporter = _export_onnx(model, example, tmp, opset, names)
-                _embed_onnx_metadata(tmp, metadata)
+            if fmt == "torchscript":
+                exporter = _export_torchscript(model, example, made, metadata)
+            elif fmt == "coreml":
+                formats.convert_coreml(model, made, crop, bundle.class_names)
+                exporter = "coremltools (ML program, float32)"
             else:
-                exporter = _export_torchscript(model, example, tmp, metadata)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+                fp32 = made if fmt == "onnx" else scratch / "float32.onnx"
+                exporter = _export_onnx(model, example, fp32, opset, names)
+                if fmt == "onnx-int8":
+                    predictor = Predictor(bundle, "cpu", precision="float32")
+                    formats.quantize_onnx(fp32, made, calibration_photos, lambda p: _pixels(predictor, p))
+                    exporter += (
+                        f", then int8 (onnxruntime static quantization, {len(calibration_photos)} photos)"
+                    )
+                elif fmt == "openvino":
+                    formats.convert_openvino(fp32, made)
+                    exporter += f", then OpenVINO IR ({_openvino_version()})"
+                if fmt != "openvino":
+                    _embed_onnx_metadata(made, metadata)
+        _move_into_place(made, out, fmt)
     sidecar = sidecar_path(out)
     atomic_write_text(sidecar, json.dumps(metadata, indent=2) + "\n")
     seconds = time.perf_counter() - started
     log.info("exported %s to %s with %s in %.1fs", bundle.architecture, out, exporter, seconds)
     return ExportResult(out, sidecar, fmt, exporter, seconds, metadata)
+
+
+def _check_export_paths(out: Path, fmt: str, datasets: list[str | Path], force: bool) -> None:
+    """Refuse ``out`` (and what goes beside it) before anything is made; see :func:`export_bundle`."""
+    if fmt == "coreml":
+        if out.suffix.lower() != ".mlpackage":
+            raise ExportError(f"{out}: a Core ML export is a folder named *.mlpackage")
+        if out.exists() and not force:
+            raise ExportError(f"{out} already exists: choose another name, or add --force to replace it")
+        if out.exists() and not (out / "Manifest.json").is_file():
+            raise ExportError(f"{out} is not a Core ML package: it is kept")
+        check_output_file(out.with_name(out.name + ".tmp"), what="the exported model", datasets=datasets)
+    else:
+        if out.is_dir():
+            raise ExportError(f"{out} is a folder; give a file name for the exported model")
+        check_output_file(
+            out, what="the exported model", datasets=datasets, force=force, replaceable=EXPORT_SUFFIXES
+        )
+    if fmt == "openvino":
+        if out.suffix.lower() != ".xml":
+            raise ExportError(f"{out}: an OpenVINO export is an .xml file (with its .bin beside it)")
+        check_output_file(out.with_suffix(".bin"), what="the OpenVINO weights", datasets=datasets,
+                          force=force, replaceable=(".bin",))  # fmt: skip
+    check_output_file(sidecar_path(out), what="the export's metadata", datasets=datasets, force=force,
+                      replaceable=(".json",))  # fmt: skip
+
+
+def _move_into_place(made: Path, out: Path, fmt: str) -> None:
+    """Move a finished export from its scratch folder to ``out`` (an OpenVINO ``.xml`` with its
+    ``.bin``; a Core ML package folder, replacing the old one)."""
+    if fmt == "openvino":
+        os.replace(made.with_suffix(".bin"), out.with_suffix(".bin"))
+    if fmt == "coreml" and out.exists():
+        old = out.with_name(f".{out.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(out, old)
+        os.replace(made, out)
+        shutil.rmtree(old, ignore_errors=True)
+        return
+    os.replace(made, out)
+
+
+def _pixels(predictor: Predictor, path: Path) -> np.ndarray | None:
+    pixels = predictor.try_preprocessed(path)
+    return None if isinstance(pixels, str) else pixels.numpy()
+
+
+def _openvino_version() -> str:
+    import openvino
+
+    return f"openvino {openvino.__version__.split('-')[0]}"
 
 
 def _first_line(exc: BaseException) -> str:
@@ -438,15 +511,25 @@ def read_export_metadata(path: str | Path) -> dict[str, Any]:
 def _format_of(path: Path, fmt: str | None) -> str:
     if fmt is not None:
         if fmt not in FORMATS:
-            raise ExportError(f"unknown export format {fmt!r}; choose {' or '.join(FORMATS)}")
+            raise ExportError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
         return fmt
-    return "onnx" if path.suffix.lower() == ".onnx" else "torchscript"
+    suffix = path.suffix.lower()
+    by_suffix = {".onnx": "onnx", ".xml": "openvino", ".mlpackage": "coreml"}
+    return by_suffix.get(suffix, "torchscript")
 
 
-def _runner(path: Path, fmt: str) -> Callable[[np.ndarray], list[np.ndarray]] | str:
+def runner(path: Path, fmt: str) -> Callable[[np.ndarray], list[np.ndarray]] | str:
     """A function batch -> the exported file's outputs (logits; or probabilities and maybe
     out-of-distribution scores), or why it cannot run here."""
-    if fmt == "onnx":
+    cannot = formats.runs_here(fmt)
+    if cannot is not None:
+        return cannot
+    if fmt == "openvino":
+        try:
+            return formats.openvino_runner(path)
+        except Exception as exc:  # noqa: BLE001 - OpenVINO raises its own exception types
+            raise ExportError(f"OpenVINO cannot load {path.name}: {_first_line(exc)}") from None
+    if fmt in ("onnx", "onnx-int8"):
         try:
             import onnxruntime as ort
         except ImportError:
@@ -493,9 +576,9 @@ def parity_check(
     fmt = _format_of(exported, fmt)
     if not exported.is_file():
         raise ExportError(f"{exported}: no such file")
-    runner = _runner(exported, fmt)
-    if isinstance(runner, str):
-        return ParityReport(fmt, 0, None, None, available=False, reason=runner)
+    run = runner(exported, fmt)
+    if isinstance(run, str):
+        return ParityReport(fmt, 0, None, None, available=False, reason=run)
     # The reference is the app's model in float32, as the file is: a bfloat16 model's own answers differ
     # from float32 by bfloat16's rounding (BENCHMARKS.md, "Issue 26"), which is not the export's doing.
     if isinstance(bundle, Predictor):
@@ -526,7 +609,7 @@ def parity_check(
                 with torch.inference_mode():
                     logits, app_ood = predictor.file_outputs([p for p, _ in kept], batch)
                 app = predictor.probabilities_of(logits)
-                outputs = [torch.from_numpy(np.asarray(o)).float() for o in runner(batch.numpy())]
+                outputs = [torch.from_numpy(np.asarray(o)).float() for o in run(batch.numpy())]
                 # a calibrated export gives probabilities (and scores); an older one logits
                 other = outputs[0] if predictor.calibrated else torch.softmax(outputs[0], dim=1)
                 if len(outputs) > 1 and other.shape == app.shape:
