@@ -196,9 +196,11 @@ def test_cli_export_checks_parity_on_the_runs_val_images(trained_bundle, synthet
     assert "parity on 16 images: label agreement 1.0000" in text and out.is_file()
 
     args = ["export", str(trained_bundle), "--format", "torchscript", "--out", str(tmp_path / "m.pt")]
-    assert main([*args, "--json", "--parity-data", str(synthetic_dataset / "val")]) == 0
-    payload = json.loads(capsys.readouterr().out)
+    assert main([*args, "--json", "--parity-data", str(synthetic_dataset / "val")]) == 0  # --data's old name
+    first, last = capsys.readouterr().out.strip().splitlines()
+    payload = json.loads(first)
     assert payload["parity"]["passed"] is True and payload["export"]["format"] == "torchscript"
+    assert json.loads(last)["top1_agreement"] == 1.0  # the export report's summary comes last
 
 
 def test_cli_export_without_validation_images_skips_parity(bundle_paths, tmp_path, capsys):
@@ -212,9 +214,9 @@ def test_cli_export_without_validation_images_skips_parity(bundle_paths, tmp_pat
     ]
     assert main([*args, "--json"]) == 0
     payload = json.loads(capsys.readouterr().out)
-    assert payload["parity"]["available"] is False and "--parity-data" in payload["parity"]["reason"]
-    assert main([*args, "--parity-data", str(tmp_path / "missing")]) == 1
-    assert "--parity-data" in capsys.readouterr().err
+    assert payload["parity"]["available"] is False and "--data" in payload["parity"]["reason"]
+    assert main([*args, "--data", str(tmp_path / "missing")]) == 1
+    assert "--data" in capsys.readouterr().err
 
 
 def test_cli_export_errors_are_one_line(bundle_paths, tmp_path, capsys):

@@ -132,6 +132,11 @@ def _export(args: argparse.Namespace, out: Path, data: Path | None) -> int:
                 )
             payload["parity"] = parity.to_json()
             failed = parity.available and not parity.passed()
+            if not parity.available:
+                _say(args, f"parity check unavailable: {parity.reason}")
+            else:
+                _say(args, f"parity on {parity.n_images} images: label agreement {parity.label_agreement:.4f}, "
+                           f"largest probability difference {parity.max_prob_diff:.2e}")  # fmt: skip
         with tempfile.TemporaryDirectory() as scratch:
             fp32 = None
             if args.fmt == "onnx-int8":  # its latency beside the int8 model's

@@ -55,6 +55,7 @@ def write_deploy_folder(
     try:
         parent.mkdir(parents=True, exist_ok=True)
         scratch = Path(tempfile.mkdtemp(dir=parent, prefix=f".{folder.name}."))
+        scratch.chmod(0o755)  # a folder to share, not mkdtemp's private 0700
     except OSError as exc:
         raise TransferStudioError(
             f"cannot write the deploy folder in {parent}: {exc.strerror or exc}"
