@@ -27,6 +27,7 @@ OUT_NAMES = {
     "openvino": "model.xml",
     "coreml": "model.mlpackage",
     "torchscript": "model.pt",
+    "tflite": "model.tflite",
 }
 
 

@@ -1,4 +1,4 @@
-"""Issue 27's exports: onnx-int8, OpenVINO and Core ML, the export report, and the deploy folder that
+"""Issue 27's exports: onnx-int8, OpenVINO, Core ML and TFLite, the export report, and the deploy folder that
 runs without the app or torch; missing extras, bad folders and failed conversions leave nothing behind.
 
 The acceptance runs on hymenoptera with the built-in model (a 3-epoch feature-extract run); the
@@ -45,7 +45,7 @@ def hymenoptera_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.slow
-def test_int8_openvino_and_coreml_on_hymenoptera(hymenoptera_bundle, tmp_path, capsys):
+def test_int8_openvino_coreml_and_tflite_on_hymenoptera(hymenoptera_bundle, tmp_path, capsys):
     out = tmp_path / "exports"
     assert main(["export", str(hymenoptera_bundle), "--format", "onnx-int8", "--out", str(out / "m8.onnx"),
                  "--json"]) == 0  # fmt: skip
@@ -74,8 +74,11 @@ def test_int8_openvino_and_coreml_on_hymenoptera(hymenoptera_bundle, tmp_path, c
     assert spec["input_shape"] == [1, 3, crop, crop]
     assert spec["class_labels"] == ["ants", "bees"]
     assert spec["predicted_feature"] == "classLabel"
-    assert _leftovers(out) == ["m.bin", "m.mlpackage", "m.mlpackage.json", "m.xml", "m.xml.json", "m8.onnx",
-                               "m8.onnx.json"]  # fmt: skip
+    assert main(["export", str(hymenoptera_bundle), "--format", "tflite", "--out", str(out / "m.tflite"),
+                 "--json"]) == 0  # fmt: skip
+    assert _last_json(capsys)["top1_agreement"] >= 0.99
+    assert _leftovers(out) == ["m.bin", "m.mlpackage", "m.mlpackage.json", "m.tflite", "m.tflite.json", "m.xml",
+                               "m.xml.json", "m8.onnx", "m8.onnx.json"]  # fmt: skip
 
 
 @pytest.mark.slow

@@ -15,7 +15,7 @@ from engine.core.errors import TransferStudioError
 from engine.core.progress import CountBar, bars_wanted
 
 #: The export formats (engine.inference.formats.FORMAT_NAMES; listed here so ``--help`` needs no torch).
-FORMATS = ("onnx", "torchscript", "onnx-int8", "openvino", "coreml")
+FORMATS = ("onnx", "torchscript", "onnx-int8", "openvino", "coreml", "tflite")
 
 
 def add_parser(sub: Any) -> None:
@@ -27,13 +27,14 @@ def add_parser(sub: Any) -> None:
         choices=FORMATS,
         required=True,
         help="onnx and torchscript need nothing more; onnx-int8, openvino and coreml need the export "
-        "extra (pip install 'transfer-studio[export]'); a Core ML package runs only on macOS",
+        "extra (pip install 'transfer-studio[export]'), tflite the tflite extra; a Core ML package "
+        "runs only on macOS",
     )
     export.add_argument(
         "--out",
         type=Path,
         metavar="FILE",
-        help="the exported model (.onnx, .pt, .xml with its .bin, or a .mlpackage folder); "
+        help="the exported model (.onnx, .pt, .xml with its .bin, .tflite, or a .mlpackage folder); "
         "default: beside the bundle, or model.onnx inside --deploy",
     )
     export.add_argument(

@@ -56,7 +56,7 @@ from engine.models.tta import FlipAveraged
 
 log = logging.getLogger(__name__)
 
-FORMATS = formats.FORMAT_NAMES  # onnx, torchscript, onnx-int8, openvino, coreml
+FORMATS = formats.FORMAT_NAMES  # onnx, torchscript, onnx-int8, openvino, coreml, tflite
 ONNX_OPSET = 17
 EXPORT_FORMAT = "transfer-studio-export"
 EXPORT_VERSION = 1
@@ -282,7 +282,7 @@ def prepare_for_export(model: nn.Module) -> nn.Module:
 
 
 #: The suffixes an existing export may have to be replaced by a new one (with ``force``).
-EXPORT_SUFFIXES = (".onnx", ".pt", ".pth", ".ts", ".torchscript", ".ptl", ".xml")
+EXPORT_SUFFIXES = (".onnx", ".pt", ".pth", ".ts", ".torchscript", ".ptl", ".xml", ".tflite")
 
 
 def sidecar_path(out: str | Path) -> Path:
@@ -346,6 +346,9 @@ def export_bundle(
             elif fmt == "coreml":
                 formats.convert_coreml(model, made, crop, bundle.class_names)
                 exporter = "coremltools (ML program, float32)"
+            elif fmt == "tflite":
+                formats.convert_tflite(model, made, crop)
+                exporter = "litert-torch (float32, batch 1)"
             else:
                 fp32 = made if fmt == "onnx" else scratch / "float32.onnx"
                 exporter = _export_onnx(model, example, fp32, opset, names)
@@ -514,7 +517,7 @@ def _format_of(path: Path, fmt: str | None) -> str:
             raise ExportError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
         return fmt
     suffix = path.suffix.lower()
-    by_suffix = {".onnx": "onnx", ".xml": "openvino", ".mlpackage": "coreml"}
+    by_suffix = {".onnx": "onnx", ".xml": "openvino", ".mlpackage": "coreml", ".tflite": "tflite"}
     return by_suffix.get(suffix, "torchscript")
 
 
@@ -524,6 +527,11 @@ def runner(path: Path, fmt: str) -> Callable[[np.ndarray], list[np.ndarray]] | s
     cannot = formats.runs_here(fmt)
     if cannot is not None:
         return cannot
+    if fmt == "tflite":
+        try:
+            return formats.tflite_runner(path)
+        except Exception as exc:  # noqa: BLE001 - LiteRT raises its own exception types
+            raise ExportError(f"LiteRT cannot load {path.name}: {_first_line(exc)}") from None
     if fmt == "openvino":
         try:
             return formats.openvino_runner(path)

@@ -11,7 +11,10 @@ how a converted file is run on this machine:
 - ``openvino``: OpenVINO IR (``.xml`` with its ``.bin``) through OpenVINO's own converter, run by
   OpenVINO's CPU plugin;
 - ``coreml``: a Core ML ``.mlpackage`` (ML program) through coremltools, from the TorchScript trace. It
-  converts on any system; only macOS runs it, so here it is checked by its spec alone.
+  converts on any system; only macOS runs it, so here it is checked by its spec alone;
+- ``tflite``: a LiteRT (TensorFlow Lite) flatbuffer through Google's litert-torch (Apache-2.0, no
+  TensorFlow needed), batch 1, run by LiteRT's interpreter (the ``tflite`` extra: it brings JAX and
+  more, so it is kept apart from ``export``).
 
 Every converter writes into a scratch folder; :func:`engine.inference.export.export_bundle` moves the
 result into place only once it is complete, so a failed conversion leaves nothing behind.
@@ -45,7 +48,10 @@ NEEDS: dict[str, tuple[str, ...]] = {
     "onnx-int8": ("onnx", "onnxruntime"),
     "openvino": ("openvino",),
     "coreml": ("coremltools",),
+    "tflite": ("litert_torch", "ai_edge_litert"),
 }
+#: The extra that brings each format's packages.
+EXTRA = {"tflite": "tflite"}
 #: The file name suffix of each format's model ("" for a folder of the format's own).
 SUFFIXES = {
     "onnx": ".onnx",
@@ -53,11 +59,11 @@ SUFFIXES = {
     "onnx-int8": ".onnx",
     "openvino": ".xml",
     "coreml": ".mlpackage",
+    "tflite": ".tflite",
 }
 FORMAT_NAMES = tuple(NEEDS)
 #: Training photos the int8 quantization is calibrated on (spread over the classes).
 CALIBRATION_PHOTOS = 100
-INSTALL_HINT = "pip install 'transfer-studio[export]'"
 
 
 class FormatUnavailable(TransferStudioError):
@@ -73,10 +79,16 @@ def require(fmt: str) -> None:
     """Raise :class:`FormatUnavailable`, naming what to install, when ``fmt`` cannot be made here."""
     missing = missing_packages(fmt)
     if missing:
+        names = " ".join(name.replace("_", "-") for name in missing)
         raise FormatUnavailable(
             f"the {fmt} export needs {' and '.join(missing)}, which is not installed "
-            f"({INSTALL_HINT}, or pip install {' '.join(missing)})"
+            f"({install_hint(fmt)}, or pip install {names})"
         )
+
+
+def install_hint(fmt: str) -> str:
+    """The pip command that brings ``fmt``'s converter."""
+    return f"pip install 'transfer-studio[{EXTRA.get(fmt, 'export')}]'"
 
 
 def runs_here(fmt: str) -> str | None:
@@ -86,7 +98,7 @@ def runs_here(fmt: str) -> str | None:
     if fmt in ("onnx", "onnx-int8") and importlib.util.find_spec("onnxruntime") is None:
         return "onnxruntime is not installed (pip install onnxruntime)"
     missing = missing_packages(fmt)
-    return f"{' and '.join(missing)} is not installed ({INSTALL_HINT})" if missing else None
+    return f"{' and '.join(missing)} is not installed ({install_hint(fmt)})" if missing else None
 
 
 def quantize_onnx(
@@ -272,6 +284,48 @@ def coreml_spec(path: Path) -> dict[str, Any]:
         "predicted_probabilities": spec.description.predictedProbabilitiesName,
         "class_labels": json.loads(spec.description.metadata.userDefined.get("class_names", "[]")),
     }
+
+
+def convert_tflite(model: nn.Module, out: Path, crop_size: int) -> None:
+    """Write ``out`` (``.tflite``): the export's module through litert-torch, for one photo at a time."""
+    require("tflite")
+    import torch
+
+    chatter = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(chatter), contextlib.redirect_stdout(chatter):
+            import litert_torch
+
+            edge = litert_torch.convert(model.eval(), (torch.zeros(1, 3, crop_size, crop_size),))
+            edge.export(str(out))
+    except Exception as exc:  # noqa: BLE001 - the converter raises many types
+        out.unlink(missing_ok=True)
+        raise TransferStudioError(f"cannot convert the model to TFLite: {_first_line(exc)}") from None
+    finally:
+        log.debug("litert-torch said:\n%s", chatter.getvalue()[-2000:])
+
+
+def tflite_runner(path: Path) -> Callable[[np.ndarray], list[np.ndarray]]:
+    """A function batch -> the TFLite model's outputs, photo by photo on LiteRT's interpreter."""
+    require("tflite")
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(path))
+    interpreter.allocate_tensors()
+    source = interpreter.get_input_details()[0]["index"]
+    # The outputs in the model's own order (probabilities, then the score), as the ONNX file gives them.
+    targets = sorted(interpreter.get_output_details(), key=lambda d: str(d["name"]))
+    order = [d["index"] for d in targets]
+
+    def run(batch: np.ndarray) -> list[np.ndarray]:
+        rows: list[list[np.ndarray]] = []
+        for photo in batch:
+            interpreter.set_tensor(source, photo[None].astype(np.float32))
+            interpreter.invoke()
+            rows.append([np.array(interpreter.get_tensor(index)) for index in order])
+        return [np.concatenate([row[i] for row in rows]) for i in range(len(order))]
+
+    return run
 
 
 def openvino_runner(path: Path) -> Callable[[np.ndarray], list[np.ndarray]]:
