@@ -312,6 +312,7 @@ class MainWindow(QMainWindow):
             self.settings,
             self,
             protect=protect,
+            dataset=self.data_tab.report,
         )
         self._export_dialog.open()
 
