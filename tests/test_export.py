@@ -168,7 +168,7 @@ def test_memory_efficient_swish_is_swapped_for_silu():
 
 def test_bad_export_requests_are_clear_errors(bundle_paths, tmp_path):
     with pytest.raises(ExportError, match="unknown export format"):
-        export_bundle(bundle_paths["resnet18"], "tflite", tmp_path / "m.tflite")
+        export_bundle(bundle_paths["resnet18"], "tfjs", tmp_path / "m.json")
     with pytest.raises(ExportError, match="is a folder"):
         export_bundle(bundle_paths["resnet18"], "onnx", tmp_path)
     with pytest.raises(ExportError, match="no such file"):
@@ -225,5 +225,5 @@ def test_cli_export_errors_are_one_line(bundle_paths, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "no such file" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
     with pytest.raises(SystemExit) as usage:
-        main(["export", str(bundle_paths["resnet18"]), "--format", "tflite", "--out", "m"])
+        main(["export", str(bundle_paths["resnet18"]), "--format", "tfjs", "--out", "m"])
     assert usage.value.code == 2 and "invalid choice" in capsys.readouterr().err
