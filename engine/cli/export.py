@@ -86,8 +86,10 @@ def _export(args: argparse.Namespace, out: Path, data: Path | None) -> int:
 
     from engine.core.rundir import CONFIG_FILE, RunDir
     from engine.data.datasets import scan_dataset
+    from engine.data.outputs import run_dataset
     from engine.inference.export import export_bundle, parity_check, parity_images, sidecar_path
     from engine.inference.export_report import export_report
+    from engine.inference.formats import calibration_photos
     from engine.models.bundle import load_bundle
 
     run_dir = args.bundle if args.bundle.is_dir() else args.bundle.parent
@@ -98,15 +100,16 @@ def _export(args: argparse.Namespace, out: Path, data: Path | None) -> int:
     if args.fmt == "onnx-int8":
         if report is None:
             raise TransferStudioError("onnx-int8 is calibrated on training photos: give --data DATA")
-        calibration = _spread(report.splits["train"])
-    protect = [data] if data is not None else []
+        calibration = calibration_photos(report.splits["train"])
+    # The datasets in use (the one checked on, and the run's): nothing is written inside them.
+    protect = ([data] if data is not None else []) + run_dataset(args.bundle)
     bundle = load_bundle(args.bundle)
     temporary = out.name.startswith(".") and args.deploy is not None and args.out is None
     if args.deploy is not None:
         from engine.inference.deploy import check_deploy_folder
 
         check_deploy_folder(args.deploy, datasets=protect)  # before anything is written
-    result = export_bundle(args.bundle, args.fmt, out, force=args.force or temporary, protect=protect,
+    result = export_bundle(bundle, args.fmt, out, force=args.force or temporary, protect=protect,
                            calibration_photos=calibration)  # fmt: skip
     try:
         if args.deploy is not None:
@@ -159,15 +162,6 @@ def _export(args: argparse.Namespace, out: Path, data: Path | None) -> int:
         if temporary:  # only the deploy folder was asked for
             result.path.unlink(missing_ok=True)
             sidecar_path(result.path).unlink(missing_ok=True)
-
-
-def _spread(samples: Any, count: int = 0) -> list[Path]:
-    """Up to CALIBRATION_PHOTOS training photos, spread evenly over the (class-sorted) list."""
-    from engine.inference.formats import CALIBRATION_PHOTOS
-
-    count = count or CALIBRATION_PHOTOS
-    step = max(1, len(samples) // count)
-    return [s.path for s in samples[::step]][:count]
 
 
 def _say(args: argparse.Namespace, text: str) -> None:

@@ -103,6 +103,13 @@ def runs_here(fmt: str) -> str | None:
     return f"{' and '.join(missing)} is not installed ({install_hint(fmt)})" if missing else None
 
 
+def calibration_photos(training: Sequence[Any]) -> list[Path]:
+    """Up to :data:`CALIBRATION_PHOTOS` of a split's samples (anything with a ``path``), spread evenly
+    over the list (which is sorted by class), for :func:`quantize_onnx`."""
+    step = max(1, len(training) // CALIBRATION_PHOTOS)
+    return [sample.path for sample in training[::step]][:CALIBRATION_PHOTOS]
+
+
 def quantize_onnx(
     fp32_onnx: Path, out: Path, photos: Sequence[Any], preprocess: Callable[[Any], np.ndarray | None]
 ) -> None:

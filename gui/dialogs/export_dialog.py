@@ -396,12 +396,11 @@ def _export_and_check(
 
     from engine.inference.export import export_bundle, parity_check
     from engine.inference.export_report import export_report
+    from engine.inference.formats import calibration_photos
 
     calibration: list[Path] = []
     if fmt == "onnx-int8" and dataset is not None:
-        train = dataset.splits.get("train", [])
-        step = max(1, len(train) // 100)
-        calibration = [s.path for s in train[::step]][:100]
+        calibration = calibration_photos(dataset.splits.get("train", []))
     result = export_bundle(bundle, fmt, out, force=True, protect=protect, calibration_photos=calibration)
     if deploy is not None:
         from engine.inference.deploy import write_deploy_folder
