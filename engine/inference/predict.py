@@ -228,6 +228,14 @@ class Predictor:
         img = image if isinstance(image, Image.Image) else self.load(image)
         return self._top(self.probabilities([img])[0], top_k)
 
+    def classify_image(self, image: Image.Image, top_k: int = 3, name: str = "") -> Prediction:
+        """The full answer for one decoded image (a camera frame): top-k classes and "none of these".
+
+        ``name`` stands in for the file's path in the :class:`Prediction`.
+        """
+        logits, scores = self.outputs(self.transform(image.convert("RGB")).unsqueeze(0))
+        return self._prediction(Path(name), self.probabilities_of(logits)[0], float(scores[0]), top_k)
+
     def predict_paths(
         self,
         paths: Iterable[str | Path],
