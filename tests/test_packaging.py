@@ -60,22 +60,29 @@ def test_the_desktop_file_runs_the_gui_script():
 
 
 def test_the_pyside6_cap_applies_only_where_6_12_breaks():
-    """6.12.0 aborts on Python < 3.12 only (gui/core/qt_compat.py): the cap carries that marker."""
+    """6.12.0 aborts on Python < 3.12 only (gui/core/qt_compat.py): the cap carries that marker, for
+    PySide6-Essentials and for PySide6-Addons (Qt Multimedia: the camera), which must match it."""
     requirements = pytest.importorskip("packaging.requirements")
     pins = [
         requirements.Requirement(line)
         for line in _pyproject()["project"]["dependencies"]
         if line.lower().startswith("pyside6")
     ]
-    assert len(pins) == 2, pins
-    for python, ok_612 in (("3.10", False), ("3.11", False), ("3.12", True), ("3.13", True)):
-        active = [
-            pin for pin in pins if pin.marker is not None and pin.marker.evaluate({"python_version": python})
-        ]
-        assert len(active) == 1, (python, active)
-        assert active[0].specifier.contains("6.11.3")
-        assert active[0].specifier.contains("6.12.0") is ok_612, (python, active[0])
-        assert not active[0].specifier.contains("6.5.0")
+    assert sorted({pin.name.lower() for pin in pins}) == ["pyside6-addons", "pyside6-essentials"]
+    assert len(pins) == 4, pins
+    for name in ("pyside6-addons", "pyside6-essentials"):
+        for python, ok_612 in (("3.10", False), ("3.11", False), ("3.12", True), ("3.13", True)):
+            active = [
+                pin
+                for pin in pins
+                if pin.name.lower() == name
+                and pin.marker is not None
+                and pin.marker.evaluate({"python_version": python})
+            ]
+            assert len(active) == 1, (name, python, active)
+            assert active[0].specifier.contains("6.11.3")
+            assert active[0].specifier.contains("6.12.0") is ok_612, (name, python, active[0])
+            assert not active[0].specifier.contains("6.5.0")
 
 
 def test_the_resources_package_holds_the_icons():

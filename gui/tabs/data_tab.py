@@ -143,6 +143,13 @@ class DataTab(QWidget):
         self.summary.setObjectName("datasetSummary")
         self.summary.setWordWrap(True)
         self.error = MessageBanner("dataError")
+        self.capture_button = QPushButton("Capture photos into this folder…")
+        self.capture_button.setObjectName("dataCaptureButton")
+        self.capture_button.setToolTip(
+            "Build the dataset with a camera: photos go straight into class folders"
+        )
+        self.capture_button.clicked.connect(self._capture_into_folder)
+        self.capture_button.hide()
 
         self.class_table = QTableWidget(0, 0)
         self.class_table.setObjectName("classTable")
@@ -224,6 +231,7 @@ class DataTab(QWidget):
         layout.addLayout(top)
         layout.addWidget(self.progress)
         layout.addWidget(self.error)
+        layout.addWidget(self.capture_button, 0, Qt.AlignmentFlag.AlignLeft)
         layout.addWidget(self.summary)
         layout.addWidget(self.pages, 1)
 
@@ -252,6 +260,13 @@ class DataTab(QWidget):
         if self.report is not None:
             self.open_dataset(self.report.root)
             self._keep_on_failure = SORTED_REFUSED
+        elif self.path_edit.text():
+            self.open_dataset(self.path_edit.text())  # photos captured into a folder that was no dataset yet
+
+    @Slot()
+    def _capture_into_folder(self) -> None:
+        """Capture into class for a folder that cannot be used yet (empty, or one class only)."""
+        self.sort.open_capture(Path(self._scanning_path))
 
     @Slot(str)
     def _sort_folder(self, folder: str) -> None:
@@ -270,6 +285,7 @@ class DataTab(QWidget):
         path = str(Path(folder).expanduser())
         self.path_edit.setText(path)
         self.error.hide()
+        self.capture_button.hide()
         self.progress.setRange(0, 0)
         self.progress.show()
         self.summary.setText(f"Scanning {path}…")
@@ -314,6 +330,8 @@ class DataTab(QWidget):
         self.rescan_button.setEnabled(bool(self.path_edit.text()))
         self.summary.setText("")
         self.error.show_message("<b>This folder cannot be used.</b>", "error", detail=message)
+        # An empty (or too small) folder can still become a dataset: with a camera.
+        self.capture_button.setVisible(Path(self._scanning_path).is_dir())
         self.pages.setCurrentIndex(0)
         self.grid.set_paths([])
         self.audit.set_dataset(None)

@@ -4,7 +4,8 @@ Images come from ``predictOpenButton`` (``QFileDialog.getOpenFileNames``), a fol
 drag-and-drop. Loading the bundle and classifying run on worker threads; results stream into a
 table (file, prediction, confidence) that exports to CSV. The selected row shows its image and the
 top-k classes with probability bars in ``predictResults``; ``gradcamToggle`` overlays its Grad-CAM
-heatmap on the preview (computed on a worker thread).
+heatmap on the preview (computed on a worker thread). ``predictCameraButton`` turns the live camera
+on (:mod:`gui.tabs.predict_camera`): the model's answer drawn on the camera's picture.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt, Signal, Slot
-from PySide6.QtGui import QDragEnterEvent, QDropEvent, QImage, QPixmap
+from PySide6.QtGui import QDragEnterEvent, QDropEvent, QHideEvent, QImage, QPixmap, QShowEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -38,6 +39,7 @@ from gui.background.images import ImageLoader
 from gui.background.inference import GradCamModels, GradCamRender, PhotosFound, PredictWorker
 from gui.background.jobs import FunctionWorker, Job, ThreadRunner, friendly_error
 from gui.core.settings import Settings
+from gui.tabs.predict_camera import LiveCameraPage
 from gui.views.prediction_views import ProbabilityTable, confidence_item
 from gui.views.widgets import MessageBanner, dropped_paths, empty_state_pages, heading
 
@@ -151,9 +153,21 @@ class PredictTab(QWidget):
         self.export_button = self._button(
             "Export CSV…", "predictExportButton", "Export results as CSV", self.export_csv
         )
+        self.camera_button = QPushButton("Live camera")
+        self.camera_button.setObjectName("predictCameraButton")
+        self.camera_button.setAccessibleName("Classify what the camera sees, live")
+        self.camera_button.setToolTip("Point a camera at something and see the model's answer live")
+        self.camera_button.setCheckable(True)
+        self.camera_button.toggled.connect(self._on_camera_toggled)
         top = QHBoxLayout()
         top.addWidget(self.model_label, 1)
-        for button in (self.model_button, self.open_button, self.folder_button, self.export_button):
+        for button in (
+            self.model_button,
+            self.open_button,
+            self.folder_button,
+            self.export_button,
+            self.camera_button,
+        ):
             top.addWidget(button)
         self.error = MessageBanner("predictError")
         self.status = QLabel()
@@ -240,6 +254,9 @@ class PredictTab(QWidget):
         splitter.setChildrenCollapsible(False)
         self.pages = empty_state_pages(EMPTY_HINT, "predictEmptyHint", splitter)
         self.empty_hint = self.pages.widget(0)
+        self.camera_page = LiveCameraPage(self.settings, self.runner)
+        self.pages.addWidget(self.camera_page)
+        self._photos_page = 0  # the page to go back to when the camera is turned off
 
         layout = QVBoxLayout(self)
         layout.addLayout(top)
@@ -301,6 +318,7 @@ class PredictTab(QWidget):
         self.unknown_label.setToolTip(tip)  # a disabled spin box's own tooltip is easy to miss
         if isinstance(self.empty_hint, QLabel):
             self.empty_hint.setText(DROP_HINT + f"<p>{summary}</p>")
+        self.camera_page.set_predictor(predictor)
         self.modelLoaded.emit(predictor)
         if self._queued:
             sources, self._queued = self._queued, []
@@ -354,6 +372,7 @@ class PredictTab(QWidget):
                 )
             return
         self.job.cancel()
+        self.camera_button.setChecked(False)
         self.predictions = []
         self.table.setRowCount(0)
         self.results.clear_results()
@@ -543,6 +562,28 @@ class PredictTab(QWidget):
         if images:
             self.classify(images)
 
+    # -- the live camera ----------------------------------------------------------------------------------
+    @Slot(bool)
+    def _on_camera_toggled(self, on: bool) -> None:
+        if on:
+            self._photos_page = self.pages.currentIndex()
+            self.pages.setCurrentWidget(self.camera_page)
+            self.camera_page.activate()
+        else:
+            self.camera_page.deactivate()
+            self.pages.setCurrentIndex(self._photos_page)
+
+    def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 - Qt override
+        super().showEvent(event)
+        if self.camera_button.isChecked() and not self.camera_page.active:
+            self.camera_page.activate()  # back on the tab: the camera comes back on
+
+    def hideEvent(self, event: QHideEvent) -> None:  # noqa: N802 - Qt override
+        super().hideEvent(event)
+        if self.camera_page.active:
+            self.camera_page.deactivate()  # another tab: the camera's light goes off
+
     def shutdown(self) -> None:
+        self.camera_page.shutdown()
         self.previews.shutdown()
         self.gradcam.shutdown()

@@ -7,7 +7,8 @@ in-memory features of :class:`gui.tabs.sort_state.SortSession` (no new backbone 
 
 The grid (:mod:`gui.views.sort_grid`) shows one thumbnail per photo to sort with its suggestion; keys
 1-9 put the selected photos in a class, Enter accepts the suggestions, X skips, Ctrl+Z undoes; the
-map side (:mod:`gui.tabs.sort_map`) names a lasso or a group as a class. Every move is one batch of
+map side (:mod:`gui.tabs.sort_map`) names a lasso or a group as a class; **Capture into class**
+(:mod:`gui.dialogs.capture_dialog`) takes camera photos straight into a class folder. Every move is one batch of
 :func:`engine.sorting.journal.accept`; a refusal shows one line and changes nothing. After a batch
 the panel emits ``datasetEdited`` (the Data tab scans again) and keeps its state when the new scan
 matches its features (:func:`gui.tabs.sort_state.reconciled`), else computes them again (mostly
@@ -43,7 +44,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from engine.core.errors import TransferStudioError
 from gui.background.jobs import FunctionWorker, Job, ThreadRunner, friendly_error
+from gui.dialogs.capture_dialog import CaptureDialog
 from gui.tabs.sort_map import SortMap
 from gui.tabs.sort_state import Move, SortSession, reconciled
 from gui.views.class_colours import class_colour
@@ -86,6 +89,18 @@ def _fit(features: PhotoFeatures) -> Proposals:
     from engine.sorting.proposals import fit_proposals
 
     return fit_proposals(features)
+
+
+def _class_folders(root: Path) -> list[Path]:
+    """The class folders already in ``root`` (under ``train/`` when there is one), for a folder that
+    is not a dataset yet."""
+    from engine.sorting.journal import class_folder
+
+    try:
+        parent = class_folder(root, "x").parent
+        return [p for p in parent.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    except (OSError, TransferStudioError):
+        return []
 
 
 def _button(
@@ -140,6 +155,7 @@ class SortPanel(QWidget):
             runner, "sort-fit", self, on_returned=self._on_proposals, on_errored=self._on_fit_failed,
             on_done=self._update,
         )  # fmt: skip
+        self.capture_dialog: CaptureDialog | None = None
         self._build()
         self._update()
 
@@ -161,7 +177,9 @@ class SortPanel(QWidget):
         empty_layout = QVBoxLayout(empty)
         empty_layout.addStretch(1)
         empty_layout.addWidget(self.empty_text)
-        empty_layout.addLayout(_row(None, add, show_map, None))
+        capture = _button("Capture into class…", "sortCaptureButton", self._capture_clicked,
+                          "Take photos with a camera straight into a class folder")  # fmt: skip
+        empty_layout.addLayout(_row(None, add, show_map, capture, None))
         empty_layout.addStretch(2)
 
         self.start_button = _button("Compute suggestions", "sortStartButton", self.start,
@@ -217,6 +235,8 @@ class SortPanel(QWidget):
                                    "Accept every suggestion at least this sure (asks first)")  # fmt: skip
         add_more = _button("Add folder…", "sortAddMoreButton", self.choose_folder,
                            "Sort the photos of another folder into this dataset", tool=True)  # fmt: skip
+        capture_more = _button("Capture…", "sortCaptureMoreButton", self._capture_clicked,
+                               "Take photos with a camera straight into a class folder", tool=True)  # fmt: skip
         self.map_toggle = QPushButton("Map")
         self.map_toggle.setObjectName("sortMapToggle")
         self.map_toggle.setToolTip("Show or hide the photo map")
@@ -256,6 +276,7 @@ class SortPanel(QWidget):
         top.addWidget(self.progress, 1)
         top.addWidget(self.status, 2)  # the progress line (how many sorted, left, the accuracy so far)
         top.addWidget(add_more, 0, Qt.AlignmentFlag.AlignTop)
+        top.addWidget(capture_more, 0, Qt.AlignmentFlag.AlignTop)
         top.addWidget(self.map_toggle, 0, Qt.AlignmentFlag.AlignTop)
         layout.addLayout(top)
         for widget in (self.error, self.notice, self.classes_label):
@@ -730,6 +751,38 @@ class SortPanel(QWidget):
             return
         if self._move([(p, name) for p in unsorted], f"Moved {len(unsorted)} photo(s) into '{name}'"):
             self.map_side.map.select([])
+
+    def open_capture(self, root: Path | None = None) -> CaptureDialog | None:
+        """Capture into class: the camera dialog, its photos going into the class folders of this
+        dataset (or of ``root``, a folder that is not a dataset yet)."""
+        folder = root if root is not None else self.report.root if self.report is not None else None
+        if folder is None:
+            return None
+        if self.capture_dialog is not None and self.capture_dialog.root != folder:
+            self.capture_dialog.reject()
+        if self.capture_dialog is None:
+            classes = self.classes() if root is None else sorted(p.name for p in _class_folders(folder))
+            self.capture_dialog = CaptureDialog(folder, classes, self)
+            self.capture_dialog.finished.connect(self._on_capture_closed)
+        self.capture_dialog.show()
+        self.capture_dialog.raise_()
+        if not self.capture_dialog.panel.is_running():
+            self.capture_dialog.start()
+        return self.capture_dialog
+
+    @Slot()
+    def _capture_clicked(self) -> None:
+        self.open_capture()
+
+    @Slot()
+    def _on_capture_closed(self) -> None:
+        dialog, self.capture_dialog = self.capture_dialog, None
+        if dialog is None:
+            return
+        dialog.deleteLater()
+        if dialog.saved:
+            self._say(f"Captured {len(dialog.saved)} photo(s) into their class folders")
+            self.datasetEdited.emit()  # the Data tab scans again: the new photos count
 
     def shutdown(self) -> None:
         self.features_job.cancel()
