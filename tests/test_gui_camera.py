@@ -111,6 +111,13 @@ def test_frames_from_a_test_source_show_the_top_classes_without_stalling_the_win
     assert "answers per second" in page.findChild(type(page.rate), "cameraRate").text()
     assert window.findChild(QPushButton, "cameraPauseButton").isEnabled()
 
+    # "None of these" above 0: every frame is unlike the training photos, and the picture says so.
+    source.timer.start(1000 // FPS)
+    tab.unknown_threshold.setValue(0.0)
+    qtbot.waitUntil(lambda: page.panel.view.answer_lines()[0][0] == "None of these", timeout=30_000)
+    assert page.panel.view.answer_lines()[1][0].startswith("best guess cats")
+    source.stop()
+
 
 def test_pause_holds_the_picture_and_snapshot_saves_it(
     window, qtbot, monkeypatch, trained_bundle, synthetic_dataset, tmp_path

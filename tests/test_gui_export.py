@@ -60,3 +60,14 @@ def test_an_export_shows_its_report_and_writes_the_deploy_folder(dialog, qtbot, 
     assert "top-1 accuracy" in text and "model-deploy" in text
     assert (tmp_path / "model-deploy" / "predict.py").is_file()
     assert (tmp_path / "model-deploy" / "model.onnx").is_file() and out.is_file()
+
+
+def test_the_command_line_and_the_dialog_offer_every_format_the_engine_writes():
+    """The format names are listed three times (the engine's, the command line's without torch, the
+    dialog's labels): the same set everywhere."""
+    from engine.cli.export import FORMATS as CLI_FORMATS
+    from engine.inference.formats import FORMAT_NAMES
+    from gui.dialogs.export_dialog import FORMATS as DIALOG_FORMATS
+
+    assert set(CLI_FORMATS) == set(FORMAT_NAMES) == set(DIALOG_FORMATS)
+    assert len(CLI_FORMATS) == len(FORMAT_NAMES)

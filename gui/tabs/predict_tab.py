@@ -161,13 +161,7 @@ class PredictTab(QWidget):
         self.camera_button.toggled.connect(self._on_camera_toggled)
         top = QHBoxLayout()
         top.addWidget(self.model_label, 1)
-        for button in (
-            self.model_button,
-            self.open_button,
-            self.folder_button,
-            self.export_button,
-            self.camera_button,
-        ):
+        for button in (self.model_button, self.open_button, self.folder_button, self.export_button):
             top.addWidget(button)
         self.error = MessageBanner("predictError")
         self.status = QLabel()
@@ -212,7 +206,7 @@ class PredictTab(QWidget):
         self.preview.setObjectName("predictImage")
         self.preview.setAccessibleName("Selected image")
         self.preview.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.preview.setMinimumSize(280, 240)
+        self.preview.setMinimumSize(280, 220)  # the window still shrinks to 700x500 with the camera row
         self.preview_title = heading("")
         self.gradcam_toggle = QCheckBox("Grad-CAM overlay")
         self.gradcam_toggle.setObjectName("gradcamToggle")
@@ -261,7 +255,10 @@ class PredictTab(QWidget):
         layout = QVBoxLayout(self)
         layout.addLayout(top)
         layout.addWidget(self.error)
-        layout.addWidget(self.status)
+        status_row = QHBoxLayout()  # the camera's button here: the top row keeps the window narrow
+        status_row.addWidget(self.status, 1)
+        status_row.addWidget(self.camera_button)
+        layout.addLayout(status_row)
         layout.addWidget(self.pages, 1)
 
     def _update_buttons(self) -> None:

@@ -179,7 +179,8 @@ class SortPanel(QWidget):
         empty_layout.addWidget(self.empty_text)
         capture = _button("Capture into class…", "sortCaptureButton", self._capture_clicked,
                           "Take photos with a camera straight into a class folder")  # fmt: skip
-        empty_layout.addLayout(_row(None, add, show_map, capture, None))
+        empty_layout.addLayout(_row(None, add, show_map, None))
+        empty_layout.addLayout(_row(None, capture, None))  # a row of its own: the tab stays narrow
         empty_layout.addStretch(2)
 
         self.start_button = _button("Compute suggestions", "sortStartButton", self.start,
