@@ -69,6 +69,7 @@ class CaptureDialog(QDialog):
         self._saved_frame = -1  # the frame saved last (holding Capture never saves one frame twice)
         self.panel = CameraPanel()
         self.panel.frameArrived.connect(self._on_frame)
+        self.panel.controls.addStretch(1)  # the picker and Look again keep their size, on the left
         self.class_picker = QComboBox()
         self.class_picker.setObjectName("captureClassPicker")
         self.class_picker.setAccessibleName("Class the photos go into")
