@@ -90,3 +90,30 @@ def test_classify_image_gives_what_predict_gives_for_the_file(trained_bundle, sy
         assert live.ood_score == pytest.approx(from_file.ood_score, abs=1e-4)
     grey = make_image((128, 128, 128), (64, 48))
     assert predictor.classify_image(grey.convert("L"), top_k=1).top  # any mode: converted to RGB
+
+
+def test_two_threads_on_one_predictor_get_their_own_answers(trained_bundle, synthetic_dataset):
+    """The live camera and a folder's prediction share the window's predictor: each pass hooks the
+    feature layer for "none of these", so passes take turns (a mixed-up score was possible before)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    predictor = Predictor.from_bundle(trained_bundle, device="cpu")
+    paths = sorted((synthetic_dataset / "val").rglob("*.*"))
+    images = [predictor.load(p) for p in paths]
+    alone = [predictor.classify_image(image, top_k=2) for image in images]
+
+    def live() -> list:
+        return [predictor.classify_image(image, top_k=2) for image in images for _ in range(3)]
+
+    with ThreadPoolExecutor(2) as pool:
+        camera = pool.submit(live)
+        folder = pool.submit(
+            lambda: [predictor.predict_paths(paths, top_k=2, batch_size=8) for _ in range(3)]
+        )
+        live_answers, folder_answers = camera.result(), folder.result()
+    for n, answer in enumerate(live_answers):
+        expected = alone[n // 3]
+        assert answer.label == expected.label
+        assert answer.ood_score == pytest.approx(expected.ood_score, abs=1e-4)
+    for run in folder_answers:
+        assert [a.label for a in run] == [a.label for a in alone]

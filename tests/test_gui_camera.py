@@ -25,6 +25,12 @@ from gui.background.live import LiveClassifier, pil_image  # noqa: E402
 FPS = 30
 
 
+@pytest.fixture(autouse=True)
+def no_real_camera(monkeypatch):
+    """No test opens a real camera (on a machine that has one): the test source feeds the frames."""
+    monkeypatch.setattr(camera.CameraFeed, "cameras", staticmethod(lambda: []))
+
+
 class FrameSource:
     """Sends ``frames`` (cycled) into a QVideoFrameInput at ``fps``, like a camera would."""
 
@@ -139,6 +145,10 @@ def test_pause_holds_the_picture_and_snapshot_saves_it(
     qtbot.wait(300)
     assert page.panel.view.answer_lines()[0][0].startswith("cats")  # held
     assert page.classifier.offered == offered  # paused: no frame goes to the model
+    tab.unknown_threshold.setValue(0.0)  # the held answer is labelled again, like the table's rows
+    assert page.panel.view.answer_lines()[0][0] == "None of these"
+    tab.unknown_threshold.setValue(2.0)
+    assert page.panel.view.answer_lines()[0][0].startswith("cats")
     held = page.panel.view.frame
 
     target = tmp_path / "shots" / "my snapshot"  # no suffix typed: .jpg is added
@@ -346,3 +356,56 @@ def test_an_empty_folder_becomes_a_dataset_with_the_camera(
     qtbot.waitUntil(lambda: window.data_tab.report is not None, timeout=30_000)
     assert window.data_tab.report.classes == ["cats", "dogs"]
     assert not button.isVisible()
+
+
+def test_a_late_permission_answer_starts_the_camera_only_if_still_wanted(qtbot, monkeypatch):
+    from PySide6.QtCore import QCoreApplication
+
+    asked = []
+    monkeypatch.setattr(camera.CameraFeed, "cameras", staticmethod(lambda: [camera.QCameraDevice()]))
+    status = [Qt.PermissionStatus.Undetermined]
+    monkeypatch.setattr(QCoreApplication, "checkPermission", lambda _app, _p: status[0], raising=False)
+    monkeypatch.setattr(
+        QCoreApplication,
+        "requestPermission",
+        lambda _app, _p, _ctx, answer: asked.append(answer),
+        raising=False,
+    )
+    feed = camera.CameraFeed()
+    feed.start_camera()
+    assert len(asked) == 1 and not feed.is_running()  # the system asks the user
+    feed.stop()  # the user left the tab meanwhile
+    status[0] = Qt.PermissionStatus.Granted
+    asked[0](None)
+    assert feed.camera is None  # not started behind the user's back
+    problems = []
+    feed.problem.connect(problems.append)
+    status[0] = Qt.PermissionStatus.Denied
+    feed.start_camera()
+    assert problems == [camera.NO_PERMISSION] and feed.camera is None
+
+
+def test_another_dataset_or_closing_the_window_closes_capture(
+    make_window, qtbot, synthetic_dataset, tmp_path
+):
+    import shutil
+
+    window = make_window()
+    dataset = tmp_path / "pets"
+    shutil.copytree(synthetic_dataset, dataset)
+    panel = _sort_panel(window, qtbot, dataset)
+    dialog = panel.open_capture()
+    assert dialog is not None and dialog.isVisible()
+    other = tmp_path / "other"
+    shutil.copytree(synthetic_dataset, other)
+    window.data_tab.open_dataset(other)
+    qtbot.waitUntil(lambda: window.data_tab.report is not None and window.data_tab.report.root == other)
+    assert panel.capture_dialog is None and not dialog.isVisible()  # photos never go into the old one
+    dialog = panel.open_capture()
+    assert dialog is not None and dialog.root == other
+    source = FrameSource([_frame(sorted((synthetic_dataset / "val" / "cats").iterdir())[0])])
+    dialog.start(source.input)
+    qtbot.waitUntil(dialog.panel.is_running)
+    window.close()
+    source.stop()
+    assert not dialog.panel.is_running() and panel.capture_dialog is None

@@ -115,6 +115,9 @@ class Predictor:
         # through the network once per predictor.
         self._remembered: OrderedDict[tuple[str, int, int], tuple[torch.Tensor, float]] = OrderedDict()
         self._remembered_lock = threading.Lock()  # a window may run two jobs on one predictor
+        # One pass through the model at a time: a pass hooks the shared feature layer to read the
+        # features of "none of these", and two threads inside it would read each other's.
+        self._pass_lock = threading.Lock()
 
     @property
     def calibrated(self) -> bool:
@@ -155,14 +158,15 @@ class Predictor:
         batch = batch.to(self.device).contiguous(memory_format=torch.channels_last)
         seen: list[torch.Tensor] = []
         handle = None
-        if self.can_say_unknown and self._feature_head is not None:
-            handle = self._feature_head.register_forward_pre_hook(lambda _m, args: seen.append(args[0]))
-        try:
-            with self.precision.autocast(self.device):
-                logits = tta_logits(self.model, batch, self.bundle.preprocessing.tta).float().cpu()
-        finally:
-            if handle is not None:
-                handle.remove()
+        with self._pass_lock:
+            if self.can_say_unknown and self._feature_head is not None:
+                handle = self._feature_head.register_forward_pre_hook(lambda _m, args: seen.append(args[0]))
+            try:
+                with self.precision.autocast(self.device):
+                    logits = tta_logits(self.model, batch, self.bundle.preprocessing.tta).float().cpu()
+            finally:
+                if handle is not None:
+                    handle.remove()
         scores = None
         if seen and self.calibration is not None:
             scores = self.calibration.ood(seen[0].float().cpu())  # the first call: the plain view

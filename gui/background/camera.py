@@ -50,6 +50,7 @@ class CameraFeed(QObject):
     frameArrived = Signal(QImage)
     problem = Signal(str)
     camerasChanged = Signal()
+    started = Signal(bool)  # after a late permission answer: whether the camera runs now
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -61,6 +62,7 @@ class CameraFeed(QObject):
         self._devices.videoInputsChanged.connect(self.camerasChanged)
         self.camera: QCamera | None = None
         self.frame_input: QVideoFrameInput | None = None
+        self._wanted = False  # a camera was asked for and not stopped since (a late permission answer)
         self.frames = 0  # frames that arrived since the feed started
 
     @staticmethod
@@ -77,6 +79,7 @@ class CameraFeed(QObject):
     def start_camera(self, device: QCameraDevice | None = None) -> None:
         """Show ``device`` (the default camera when None); ``problem`` says why it cannot."""
         self.stop()
+        self._wanted = True
         devices = self.cameras()
         if not devices:
             self.problem.emit(NO_CAMERA)
@@ -101,6 +104,7 @@ class CameraFeed(QObject):
 
     def stop(self) -> None:
         """Stop the camera (its light goes off) or detach the frame input."""
+        self._wanted = False
         if self.camera is not None:
             camera, self.camera = self.camera, None
             camera.errorOccurred.disconnect(self._on_camera_error)
@@ -124,10 +128,17 @@ class CameraFeed(QObject):
         if status == Qt.PermissionStatus.Granted:
             return True
         if status == Qt.PermissionStatus.Undetermined:
-            app.requestPermission(QCameraPermission(), self, lambda _p: self.start_camera(device))
+            app.requestPermission(QCameraPermission(), self, lambda _p: self._on_permission_answer(device))
             return False
         self.problem.emit(NO_PERMISSION)
         return False
+
+    def _on_permission_answer(self, device: QCameraDevice) -> None:
+        """The user answered the system's question: start the camera if it is still wanted (not after
+        the user turned the camera off or left its tab meanwhile)."""
+        if self._wanted and not self.is_running():
+            self.start_camera(device)  # checks the answer again: refused gives the message
+            self.started.emit(self.is_running())
 
     @Slot(QCamera.Error, str)
     def _on_camera_error(self, _error: QCamera.Error, message: str) -> None:

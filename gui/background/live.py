@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QImage
 
-from gui.background.jobs import Job, ThreadRunner, Worker
+from gui.background.jobs import Job, ThreadRunner, Worker, friendly_error
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -51,6 +51,13 @@ class LiveAnswer:
     seconds: float
 
 
+@dataclass(frozen=True)
+class LiveFailure:
+    """Why one frame could not be classified (the worker goes on with the next)."""
+
+    message: str
+
+
 class LiveWorker(Worker):
     """Classifies the frames handed to :meth:`offer`, one at a time, until aborted (yields LiveAnswer)."""
 
@@ -76,15 +83,21 @@ class LiveWorker(Worker):
                 continue
             self.check_abort()
             start = time.perf_counter()
-            prediction = self.predictor.classify_image(pil_image(frame), top_k=self.top_k, name="camera")
+            try:
+                prediction = self.predictor.classify_image(pil_image(frame), top_k=self.top_k, name="camera")
+            except Exception as exc:  # noqa: BLE001 - one bad frame: say so, and go on with the next
+                logger.warning("a camera frame could not be classified: %s", exc, exc_info=True)
+                self.yielded.emit(LiveFailure(friendly_error(exc)))
+                continue
             self.yielded.emit(LiveAnswer(prediction, frame, time.perf_counter() - start))
 
 
 class LiveClassifier(QObject):
     """Classifies offered frames with a model, one at a time, dropping those that come meanwhile.
 
-    ``answered(LiveAnswer)`` for each classified frame; ``failed(message)`` if the model fails (the
-    classifier stops then). Counts ``offered`` and ``dropped`` frames.
+    ``answered(LiveAnswer)`` for each classified frame; ``failed(message)`` for a frame the model could
+    not classify (the next frames are still classified), or when the worker itself fails (then it
+    stops). Counts ``offered``, ``dropped`` and ``classified`` frames.
     """
 
     answered = Signal(object)
@@ -137,8 +150,11 @@ class LiveClassifier(QObject):
         self._in_flight = False
         self._answer_times.clear()
 
-    def _on_answer(self, answer: LiveAnswer) -> None:
+    def _on_answer(self, answer: LiveAnswer | LiveFailure) -> None:
         self._in_flight = False
+        if isinstance(answer, LiveFailure):
+            self.failed.emit(answer.message)
+            return
         self.classified += 1
         self._answer_times.append(time.monotonic())
         self.answered.emit(answer)

@@ -491,6 +491,8 @@ class MainWindow(QMainWindow):
         if self._shut_down:
             return
         self._shut_down = True
+        self.predict_tab.camera_page.deactivate()  # the cameras' lights go off first
+        self.data_tab.sort.close_capture()
         self.train_tab.stop()
         if not self.runner.shutdown(timeout_s):
             logger.warning("some background work did not stop within %.0f s", timeout_s)

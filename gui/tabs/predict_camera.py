@@ -132,7 +132,7 @@ class LiveCameraPage(QWidget):
         self.rate.setText(f"{rate:.1f} answers per second · {per_frame}" if rate else per_frame)
 
     def _on_failed(self, message: str) -> None:
-        self.error.show_message("<b>The model stopped answering:</b>", "error", detail=message)
+        self.error.show_message("<b>The model could not answer:</b>", "error", detail=message)
 
     @Slot(bool)
     def _on_pause(self, paused: bool) -> None:

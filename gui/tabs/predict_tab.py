@@ -447,6 +447,11 @@ class PredictTab(QWidget):
             self.table.setItem(row, 1, self._label_item(relabelled))
             self.table.setItem(row, 3, self._truth_item(relabelled))
         self._on_row_selected()
+        held = self.camera_page.panel.view.prediction  # the camera's answer (held while paused)
+        if held is not None and held.ood_score is not None:
+            self.camera_page.panel.view.set_prediction(
+                replace(held, unknown=self.predictor.is_unknown(held.ood_score))
+            )
 
     def _shown_name(self, path: Path) -> str:
         """The path below the classified folder (its sub-folders show), or the file name."""

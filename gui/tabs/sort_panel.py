@@ -301,6 +301,8 @@ class SortPanel(QWidget):
         """A new scan of the Data tab: the same folder keeps the view when its photos match."""
         same = report is not None and self.report is not None and report.root == self.report.root
         self.report = report
+        if report is not None and self.capture_dialog is not None and self.capture_dialog.root != report.root:
+            self.close_capture()  # another dataset: photos must not go on into the one before
         if not same:
             self._reset(report.root if report is not None else Path())
         elif self.features is not None and report is not None:
@@ -760,7 +762,7 @@ class SortPanel(QWidget):
         if folder is None:
             return None
         if self.capture_dialog is not None and self.capture_dialog.root != folder:
-            self.capture_dialog.reject()
+            self.close_capture()
         if self.capture_dialog is None:
             classes = self.classes() if root is None else sorted(p.name for p in _class_folders(folder))
             self.capture_dialog = CaptureDialog(folder, classes, self)
@@ -770,6 +772,11 @@ class SortPanel(QWidget):
         if not self.capture_dialog.panel.is_running():
             self.capture_dialog.start()
         return self.capture_dialog
+
+    def close_capture(self) -> None:
+        """Close Capture into class (its camera goes off)."""
+        if self.capture_dialog is not None:
+            self.capture_dialog.reject()
 
     @Slot()
     def _capture_clicked(self) -> None:
@@ -786,6 +793,7 @@ class SortPanel(QWidget):
             self.datasetEdited.emit()  # the Data tab scans again: the new photos count
 
     def shutdown(self) -> None:
+        self.close_capture()
         self.features_job.cancel()
         self.fit_job.cancel()
         self.grid.shutdown()

@@ -191,6 +191,7 @@ class CameraPanel(QWidget):
             self.feed.frameArrived.connect(self._on_frame)
             self.feed.problem.connect(self._on_problem)
             self.feed.camerasChanged.connect(self._fill_picker)
+            self.feed.started.connect(self.running)
         return self.feed
 
     @Slot()
