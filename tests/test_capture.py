@@ -117,3 +117,14 @@ def test_two_threads_on_one_predictor_get_their_own_answers(trained_bundle, synt
         assert answer.ood_score == pytest.approx(expected.ood_score, abs=1e-4)
     for run in folder_answers:
         assert [a.label for a in run] == [a.label for a in alone]
+
+
+def test_the_classes_already_there_are_those_captures_would_join(tmp_path):
+    from engine.sorting.capture import existing_classes
+
+    assert existing_classes(tmp_path / "missing") == []
+    (tmp_path / "bees").mkdir()
+    (tmp_path / ".thumbs").mkdir()
+    assert existing_classes(tmp_path) == ["bees"]
+    (tmp_path / "train" / "ants").mkdir(parents=True)
+    assert existing_classes(tmp_path) == ["ants"]  # with split folders: train/'s classes

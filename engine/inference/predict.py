@@ -17,7 +17,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -217,6 +217,12 @@ class Predictor:
     def is_unknown(self, score: float) -> bool:
         """Whether an out-of-distribution ``score`` is past the threshold ("none of these")."""
         return self.unknown_threshold is not None and math.isfinite(score) and score > self.unknown_threshold
+
+    def relabelled(self, prediction: Prediction) -> Prediction:
+        """``prediction`` answered again at the current "none of these" threshold (no new pass)."""
+        if prediction.ood_score is None:
+            return prediction
+        return replace(prediction, unknown=self.is_unknown(prediction.ood_score))
 
     def probabilities(self, images: Sequence[Image.Image]) -> torch.Tensor:
         """Softmax probabilities, one row per image, on the CPU."""

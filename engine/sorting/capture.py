@@ -15,12 +15,23 @@ from pathlib import Path
 
 from engine.core.errors import TransferStudioError
 from engine.data.exclusions import free_name
-from engine.sorting.journal import check_class_name, class_folder
+from engine.sorting.journal import check_class_name, class_folder, classes_folder
 
 log = logging.getLogger(__name__)
 
 #: Tries at a free name when other captures take each one first (two windows capturing at once).
 _NAME_TRIES = 100
+
+
+def existing_classes(root: str | Path) -> list[str]:
+    """The class folders already in ``root`` (a folder that may not be a dataset yet), sorted; none when
+    it cannot be read."""
+    try:
+        return sorted(
+            p.name for p in classes_folder(Path(root)).iterdir() if p.is_dir() and not p.name.startswith(".")
+        )
+    except (OSError, TransferStudioError):
+        return []
 
 
 def capture_name(when: datetime, suffix: str = ".jpg") -> str:

@@ -62,14 +62,19 @@ def journal_file(root: str | Path) -> Path:
     return app_data_dir() / "sorting" / f"{Path(resolved).name or 'dataset'}-{digest}.jsonl"
 
 
-def class_folder(root: Path, class_name: str) -> Path:
-    """The folder a photo of ``class_name`` goes to: ``train/<class>`` with split folders, else ``<class>``."""
+def classes_folder(root: Path) -> Path:
+    """The folder that holds the class folders: ``train/`` with split folders, else ``root``."""
     try:
         tops = [p for p in root.iterdir() if p.is_dir()]
     except OSError as exc:
         raise TransferStudioError(f"cannot read the dataset folder {root}: {exc.strerror or exc}") from exc
     train = next((p for p in sorted(tops) if p.name.lower() in SPLIT_ALIASES["train"]), None)
-    return (train or root) / class_name
+    return train or root
+
+
+def class_folder(root: Path, class_name: str) -> Path:
+    """The folder a photo of ``class_name`` goes to: ``train/<class>`` with split folders, else ``<class>``."""
+    return classes_folder(root) / class_name
 
 
 def check_class_name(name: str) -> str:

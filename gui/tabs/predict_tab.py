@@ -13,7 +13,6 @@ from __future__ import annotations
 import html
 import logging
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -442,16 +441,14 @@ class PredictTab(QWidget):
         for row, prediction in enumerate(self.predictions):
             if prediction.ood_score is None:
                 continue
-            relabelled = replace(prediction, unknown=self.predictor.is_unknown(prediction.ood_score))
+            relabelled = self.predictor.relabelled(prediction)
             self.predictions[row] = relabelled
             self.table.setItem(row, 1, self._label_item(relabelled))
             self.table.setItem(row, 3, self._truth_item(relabelled))
         self._on_row_selected()
         held = self.camera_page.panel.view.prediction  # the camera's answer (held while paused)
-        if held is not None and held.ood_score is not None:
-            self.camera_page.panel.view.set_prediction(
-                replace(held, unknown=self.predictor.is_unknown(held.ood_score))
-            )
+        if held is not None:
+            self.camera_page.panel.view.set_prediction(self.predictor.relabelled(held))
 
     def _shown_name(self, path: Path) -> str:
         """The path below the classified folder (its sub-folders show), or the file name."""

@@ -44,7 +44,6 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.core.errors import TransferStudioError
 from gui.background.jobs import FunctionWorker, Job, ThreadRunner, friendly_error
 from gui.dialogs.capture_dialog import CaptureDialog
 from gui.tabs.sort_map import SortMap
@@ -89,18 +88,6 @@ def _fit(features: PhotoFeatures) -> Proposals:
     from engine.sorting.proposals import fit_proposals
 
     return fit_proposals(features)
-
-
-def _class_folders(root: Path) -> list[Path]:
-    """The class folders already in ``root`` (under ``train/`` when there is one), for a folder that
-    is not a dataset yet."""
-    from engine.sorting.journal import class_folder
-
-    try:
-        parent = class_folder(root, "x").parent
-        return [p for p in parent.iterdir() if p.is_dir() and not p.name.startswith(".")]
-    except (OSError, TransferStudioError):
-        return []
 
 
 def _button(
@@ -764,7 +751,9 @@ class SortPanel(QWidget):
         if self.capture_dialog is not None and self.capture_dialog.root != folder:
             self.close_capture()
         if self.capture_dialog is None:
-            classes = self.classes() if root is None else sorted(p.name for p in _class_folders(folder))
+            from engine.sorting.capture import existing_classes
+
+            classes = self.classes() if root is None else existing_classes(folder)
             self.capture_dialog = CaptureDialog(folder, classes, self)
             self.capture_dialog.finished.connect(self._on_capture_closed)
         self.capture_dialog.show()
